@@ -1,0 +1,52 @@
+"""`sentry-memwatch check`: one look, as a table, with an exit code for scripts."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Sequence
+from typing import TextIO
+
+from listener import policy
+from listener.config import Config
+from listener.model import ProcessInfo
+from listener.sampler import Sampler
+from listener.units import format_size
+
+HEADERS = ("GROUP", "PROCESS", "PID", "STATE", "MEMORY", "LIMIT", "VERDICT")
+
+
+def verdict_text(j: policy.Judgement) -> str:
+    if j.verdict in (policy.SELF, policy.EXCLUDED, policy.NOT_RUNNING, policy.NO_LIMIT,
+                     policy.NO_SAMPLE):
+        return j.verdict
+    if j.over:
+        return "OVER (grace)" if j.verdict == policy.GRACE else "OVER"
+    return "ok"
+
+
+def render(judgements: Sequence[policy.Judgement], measure: str) -> str:
+    rows = [(*HEADERS[:4], f"MEMORY ({measure.upper()})", *HEADERS[5:])]
+    for j in judgements:
+        memory = format_size(j.sample.value) if j.sample else "-"
+        if j.sample and j.sample.children:
+            memory += f" ({j.sample.children} children)"
+        rows.append((j.process.group, j.process.name, str(j.process.pid or "-"),
+                     j.process.statename, memory,
+                     format_size(j.limit) if j.limit is not None else "-", verdict_text(j)))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(HEADERS))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows) + "\n"
+
+
+def check(config: Config, processes: Sequence[ProcessInfo], sampler: Sampler, out: TextIO,
+          environ: dict[str, str] | None = None) -> int:
+    """Print the table; 1 if some watched process is over its limit, else 0."""
+    result = sampler.sample(processes)
+    env = dict(os.environ) if environ is None else environ
+    name = env.get("SUPERVISOR_PROCESS_NAME")
+    self_names = frozenset({f"{env.get('SUPERVISOR_GROUP_NAME') or name}:{name}"}) if name else frozenset()
+    decision = policy.decide(processes, result.samples, config, policy.PolicyState(), time.time(),
+                             self_names=self_names, self_pids=frozenset({os.getpid()}))
+    out.write(render(decision.judgements, config.measure))
+    over = [j for j in decision.judgements if verdict_text(j).startswith("OVER")]
+    return 1 if over else 0

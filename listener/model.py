@@ -1,0 +1,45 @@
+"""Value objects shared by the sampler, the policy and the shells around them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+RUNNING = "RUNNING"
+
+
+@dataclass(frozen=True)
+class ProcessInfo:
+    """One entry of supervisord's getAllProcessInfo."""
+
+    group: str
+    name: str
+    pid: int
+    statename: str
+    start: float  # epoch seconds when supervisord last started it
+
+    @property
+    def namespec(self) -> str:
+        return f"{self.group}:{self.name}"
+
+
+@dataclass(frozen=True)
+class Unit:
+    """A pid judged on its own: the supervised process, or (with --children each) a descendant."""
+
+    pid: int
+    bytes: int
+    started: float  # epoch seconds, from the kernel
+
+
+@dataclass(frozen=True)
+class Sample:
+    """The memory of one supervised process as the configured mode sees it.
+
+    `value` is the figure the limit is compared with: the pid alone (none), the tree's sum
+    (sum) or the largest unit (each). `units` holds the supervised pid first, then its
+    descendants (each mode only)."""
+
+    value: int
+    measure: str  # the measure actually used: "rss" where PSS/USS was denied
+    children: int
+    units: tuple[Unit, ...]

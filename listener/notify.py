@@ -1,0 +1,47 @@
+"""Mail about restarts through a sendmail command, as memmon does (-m, -s, -u, -n)."""
+
+from __future__ import annotations
+
+import email.utils
+import logging
+import shlex
+import socket
+import subprocess
+
+from listener.log import fields
+
+log = logging.getLogger("memwatch.notify")
+
+
+class Mailer:
+    def __init__(self, to: str, sendmail: str = "/usr/sbin/sendmail -t -i",
+                 name: str | None = None, timeout: float = 30.0) -> None:
+        self.to = to
+        self.sendmail = sendmail
+        self.name = name
+        self.timeout = timeout
+
+    def subject(self, text: str) -> str:
+        return f"memwatch [{self.name}]: {text}" if self.name else f"memwatch: {text}"
+
+    def message(self, subject: str, body: str) -> str:
+        sender = f"sentry-memwatch@{socket.getfqdn()}"
+        return (f"To: {self.to}\nFrom: {sender}\nDate: {email.utils.formatdate(localtime=True)}\n"
+                f"Subject: {self.subject(subject)}\n\n{body}\n")
+
+    def send(self, subject: str, body: str) -> bool:
+        """Hand the mail to sendmail; a failure is logged, never raised."""
+        try:
+            argv = shlex.split(self.sendmail)
+            done = subprocess.run(argv, input=self.message(subject, body).encode(),
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                  timeout=self.timeout, check=False)
+        except (OSError, ValueError, subprocess.SubprocessError) as exc:
+            log.error("could not send mail", extra=fields(command=self.sendmail, error=str(exc)))
+            return False
+        if done.returncode != 0:
+            log.error("sendmail failed", extra=fields(
+                command=self.sendmail, status=done.returncode,
+                stderr=done.stderr.decode(errors="replace").strip()[:200]))
+            return False
+        return True

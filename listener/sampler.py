@@ -1,0 +1,175 @@
+"""Memory of supervised processes, read with psutil straight from /proc (never `ps`).
+
+One pass per tick: with --children sum/each, a single scan of /proc builds the parent->children
+map for every supervised tree at once, so the cost stays linear in the number of processes.
+psutil.Process objects are cached across ticks, keyed by (pid, start time) so a reused pid is
+never mistaken for the process we knew.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+import psutil
+
+from listener.model import ProcessInfo, Sample, Unit
+
+log = logging.getLogger("memwatch.sampler")
+
+VANISHED = "vanished"
+ZOMBIE = "zombie"
+ACCESS_DENIED = "access_denied"
+
+
+@dataclass
+class SampleResult:
+    samples: dict[str, Sample]
+    errors: Counter[str]
+
+
+@dataclass(frozen=True)
+class ProcEntry:
+    ppid: int
+    started: float  # epoch seconds
+
+
+class ProcScanner:
+    """One read of /proc/*/stat per process: parent pid and start time of everything running."""
+
+    def __init__(self, proc_root: str = "/proc") -> None:
+        self.proc_root = proc_root
+        self.boot_time = psutil.boot_time()
+        self.ticks = os.sysconf("SC_CLK_TCK")
+
+    def scan(self) -> dict[int, ProcEntry]:
+        table: dict[int, ProcEntry] = {}
+        for name in os.listdir(self.proc_root):
+            if not name.isdigit():
+                continue
+            try:
+                with open(f"{self.proc_root}/{name}/stat", "rb") as f:
+                    data = f.read()
+            except OSError:  # exited since the listdir
+                continue
+            # comm may hold spaces and parentheses: the fields start after the last ')'
+            fields = data[data.rfind(b")") + 2:].split()
+            try:
+                table[int(name)] = ProcEntry(
+                    ppid=int(fields[1]),
+                    started=self.boot_time + int(fields[19]) / self.ticks,
+                )
+            except (IndexError, ValueError):
+                continue
+        return table
+
+
+def children_map(table: dict[int, ProcEntry]) -> dict[int, list[int]]:
+    children: dict[int, list[int]] = {}
+    for pid, entry in table.items():
+        children.setdefault(entry.ppid, []).append(pid)
+    return children
+
+
+def descendants(pid: int, children: dict[int, list[int]]) -> Iterator[int]:
+    """Every descendant of pid, parents before their children."""
+    seen = {pid}
+    stack = list(reversed(children.get(pid, ())))
+    while stack:
+        child = stack.pop()
+        if child in seen:
+            continue
+        seen.add(child)
+        yield child
+        stack.extend(reversed(children.get(child, ())))
+
+
+class Sampler:
+    def __init__(self, measure: str = "rss", children: str = "none",
+                 scanner: ProcScanner | None = None) -> None:
+        self.measure = measure
+        self.children = children
+        self.scanner = scanner or ProcScanner()
+        self._cache: dict[tuple[int, float], psutil.Process] = {}
+        self._reported: set[str] = set()
+
+    def sample(self, processes: Iterable[ProcessInfo]) -> SampleResult:
+        errors: Counter[str] = Counter()
+        samples: dict[str, Sample] = {}
+        used: dict[tuple[int, float], psutil.Process] = {}
+        running = [p for p in processes if p.pid > 0 and p.statename == "RUNNING"]
+        table: dict[int, ProcEntry] = {}
+        kids: dict[int, list[int]] = {}
+        if self.children != "none" and running:
+            table = self.scanner.scan()
+            kids = children_map(table)
+        for proc in running:
+            units: list[Unit] = []
+            measures: set[str] = set()
+            pids = [(proc.pid, proc.start)]
+            if self.children != "none":
+                if proc.pid not in table:
+                    errors[VANISHED] += 1
+                    continue
+                pids = [(proc.pid, table[proc.pid].started)]
+                pids += [(p, table[p].started) for p in descendants(proc.pid, kids)]
+            for index, (pid, started) in enumerate(pids):
+                read = self._read(pid, started, used, errors)
+                if read is None:
+                    if index == 0:  # the supervised pid itself is gone: no figure at all
+                        break
+                    continue
+                value, measure = read
+                measures.add(measure)
+                units.append(Unit(pid, value, started))
+            if not units or units[0].pid != proc.pid:
+                continue
+            if self.children == "sum":
+                value = sum(u.bytes for u in units)
+            elif self.children == "each":
+                value = max(u.bytes for u in units)
+            else:
+                value = units[0].bytes
+            samples[proc.namespec] = Sample(
+                value=value,
+                measure="rss" if "rss" in measures else self.measure,
+                children=len(units) - 1,
+                units=tuple(units) if self.children == "each" else (),
+            )
+        self._cache = used
+        return SampleResult(samples, errors)
+
+    def _read(self, pid: int, started: float, used: dict[tuple[int, float], psutil.Process],
+              errors: Counter[str]) -> tuple[int, str] | None:
+        key = (pid, round(started, 1))
+        try:
+            process = self._cache.get(key) or psutil.Process(pid)
+            used[key] = process
+            if self.measure == "rss":
+                return process.memory_info().rss, "rss"
+            try:
+                full = process.memory_full_info()
+            except psutil.AccessDenied:
+                reason = f"{self.measure}_denied"
+                errors[reason] += 1
+                self._report_once(reason, f"{self.measure} of pid {pid} is not readable "
+                                  "(permissions or kernel); using rss for such pids")
+                return process.memory_info().rss, "rss"
+            return int(getattr(full, self.measure)), self.measure
+        except psutil.ZombieProcess:
+            errors[ZOMBIE] += 1
+        except psutil.NoSuchProcess:
+            errors[VANISHED] += 1
+        except psutil.AccessDenied:
+            errors[ACCESS_DENIED] += 1
+            self._report_once(ACCESS_DENIED, f"memory of pid {pid} is not readable (permissions)")
+        used.pop(key, None)
+        return None
+
+    def _report_once(self, reason: str, message: str) -> None:
+        if reason not in self._reported:
+            self._reported.add(reason)
+            log.warning(message, extra={"fields": {"reason": reason}})

@@ -1,0 +1,166 @@
+"""supervisord's XML-RPC API over http:// or unix://, with a timeout on every call.
+
+supervisor's own SupervisorTransport has no timeout, so a supervisord that accepts and never
+answers would hang the listener forever; this transport sets one and drops the connection
+after any error so the next call starts clean. One client per thread (http.client is not
+thread-safe): the actuator makes its own.
+"""
+
+from __future__ import annotations
+
+import base64
+import http.client
+import socket
+import urllib.parse
+import xmlrpc.client
+from typing import Any
+
+from listener.model import ProcessInfo
+
+# supervisor.xmlrpc.Faults
+UNKNOWN_METHOD = 1
+BAD_NAME = 10
+NO_FILE = 20
+NOT_EXECUTABLE = 21
+FAILED = 30
+ABNORMAL_TERMINATION = 40
+SPAWN_ERROR = 50
+ALREADY_STARTED = 60
+NOT_RUNNING = 70
+SHUTDOWN_STATE = 6
+
+# Faults that are normal races, not failures: the process already is where we want it,
+# or was removed by a reread/update.
+RACE_FAULTS = {BAD_NAME: "BAD_NAME", ALREADY_STARTED: "ALREADY_STARTED", NOT_RUNNING: "NOT_RUNNING"}
+
+SupervisorError = (OSError, xmlrpc.client.Error, http.client.HTTPException)
+
+
+class _UnixHTTPConnection(http.client.HTTPConnection):
+    def __init__(self, path: str, timeout: float) -> None:
+        super().__init__("localhost", timeout=timeout)
+        self.path = path
+
+    def connect(self) -> None:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(self.timeout)
+        try:
+            sock.connect(self.path)
+        except OSError:
+            sock.close()
+            raise
+        self.sock = sock
+
+
+class TimeoutTransport(xmlrpc.client.Transport):
+    def __init__(self, server_url: str, username: str | None, password: str | None,
+                 timeout: float) -> None:
+        super().__init__()
+        self.server_url = server_url
+        self.timeout = timeout
+        self._auth: str | None = None
+        if username is not None and password is not None:
+            token = base64.b64encode(f"{username}:{password}".encode()).decode("ascii")
+            self._auth = f"Basic {token}"
+        if server_url.startswith("unix://"):
+            self._target: tuple[str, Any] = ("unix", server_url[len("unix://"):])
+        elif server_url.startswith("http://"):
+            parsed = urllib.parse.urlsplit(server_url)
+            self._target = ("http", (parsed.hostname or "localhost", parsed.port or 80))
+        else:
+            raise ValueError(f"unsupported supervisord URL {redact_url(server_url)!r} "
+                             "(use unix:///path or http://host:port)")
+
+    def make_connection(self, host: Any) -> http.client.HTTPConnection:
+        if self._connection[1] is not None:
+            return self._connection[1]
+        kind, where = self._target
+        conn: http.client.HTTPConnection
+        if kind == "unix":
+            conn = _UnixHTTPConnection(where, self.timeout)
+        else:
+            conn = http.client.HTTPConnection(where[0], where[1], timeout=self.timeout)
+        self._connection = (host, conn)
+        return conn
+
+    def send_headers(self, connection: http.client.HTTPConnection,
+                     headers: list[tuple[str, str]]) -> None:
+        if self._auth:
+            headers = [*headers, ("Authorization", self._auth)]
+        super().send_headers(connection, headers)
+
+    def request(self, host: Any, handler: str, request_body: Any, verbose: bool = False) -> Any:
+        try:
+            return super().request(host, handler, request_body, verbose)
+        except BaseException:
+            self.close()  # a half-read response must not poison the next call
+            raise
+
+
+def redact_url(url: str) -> str:
+    """The URL without any user:password@ part, for logs and errors."""
+    parsed = urllib.parse.urlsplit(url)
+    if parsed.password is None and parsed.username is None:
+        return url
+    netloc = parsed.hostname or ""
+    if parsed.port:
+        netloc += f":{parsed.port}"
+    return urllib.parse.urlunsplit(parsed._replace(netloc=netloc))
+
+
+def describe_error(exc: BaseException) -> str:
+    """A one-line description of an RPC failure that never includes credentials."""
+    if isinstance(exc, xmlrpc.client.Fault):
+        return f"fault {exc.faultCode}: {exc.faultString}"
+    if isinstance(exc, xmlrpc.client.ProtocolError):
+        return f"HTTP {exc.errcode} {exc.errmsg}"
+    if isinstance(exc, socket.timeout | TimeoutError):
+        return "timed out"
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    return f"{type(exc).__name__}: {exc}"
+
+
+class Supervisor:
+    """The calls the listener makes, returning plain values."""
+
+    def __init__(self, server_url: str, username: str | None = None, password: str | None = None,
+                 timeout: float = 10.0) -> None:
+        self.server_url = server_url
+        transport = TimeoutTransport(server_url, username, password, timeout)
+        # the URL given to ServerProxy is a placeholder: the transport knows where to connect
+        self._proxy: Any = xmlrpc.client.ServerProxy("http://127.0.0.1", transport=transport,
+                                                allow_none=True)
+
+    @property
+    def display_url(self) -> str:
+        return redact_url(self.server_url)
+
+    def processes(self) -> list[ProcessInfo]:
+        infos = self._proxy.supervisor.getAllProcessInfo()
+        return [to_process_info(i) for i in infos]
+
+    def process(self, namespec: str) -> ProcessInfo:
+        return to_process_info(self._proxy.supervisor.getProcessInfo(namespec))
+
+    def state(self) -> str:
+        return str(self._proxy.supervisor.getState()["statename"])
+
+    def stop(self, namespec: str) -> None:
+        self._proxy.supervisor.stopProcess(namespec, True)
+
+    def start(self, namespec: str) -> None:
+        self._proxy.supervisor.startProcess(namespec, True)
+
+    def close(self) -> None:
+        self._proxy("close")()
+
+
+def to_process_info(info: dict[str, Any]) -> ProcessInfo:
+    return ProcessInfo(
+        group=str(info["group"]),
+        name=str(info["name"]),
+        pid=int(info["pid"]),
+        statename=str(info["statename"]),
+        start=float(info["start"]),
+    )

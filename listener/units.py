@@ -1,0 +1,67 @@
+"""Parsing and formatting of byte sizes and durations (pure functions)."""
+
+from __future__ import annotations
+
+import re
+
+# memmon's KB/MB/GB are powers of 1024 (supervisor's byte_size); we keep that meaning and
+# add the unambiguous IEC spellings and the one-letter forms.
+_SIZE_UNITS = {
+    "": 1,
+    "b": 1,
+    "k": 1024,
+    "kb": 1024,
+    "kib": 1024,
+    "m": 1024**2,
+    "mb": 1024**2,
+    "mib": 1024**2,
+    "g": 1024**3,
+    "gb": 1024**3,
+    "gib": 1024**3,
+    "t": 1024**4,
+    "tb": 1024**4,
+    "tib": 1024**4,
+}
+_DURATION_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+_NUMBER_UNIT = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*([a-zA-Z]*)\s*$")
+_MAX_BYTES = 1024**6  # a petabyte-scale ceiling keeps absurd input from becoming a float overflow
+
+
+def parse_size(text: str) -> int:
+    """'400MB', '1.5GiB', '512k', '1048576' -> bytes. Raises ValueError with the reason."""
+    match = _NUMBER_UNIT.match(text)
+    if not match:
+        raise ValueError(f"not a size: {text!r} (expected a number with an optional unit like 400MB)")
+    number, unit = match.groups()
+    factor = _SIZE_UNITS.get(unit.lower())
+    if factor is None:
+        raise ValueError(f"unknown size unit {unit!r} in {text!r} (use B, KB, MB, GB, TB or KiB..TiB)")
+    value = float(number) * factor
+    if value > _MAX_BYTES:
+        raise ValueError(f"size too large: {text!r}")
+    return int(value)
+
+
+def parse_duration(text: str) -> float:
+    """'90', '30s', '10m', '1.5h', '2d' -> seconds. Raises ValueError with the reason."""
+    match = _NUMBER_UNIT.match(text)
+    if not match:
+        raise ValueError(f"not a duration: {text!r} (expected seconds or a number with s/m/h/d)")
+    number, unit = match.groups()
+    factor = _DURATION_UNITS.get(unit.lower())
+    if factor is None:
+        raise ValueError(f"unknown duration unit {unit!r} in {text!r} (use s, m, h or d)")
+    value = float(number) * factor
+    if value > 100 * 365 * 86400:
+        raise ValueError(f"duration too long: {text!r}")
+    return value
+
+
+def format_size(n_bytes: float) -> str:
+    """Human-readable size with IEC units, e.g. 419430400 -> '400.0MiB'."""
+    value = float(n_bytes)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(value) < 1024 or unit == "TiB":
+            return f"{int(value)}{unit}" if unit == "B" else f"{value:.1f}{unit}"
+        value /= 1024
+    raise AssertionError("unreachable")
