@@ -182,14 +182,14 @@ def decide(
             kind=SIGNAL if signal_child else RESTART,
             group=proc.group,
             name=proc.name,
-            pid=unit.pid,
+            pid=unit.pid if signal_child else proc.pid,
             memory=unit.bytes,
             limit=limit,
             measure=sample.measure,
             rule=rule,
             uptime=max(0.0, now - proc.start),
             signal=config.child_signal if signal_child else None,
-            started=unit.started,
+            started=unit.started if signal_child else proc.start,
             process_pid=proc.pid,
         ))
         history[namespec] = history.get(namespec, ()) + (now,)

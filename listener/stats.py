@@ -12,7 +12,7 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 
-from listener.policy import Judgement
+from listener.policy import SELF, Judgement
 
 TICK_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 COUNTERS = ("restarts", "restart_failures", "restarts_suppressed", "child_signals", "dry_run_actions")
@@ -80,6 +80,8 @@ class Stats:
         with self._lock:
             current: dict[str, ProcessStats] = {}
             for j in judgements:
+                if j.verdict == SELF:  # the listener is not watched: no series for it
+                    continue
                 namespec = j.process.namespec
                 old = self._processes.get(namespec) or ProcessStats(j.process.group, j.process.name)
                 current[namespec] = replace(

@@ -70,7 +70,9 @@ def uwsgi_command(socket_addr: str, app: Path) -> list[str]:
     return cmd + ["--wsgi-file", str(app), "--need-app"]
 
 
-def rewrite_site(text: str, http_port: int, https_port: int, cert: Path, key: Path, upstream: str) -> str:
+def rewrite_site(
+    text: str, http_port: int, https_port: int, cert: Path, key: Path, upstream: str
+) -> str:
     """Point the deploy file at the test's ports and files; fail if its shape changed."""
     subs = [
         (r"^(\s*)listen 80;$", rf"\1listen 127.0.0.1:{http_port};"),
@@ -140,54 +142,62 @@ def uwsgi_params_file() -> Path:
     return conf_dir / "uwsgi_params"
 
 
+@dataclass
+class Site:
+    """nginx.conf in a tmp dir, including the deploy site pointed at free ports."""
+
+    tmp: Path
+    conf: Path
+    http_port: int
+    https_port: int
+    uwsgi_port: int
+
+    def nginx(self, *args: str) -> list[str]:
+        return [nginx_binary(), *args, "-c", str(self.conf), "-e", str(self.tmp / "error.log")]
+
+
 @pytest.fixture(scope="module")
-def nginx_tmp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, Path, int]]:
-    """A tmp dir holding nginx.conf for a site pointing at a free uWSGI port."""
+def site(tmp_path_factory: pytest.TempPathFactory) -> Site:
     nginx_binary()
     tmp = tmp_path_factory.mktemp("nginx")
     cert, key = make_cert(tmp)
     (tmp / "uwsgi_params").write_bytes(uwsgi_params_file().read_bytes())
-    http_port, https_port, uwsgi_port = h.free_port(), h.free_port(), h.free_port()
-    site = tmp / "sentry.conf"
-    site.write_text(
-        rewrite_site(NGINX_CONF.read_text(), http_port, https_port, cert, key, f"127.0.0.1:{uwsgi_port}")
+    ports = Site(tmp, tmp / "nginx.conf", h.free_port(), h.free_port(), h.free_port())
+    upstream = f"127.0.0.1:{ports.uwsgi_port}"
+    text = rewrite_site(
+        NGINX_CONF.read_text(), ports.http_port, ports.https_port, cert, key, upstream
     )
-    conf = tmp / "nginx.conf"
-    conf.write_text(main_conf(tmp, site))
-    yield tmp, conf, uwsgi_port
+    (tmp / "sentry.conf").write_text(text)
+    ports.conf.write_text(main_conf(tmp, tmp / "sentry.conf"))
+    return ports
 
 
-def test_nginx_accepts_the_config(nginx_tmp: tuple[Path, Path, int]) -> None:
-    tmp, conf, _ = nginx_tmp
-    result = subprocess.run(
-        [nginx_binary(), "-t", "-c", str(conf), "-e", str(tmp / "error.log")],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+def test_nginx_accepts_the_config(site: Site) -> None:
+    result = subprocess.run(site.nginx("-t"), capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert "test is successful" in result.stderr
 
 
 @pytest.fixture(scope="module")
-def stack(nginx_tmp: tuple[Path, Path, int]) -> Iterator[Stack]:
-    tmp, conf, uwsgi_port = nginx_tmp
-    site = (tmp / "sentry.conf").read_text()
-    http_port = int(re.search(r"listen 127\.0\.0\.1:(\d+);", site).group(1))  # type: ignore[union-attr]
-    https_port = int(re.search(r"listen 127\.0\.0\.1:(\d+) ssl", site).group(1))  # type: ignore[union-attr]
-
-    app = tmp / "app.py"
+def stack(site: Site) -> Iterator[Stack]:
+    app = site.tmp / "app.py"
     app.write_text(APP)
-    uwsgi_log = tmp / "uwsgi.log"
-    uwsgi = h.start(uwsgi_command(f"127.0.0.1:{uwsgi_port}", app), uwsgi_log, cwd=tmp)
-    nginx_log = tmp / "nginx.out"
+    uwsgi_log = site.tmp / "uwsgi.log"
+    uwsgi = h.start(uwsgi_command(f"127.0.0.1:{site.uwsgi_port}", app), uwsgi_log, cwd=site.tmp)
     nginx = None
     try:
-        h.wait_for(lambda: h.port_accepts(uwsgi_port), "uWSGI socket", proc=uwsgi, log=uwsgi_log)
-        nginx = h.start([nginx_binary(), "-c", str(conf), "-e", str(tmp / "error.log")], nginx_log)
-        h.wait_for(lambda: h.port_accepts(https_port), "nginx HTTPS port", proc=nginx, log=tmp / "error.log")
-        tls = ssl.create_default_context(cafile=str(tmp / "cert.pem"))
-        yield Stack(http_port, https_port, tls)
+        h.wait_for(
+            lambda: h.port_accepts(site.uwsgi_port), "uWSGI socket", proc=uwsgi, log=uwsgi_log
+        )
+        nginx = h.start(site.nginx(), site.tmp / "nginx.out")
+        h.wait_for(
+            lambda: h.port_accepts(site.https_port),
+            "nginx HTTPS port",
+            proc=nginx,
+            log=site.tmp / "error.log",
+        )
+        tls = ssl.create_default_context(cafile=str(site.tmp / "cert.pem"))
+        yield Stack(site.http_port, site.https_port, tls)
     finally:
         if nginx is not None:
             h.stop(nginx)
@@ -195,7 +205,11 @@ def stack(nginx_tmp: tuple[Path, Path, int]) -> Iterator[Stack]:
 
 
 def https(
-    stack: Stack, method: str, path: str, body: bytes | None = None, headers: dict[str, str] | None = None
+    stack: Stack,
+    method: str,
+    path: str,
+    body: bytes | None = None,
+    headers: dict[str, str] | None = None,
 ) -> tuple[int, dict[str, str], bytes]:
     conn = http.client.HTTPSConnection("127.0.0.1", stack.https_port, context=stack.tls, timeout=30)
     try:
@@ -239,7 +253,11 @@ def test_request_body_is_passed_to_the_app(stack: Stack) -> None:
     h.wait_for(lambda: app_ready(stack), "the app behind nginx")
     payload = os.urandom(3 * 1024 * 1024)  # above client_body_buffer_size: via a temp file
     status, _, body = https(
-        stack, "POST", "/api/1/store/", body=payload, headers={"Content-Type": "application/octet-stream"}
+        stack,
+        "POST",
+        "/api/1/store/",
+        body=payload,
+        headers={"Content-Type": "application/octet-stream"},
     )
     assert status == 200, body
     assert json.loads(body)["body_length"] == len(payload)
