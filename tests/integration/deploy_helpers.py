@@ -12,6 +12,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -26,8 +27,14 @@ T = TypeVar("T")
 
 
 def require_binary(name: str, hint: str) -> str:
-    """Path of the program `name`, or skip the test saying how to install it."""
-    path = shutil.which(name)
+    """Path of the program `name`, or skip the test saying how to install it.
+
+    Besides PATH, look next to this Python (a virtualenv's bin/, where pyuwsgi puts `uwsgi`
+    even when the virtualenv is not activated) and in /usr/sbin (nginx, for non-root users).
+    """
+    path = shutil.which(name) or shutil.which(
+        name, path=os.pathsep.join([str(Path(sys.executable).parent), "/usr/sbin", "/sbin"])
+    )
     if path is None:
         pytest.skip(f"{name} not found on PATH ({hint})")
     return path

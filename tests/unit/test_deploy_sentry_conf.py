@@ -5,6 +5,7 @@ from __future__ import annotations
 import runpy
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -56,7 +57,8 @@ def test_tls_proxy_settings(settings: dict) -> None:
 
 
 def test_every_option_is_a_real_uwsgi_option(settings: dict) -> None:
-    uwsgi = shutil.which("uwsgi")
+    # A virtualenv's bin/ holds pyuwsgi's `uwsgi` even when it is not on PATH.
+    uwsgi = shutil.which("uwsgi") or shutil.which("uwsgi", path=str(Path(sys.executable).parent))
     if uwsgi is None:
         pytest.skip("uwsgi binary not found on PATH (pip install pyuwsgi)")
     help_text = subprocess.run([uwsgi, "--help"], capture_output=True, text=True, timeout=30).stdout
