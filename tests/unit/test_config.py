@@ -193,7 +193,7 @@ def test_repeated_program_flag_last_one_wins() -> None:
         ("-p :b=1MB", "-p/--program", ":b"),
         ("-g a:b=1MB", "-g/--group", "a:b"),
         ("-g web=lots", "-g/--group", "lots"),
-        ("-a -1", "-a/--any", "expected one argument"),  # argparse sees -1 as a missing value
+        ("-a -1", "-a/--any", "-1"),
         ("-a 1.5XB", "-a/--any", "1.5XB"),
         ("-u forever", "-u/--uptime", "forever"),
         ("--consecutive 0", "--consecutive", "0"),
@@ -243,7 +243,8 @@ def test_cumulative_conflicts_with_another_children_mode(command_line: str) -> N
     assert "--children" in message
 
 
-@pytest.mark.parametrize("command_line", ["--child-signal HUP", "--child-signal HUP --children sum", "-c --child-signal HUP"])
+@pytest.mark.parametrize("command_line",
+                         ["--child-signal HUP", "--child-signal HUP --children sum", "-c --child-signal HUP"])
 def test_child_signal_needs_children_each(command_line: str) -> None:
     assert "--child-signal needs --children each" in error(command_line)
 

@@ -1,0 +1,192 @@
+"""listener.check: the `check` table, its verdicts and its exit code."""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import time
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import replace
+
+import pytest
+
+from listener import policy
+from listener.check import check, render, verdict_text
+from listener.config import Config, Limits
+from listener.model import ProcessInfo, Sample
+from listener.sampler import SampleResult
+
+MiB = 1024**2
+LIMIT = 100 * MiB
+ANY_100MB = Config(limits=Limits(any=LIMIT))
+
+WEB = ProcessInfo("web", "web_00", 4242, "RUNNING", 0.0)
+
+
+def judgement(verdict: str, over: bool, sample: Sample | None = None, limit: int | None = LIMIT,
+              process: ProcessInfo = WEB) -> policy.Judgement:
+    return policy.Judgement(process, sample, limit, "any", over, 1 if over else 0, verdict)
+
+
+# --- verdicts ---
+
+
+@pytest.mark.parametrize(
+    ("verdict", "over", "text"),
+    [
+        (policy.OK, False, "ok"),
+        (policy.COUNTING, True, "OVER"),
+        (policy.ACT, True, "OVER"),
+        (policy.DEFERRED, True, "OVER"),
+        (policy.SUPPRESSED, True, "OVER"),
+        (policy.GRACE, True, "OVER (grace)"),
+        (policy.BUSY, False, "ok"),
+        (policy.SELF, True, "self"),  # over or not, these say why the process is not judged
+        (policy.SELF, False, "self"),
+        (policy.EXCLUDED, True, "excluded"),
+        (policy.NOT_RUNNING, False, "not running"),
+        (policy.NO_LIMIT, False, "no limit"),
+        (policy.NO_SAMPLE, False, "no sample"),
+    ],
+)
+def test_verdict_text(verdict: str, over: bool, text: str) -> None:
+    assert verdict_text(judgement(verdict, over)) == text
+
+
+# --- the table ---
+
+
+def columns(line: str) -> list[str]:
+    return re.split(r"\s{2,}", line.strip())
+
+
+def test_render_a_table() -> None:
+    judgements = [
+        judgement(policy.ACT, True, Sample(150 * MiB, "rss", 3, ())),
+        judgement(policy.OK, False, Sample(50 * MiB, "rss", 0, ()),
+                  process=ProcessInfo("worker", "worker_00", 11, "RUNNING", 0.0)),
+        judgement(policy.NOT_RUNNING, False, None, None,
+                  process=ProcessInfo("cron", "cron", 0, "STOPPED", 0.0)),
+    ]
+    lines = render(judgements, "rss").splitlines()
+    assert [columns(line) for line in lines] == [
+        ["GROUP", "PROCESS", "PID", "STATE", "MEMORY (RSS)", "LIMIT", "VERDICT"],
+        ["web", "web_00", "4242", "RUNNING", "150.0MiB (3 children)", "100.0MiB", "OVER"],
+        ["worker", "worker_00", "11", "RUNNING", "50.0MiB", "100.0MiB", "ok"],
+        ["cron", "cron", "-", "STOPPED", "-", "-", "not running"],
+    ]
+
+
+def test_render_aligns_columns_and_ends_with_a_newline() -> None:
+    judgements = [
+        judgement(policy.OK, False, Sample(5 * MiB, "pss", 0, ()),
+                  process=ProcessInfo("a-very-long-group-name", "p", 1, "RUNNING", 0.0)),
+        judgement(policy.OK, False, Sample(5 * 1024**3, "pss", 0, ()),
+                  process=ProcessInfo("g", "a-very-long-process-name", 123456, "RUNNING", 0.0)),
+    ]
+    text = render(judgements, "pss")
+    assert text.endswith("\n")
+    header, *rows = text.splitlines()
+    assert "MEMORY (PSS)" in header
+    starts = [m.start() for m in re.finditer(r"\S+(?: \S+)*", header)]
+    for row in rows:
+        assert row == row.rstrip()
+        row_starts = [m.start() for m in re.finditer(r"\S+(?: \S+)*", row)]
+        assert row_starts == starts
+
+
+def test_render_with_no_processes_is_just_the_header() -> None:
+    assert columns(render([], "uss")) == ["GROUP", "PROCESS", "PID", "STATE", "MEMORY (USS)", "LIMIT",
+                                          "VERDICT"]
+
+
+def test_render_without_children_says_nothing_about_them() -> None:
+    text = render([judgement(policy.OK, False, Sample(5 * MiB, "rss", 0, ()))], "rss")
+    assert "children" not in text
+
+
+# --- one look at supervisord, with an exit code ---
+
+
+class FakeSampler:
+    def __init__(self, memory: dict[str, int]) -> None:
+        self.memory = memory
+        self.asked: list[Sequence[ProcessInfo]] = []
+
+    def sample(self, processes: Sequence[ProcessInfo]) -> SampleResult:
+        self.asked.append(processes)
+        return SampleResult({n: Sample(m, "rss", 0, ()) for n, m in self.memory.items()}, Counter())
+
+
+PROCESSES = [WEB, ProcessInfo("worker", "worker_00", 11, "RUNNING", 0.0),
+             ProcessInfo("memwatch", "memwatch", 12, "RUNNING", 0.0)]
+SUPERVISED = {"SUPERVISOR_PROCESS_NAME": "memwatch", "SUPERVISOR_GROUP_NAME": "memwatch"}
+
+
+def run_check(config: Config, memory: dict[str, int], processes: Sequence[ProcessInfo] = PROCESSES,
+              environ: dict[str, str] | None = None) -> tuple[int, list[list[str]]]:
+    out = io.StringIO()
+    sampler = FakeSampler(memory)
+    code = check(config, processes, sampler, out, environ=SUPERVISED if environ is None else environ)
+    assert sampler.asked == [processes]
+    return code, [columns(line) for line in out.getvalue().splitlines()[1:]]
+
+
+def verdict_column(rows: list[list[str]]) -> dict[str, str]:
+    return {f"{row[0]}:{row[1]}": row[-1] for row in rows}
+
+
+def test_check_exits_0_when_nothing_is_over() -> None:
+    code, rows = run_check(ANY_100MB, {"web:web_00": 50 * MiB, "worker:worker_00": 60 * MiB,
+                                       "memwatch:memwatch": 20 * MiB})
+    assert code == 0
+    assert verdict_column(rows) == {"web:web_00": "ok", "worker:worker_00": "ok", "memwatch:memwatch": "self"}
+
+
+def test_check_exits_1_when_something_is_over() -> None:
+    code, rows = run_check(ANY_100MB, {"web:web_00": 150 * MiB, "worker:worker_00": 60 * MiB})
+    assert code == 1
+    assert verdict_column(rows)["web:web_00"] == "OVER"
+
+
+def test_check_ignores_the_listener_itself() -> None:
+    code, rows = run_check(ANY_100MB, {"memwatch:memwatch": 500 * MiB})
+    assert code == 0
+    assert verdict_column(rows)["memwatch:memwatch"] == "self"
+
+
+def test_check_ignores_its_own_pid() -> None:
+    me = ProcessInfo("tools", "check", os.getpid(), "RUNNING", 0.0)
+    code, rows = run_check(ANY_100MB, {"tools:check": 500 * MiB}, [me], environ={})
+    assert code == 0
+    assert verdict_column(rows) == {"tools:check": "self"}
+
+
+def test_check_ignores_excluded_processes() -> None:
+    config = replace(ANY_100MB, exclude=("web:*",))
+    code, rows = run_check(config, {"web:web_00": 500 * MiB})
+    assert code == 0
+    assert verdict_column(rows)["web:web_00"] == "excluded"
+
+
+def test_check_reports_over_at_the_first_look_whatever_consecutive_says() -> None:
+    config = replace(ANY_100MB, consecutive=5)
+    code, rows = run_check(config, {"web:web_00": 150 * MiB})
+    assert code == 1
+    assert verdict_column(rows)["web:web_00"] == "OVER"
+
+
+def test_check_shows_a_young_process_over_its_limit_as_in_grace() -> None:
+    young = replace(WEB, start=time.time())
+    config = replace(ANY_100MB, grace=3600.0)
+    code, rows = run_check(config, {"web:web_00": 150 * MiB}, [young])
+    assert code == 1
+    assert verdict_column(rows) == {"web:web_00": "OVER (grace)"}
+
+
+def test_check_without_limits_exits_0() -> None:
+    code, rows = run_check(Config(), {"web:web_00": 150 * MiB})
+    assert code == 0
+    assert verdict_column(rows)["web:web_00"] == "no limit"

@@ -1,0 +1,289 @@
+"""listener.stats + listener.metrics: the daemon's record, read back through prometheus_client."""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+
+import pytest
+from prometheus_client import CollectorRegistry
+from prometheus_client.exposition import generate_latest
+from prometheus_client.parser import text_string_to_metric_families
+
+from listener import __version__, policy
+from listener.config import Config, Limits
+from listener.metrics import make_registry
+from listener.model import ProcessInfo, Sample
+from listener.stats import COUNTERS, TICK_BUCKETS, Stats
+
+MiB = 1024**2
+LIMIT = 100 * MiB
+
+WEB = ProcessInfo("web", "web_00", 10, "RUNNING", 0.0)
+WORKER = ProcessInfo("worker", "worker_00", 20, "RUNNING", 0.0)
+SELF = ProcessInfo("memwatch", "memwatch", 30, "RUNNING", 0.0)
+
+PER_PROCESS_COUNTERS = [
+    "memwatch_restarts_total",
+    "memwatch_restart_failures_total",
+    "memwatch_restarts_suppressed_total",
+    "memwatch_child_signals_total",
+    "memwatch_dry_run_actions_total",
+]
+
+
+def labels(p: ProcessInfo) -> dict[str, str]:
+    return {"group": p.group, "process": p.name}
+
+
+def judgements(memory: dict[ProcessInfo, int | None], config: Config | None = None,
+               **kwargs: frozenset) -> tuple[policy.Judgement, ...]:
+    config = config or Config(limits=Limits(any=LIMIT), consecutive=3)
+    samples = {p.namespec: Sample(m, "pss", 2, ()) for p, m in memory.items() if m is not None}
+    return policy.decide(list(memory), samples, config, policy.PolicyState(), 1000.0, **kwargs).judgements
+
+
+@pytest.fixture
+def stats() -> Stats:
+    return Stats()
+
+
+@pytest.fixture
+def registry(stats: Stats) -> CollectorRegistry:
+    return make_registry(stats)
+
+
+def value(registry: CollectorRegistry, name: str, **label_values: str) -> float | None:
+    return registry.get_sample_value(name, label_values)
+
+
+# --- per-process series ---
+
+
+def test_every_per_process_counter_is_exported_at_zero_from_the_first_tick(
+        stats: Stats, registry: CollectorRegistry) -> None:
+    stats.tick(judgements({WEB: 50 * MiB, WORKER: 150 * MiB}), finished=1000.0, duration=0.01)
+    for p in (WEB, WORKER):
+        for name in PER_PROCESS_COUNTERS:
+            assert registry.get_sample_value(name, labels(p)) == 0.0, (name, p.namespec)
+
+
+def test_per_process_gauges(stats: Stats, registry: CollectorRegistry) -> None:
+    stats.tick(judgements({WEB: 50 * MiB, WORKER: 150 * MiB}), finished=1000.0, duration=0.01)
+    assert value(registry, "memwatch_process_memory_bytes", measure="pss", **labels(WEB)) == 50 * MiB
+    assert value(registry, "memwatch_process_memory_bytes", measure="pss", **labels(WORKER)) == 150 * MiB
+    assert value(registry, "memwatch_process_memory_limit_bytes", **labels(WEB)) == LIMIT
+    assert value(registry, "memwatch_process_over_limit_samples", **labels(WEB)) == 0
+    assert value(registry, "memwatch_process_over_limit_samples", **labels(WORKER)) == 1
+    assert value(registry, "memwatch_process_children", **labels(WEB)) == 2
+
+
+def test_a_process_without_a_sample_or_limit_has_no_memory_or_limit_series(
+        stats: Stats, registry: CollectorRegistry) -> None:
+    config = Config(limits=Limits(groups=(("web", LIMIT),)))
+    stats.tick(judgements({WEB: None, WORKER: 10 * MiB}, config), finished=1000.0, duration=0.01)
+    assert value(registry, "memwatch_process_memory_bytes", measure="pss", **labels(WEB)) is None
+    assert value(registry, "memwatch_process_memory_limit_bytes", **labels(WEB)) == LIMIT
+    assert value(registry, "memwatch_process_memory_limit_bytes", **labels(WORKER)) is None
+    assert value(registry, "memwatch_process_memory_bytes", measure="pss", **labels(WORKER)) == 10 * MiB
+    # counters are there all the same: an alert on restarts must see the first one
+    assert value(registry, "memwatch_restarts_total", **labels(WEB)) == 0
+
+
+def test_stats_count_increments_the_processes_counter(stats: Stats, registry: CollectorRegistry) -> None:
+    stats.tick(judgements({WEB: 50 * MiB, WORKER: 150 * MiB}), finished=1000.0, duration=0.01)
+    stats.count(WORKER.namespec, "restarts")
+    stats.count(WORKER.namespec, "restarts")
+    stats.count(WORKER.namespec, "restart_failures", 3)
+    stats.count(WEB.namespec, "dry_run_actions")
+    assert value(registry, "memwatch_restarts_total", **labels(WORKER)) == 2
+    assert value(registry, "memwatch_restart_failures_total", **labels(WORKER)) == 3
+    assert value(registry, "memwatch_dry_run_actions_total", **labels(WEB)) == 1
+    assert value(registry, "memwatch_restarts_total", **labels(WEB)) == 0
+
+
+@pytest.mark.parametrize("counter", COUNTERS)
+def test_each_counter_has_its_metric(stats: Stats, registry: CollectorRegistry, counter: str) -> None:
+    stats.tick(judgements({WEB: 50 * MiB}), finished=1000.0, duration=0.01)
+    stats.count(WEB.namespec, counter)
+    assert value(registry, f"memwatch_{counter}_total", **labels(WEB)) == 1
+
+
+def test_counters_survive_the_next_tick(stats: Stats, registry: CollectorRegistry) -> None:
+    stats.tick(judgements({WEB: 150 * MiB}), finished=1000.0, duration=0.01)
+    stats.count(WEB.namespec, "restarts")
+    stats.tick(judgements({WEB: 50 * MiB}), finished=1005.0, duration=0.01)
+    assert value(registry, "memwatch_restarts_total", **labels(WEB)) == 1
+    assert value(registry, "memwatch_process_memory_bytes", measure="pss", **labels(WEB)) == 50 * MiB
+
+
+def test_a_process_missing_from_the_next_tick_loses_all_its_series(
+        stats: Stats, registry: CollectorRegistry) -> None:
+    stats.tick(judgements({WEB: 50 * MiB, WORKER: 150 * MiB}), finished=1000.0, duration=0.01)
+    stats.count(WORKER.namespec, "restarts")
+    stats.tick(judgements({WEB: 50 * MiB}), finished=1005.0, duration=0.01)
+    text = generate_latest(registry).decode()
+    assert 'process="worker_00"' not in text
+    assert 'process="web_00"' in text
+    # and counting for it afterwards is a no-op, not a resurrection
+    stats.count(WORKER.namespec, "restarts")
+    assert stats.get(WORKER.namespec) is None
+    assert 'process="worker_00"' not in generate_latest(registry).decode()
+
+
+def test_a_process_that_comes_back_starts_again_at_zero(stats: Stats, registry: CollectorRegistry) -> None:
+    stats.tick(judgements({WORKER: 150 * MiB}), finished=1000.0, duration=0.01)
+    stats.count(WORKER.namespec, "restarts")
+    stats.tick(judgements({}), finished=1005.0, duration=0.01)
+    stats.tick(judgements({WORKER: 150 * MiB}), finished=1010.0, duration=0.01)
+    assert value(registry, "memwatch_restarts_total", **labels(WORKER)) == 0
+
+
+def test_the_listener_itself_has_no_series(stats: Stats, registry: CollectorRegistry) -> None:
+    stats.tick(judgements({SELF: 10 * MiB, WEB: 50 * MiB}, self_names=frozenset({SELF.namespec})),
+               finished=1000.0, duration=0.01)
+    assert 'process="memwatch"' not in generate_latest(registry).decode()
+    assert value(registry, "memwatch_restarts_total", **labels(WEB)) == 0
+
+
+# --- daemon-wide series ---
+
+
+def test_events_and_sample_errors(stats: Stats, registry: CollectorRegistry) -> None:
+    stats.event("TICK_5")
+    stats.event("TICK_5")
+    stats.event("malformed")
+    stats.sample_errors(Counter(vanished=2, access_denied=1))
+    stats.sample_errors(Counter(vanished=1))
+    assert value(registry, "memwatch_events_total", event="TICK_5") == 2
+    assert value(registry, "memwatch_events_total", event="malformed") == 1
+    assert value(registry, "memwatch_sample_errors_total", reason="vanished") == 3
+    assert value(registry, "memwatch_sample_errors_total", reason="access_denied") == 1
+
+
+def test_gauges_of_the_daemon(stats: Stats, registry: CollectorRegistry) -> None:
+    assert value(registry, "memwatch_supervisor_up") == 0
+    assert value(registry, "memwatch_last_tick_timestamp_seconds") == 0
+    stats.supervisor_up(True)
+    stats.stopped_not_running(2)
+    stats.tick((), finished=1700000000.5, duration=0.01)
+    assert value(registry, "memwatch_supervisor_up") == 1
+    assert value(registry, "memwatch_stopped_not_running") == 2
+    assert value(registry, "memwatch_last_tick_timestamp_seconds") == 1700000000.5
+    stats.supervisor_up(False)
+    assert value(registry, "memwatch_supervisor_up") == 0
+
+
+def test_build_info(registry: CollectorRegistry) -> None:
+    assert value(registry, "memwatch_build_info", version=__version__) == 1
+
+
+def test_tick_duration_histogram_buckets(stats: Stats, registry: CollectorRegistry) -> None:
+    for duration in (0.0005, 0.001, 0.003, 0.003, 0.2, 7.0, 60.0):
+        stats.tick((), finished=1000.0, duration=duration)
+    name = "memwatch_tick_duration_seconds"
+
+    def bucket(le: str) -> float | None:
+        return value(registry, f"{name}_bucket", le=le)
+
+    assert bucket("0.001") == 2  # a bound is inclusive (le): 0.001 counts in le="0.001"
+    assert bucket("0.0025") == 2
+    assert bucket("0.005") == 4
+    assert bucket("0.1") == 4
+    assert bucket("0.25") == 5
+    assert bucket("5.0") == 5
+    assert bucket("10.0") == 6
+    assert bucket("+Inf") == 7
+    assert value(registry, f"{name}_count") == 7
+    assert value(registry, f"{name}_sum") == pytest.approx(0.0005 + 0.001 + 0.003 + 0.003 + 0.2 + 7 + 60)
+
+
+def test_histogram_buckets_are_cumulative_and_complete(stats: Stats) -> None:
+    for i in range(50):
+        stats.tick((), finished=1000.0, duration=i * 0.3)
+    snap = stats.snapshot()
+    assert len(snap.tick_buckets) == len(TICK_BUCKETS) + 1
+    assert list(snap.tick_buckets) == sorted(snap.tick_buckets)
+    assert snap.tick_buckets[-1] == 50
+
+
+# --- exposition ---
+
+
+def test_exposition_text_parses_and_holds_every_documented_family(stats: Stats,
+                                                                  registry: CollectorRegistry) -> None:
+    stats.tick(judgements({WEB: 50 * MiB, WORKER: 150 * MiB}), finished=1000.0, duration=0.01)
+    stats.count(WORKER.namespec, "restarts")
+    stats.event("TICK_5")
+    stats.sample_errors(Counter(vanished=1))
+    stats.supervisor_up(True)
+    text = generate_latest(registry).decode()
+    families = {f.name: f for f in text_string_to_metric_families(text)}
+    documented = {
+        "memwatch_process_memory_bytes": "gauge",
+        "memwatch_process_memory_limit_bytes": "gauge",
+        "memwatch_process_over_limit_samples": "gauge",
+        "memwatch_restarts": "counter",
+        "memwatch_restart_failures": "counter",
+        "memwatch_restarts_suppressed": "counter",
+        "memwatch_child_signals": "counter",
+        "memwatch_dry_run_actions": "counter",
+        "memwatch_events": "counter",
+        "memwatch_tick_duration_seconds": "histogram",
+        "memwatch_last_tick_timestamp_seconds": "gauge",
+        "memwatch_supervisor_up": "gauge",
+        "memwatch_sample_errors": "counter",
+        "memwatch_build_info": "gauge",
+    }
+    assert {n: families[n].type for n in documented} == documented
+    for family in families.values():
+        assert family.name.startswith("memwatch_")
+        assert family.documentation
+    restarts = {(s.labels["group"], s.labels["process"]): s.value
+                for s in families["memwatch_restarts"].samples}
+    assert restarts == {("web", "web_00"): 0.0, ("worker", "worker_00"): 1.0}
+
+
+def test_exposition_of_an_empty_daemon_parses(registry: CollectorRegistry) -> None:
+    families = list(text_string_to_metric_families(generate_latest(registry).decode()))
+    assert any(f.name == "memwatch_build_info" for f in families)
+
+
+def test_label_values_are_escaped(stats: Stats, registry: CollectorRegistry) -> None:
+    odd = ProcessInfo('we"b', "web\\00\n", 11, "RUNNING", 0.0)
+    stats.tick(judgements({odd: 50 * MiB}), finished=1000.0, duration=0.01)
+    text = generate_latest(registry).decode()
+    parsed = [s for f in text_string_to_metric_families(text) if f.name == "memwatch_restarts"
+              for s in f.samples]
+    assert [(s.labels["group"], s.labels["process"]) for s in parsed] == [('we"b', "web\\00\n")]
+
+
+def test_the_registry_is_private(stats: Stats) -> None:
+    from prometheus_client import REGISTRY
+
+    make_registry(stats)
+    assert REGISTRY.get_sample_value("memwatch_build_info", {"version": __version__}) is None
+
+
+def test_snapshot_is_a_copy(stats: Stats) -> None:
+    stats.event("TICK_5")
+    snap = stats.snapshot()
+    snap.events["TICK_5"] = 99
+    assert stats.snapshot().events == {"TICK_5": 1}
+
+
+def test_concurrent_counting_loses_nothing(stats: Stats) -> None:
+    stats.tick(judgements({WEB: 50 * MiB}), finished=1000.0, duration=0.01)
+
+    def work() -> None:
+        for _ in range(500):
+            stats.count(WEB.namespec, "restarts")
+            stats.event("TICK_5")
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert stats.get(WEB.namespec).restarts == 2000
+    assert stats.snapshot().events["TICK_5"] == 2000
