@@ -126,7 +126,7 @@ class Daemon:
             return
         self._set_supervisor_up(True)
         self.act(processes)
-        self.stats.tick(self._last_judgements, self.clock(), self.timer() - began)
+        self.stats.tick_done(self.clock(), self.timer() - began)
 
     def act(self, processes: Sequence[ProcessInfo]) -> None:
         config = self.config
@@ -138,7 +138,7 @@ class Daemon:
                                  busy=self.actuator.busy(), self_names=self.self_names,
                                  self_pids=self.self_pids)
         self.state = decision.state
-        self._last_judgements = decision.judgements
+        self.stats.observe(decision.judgements)
         for judgement in decision.suppressed:
             self.stats.count(judgement.process.namespec, "restarts_suppressed")
         for namespec in decision.newly_suppressed:
@@ -157,8 +157,6 @@ class Daemon:
         if not config.dry_run:
             self.actuator.retry_stopped()
         self.stats.stopped_not_running(len(self.actuator.stopped()))
-
-    _last_judgements: tuple[policy.Judgement, ...] = ()
 
     def _set_supervisor_up(self, up: bool, error: str = "") -> None:
         """Log on change only: a down supervisord must not flood the log every tick."""

@@ -100,7 +100,7 @@ def decide(
     self_pids identify the listener itself, which is never a target."""
     over_counts: dict[tuple[str, int], int] = {}
     history = _prune(state.history, now - config.restart_window)
-    warned = {n for n in state.warned if _budget_left(history.get(n, ()), config)}
+    warned = {n for n in state.warned if not _budget_left(history.get(n, ()), config)}
     newly_warned: list[str] = []
     restarting_per_group: dict[str, int] = {}
     for namespec in busy:

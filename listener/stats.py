@@ -74,9 +74,10 @@ class Stats:
         with self._lock:
             self._stopped_not_running = n
 
-    def tick(self, judgements: Iterable[Judgement], finished: float, duration: float) -> None:
-        """Record a tick's figures. Processes no longer listed lose their series; new ones
-        start with every counter at 0, so that increase() sees their first restart."""
+    def observe(self, judgements: Iterable[Judgement]) -> None:
+        """Record a tick's figures, before any action is counted. Processes no longer listed
+        lose their series; new ones start with every counter at 0, so that increase() sees
+        their first restart."""
         with self._lock:
             current: dict[str, ProcessStats] = {}
             for j in judgements:
@@ -93,6 +94,9 @@ class Stats:
                     children=j.sample.children if j.sample else None,
                 )
             self._processes = current
+
+    def tick_done(self, finished: float, duration: float) -> None:
+        with self._lock:
             self._last_tick = finished
             self._bucket_counts[bisect_left(TICK_BUCKETS, duration)] += 1
             self._tick_sum += duration

@@ -13,6 +13,7 @@
 """
 
 import argparse
+import contextlib
 import os
 import signal
 import sys
@@ -62,10 +63,8 @@ def main() -> None:
     if not args.ignore_term:
         def stop(signum, frame):
             for kid in kids:
-                try:
+                with contextlib.suppress(ProcessLookupError):
                     os.kill(kid, signal.SIGTERM)
-                except ProcessLookupError:
-                    pass
             sys.exit(0)
         signal.signal(signal.SIGTERM, stop)
     if args.ready_file:

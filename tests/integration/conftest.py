@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
+import psutil
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -113,6 +114,20 @@ class Supervisord:
                 return {n: int(infos[n]["pid"]) for n in wanted}
             return None
         return wait_for(all_running, timeout, what=f"{namespecs or 'all'} RUNNING")
+
+    def wait_allocated(self, min_mb: dict[str, float], timeout: float = 30.0) -> dict[str, int]:
+        """Wait until each process runs and its RSS has reached the MiB given (stand-ins
+        allocate right after start, so RUNNING alone does not mean the memory is there)."""
+        def ready() -> dict[str, int] | None:
+            pids = self.wait_running(*min_mb, timeout=timeout)
+            for namespec, mb in min_mb.items():
+                try:
+                    if psutil.Process(pids[namespec]).memory_info().rss < mb * 2**20:
+                        return None
+                except psutil.NoSuchProcess:
+                    return None
+            return pids
+        return wait_for(ready, timeout, what=f"memory allocated in {sorted(min_mb)}")
 
     def log_text(self) -> str:
         return self.log.read_text() if self.log.exists() else ""

@@ -41,6 +41,7 @@ UNDER = {"small:small", "pool:pool_01", "pool:pool_02", "svc:b"}
 
 def test_one_tick_restarts_exactly_the_processes_over_their_limit(supervisord, listener):
     sv = supervisord(PROGRAMS)
+    sv.wait_allocated({"big:big": 75, "anyone:anyone": 85, "pool:pool_00": 55, "svc:a": 55})
     before = sv.wait_running()
     lst = listener(*FLAGS, server_url=sv.url)
     lst.tick()
@@ -68,9 +69,10 @@ def test_one_tick_restarts_exactly_the_processes_over_their_limit(supervisord, l
         assert value(samples, "memwatch_restart_failures_total", group=group, process=name) == 0
     # memmon's defect: big matches both -p and -a, yet it was restarted once, not twice
     assert value(samples, "memwatch_restarts_total", group="big", process="big") == 1
-    assert value(samples, "memwatch_process_memory_limit_bytes", group="big", process="big") == 40 * 2**20
-    assert value(samples, "memwatch_process_memory_limit_bytes", group="pool", process="pool_01") == 40 * 2**20
-    assert value(samples, "memwatch_process_memory_limit_bytes", group="small", process="small") == 70 * 2**20
+    limit = "memwatch_process_memory_limit_bytes"
+    assert value(samples, limit, group="big", process="big") == 40 * 2**20
+    assert value(samples, limit, group="pool", process="pool_01") == 40 * 2**20
+    assert value(samples, limit, group="small", process="small") == 70 * 2**20
     assert value(samples, "memwatch_supervisor_up") == 1
     assert value(samples, "memwatch_events_total", event="TICK_5") == 1
     assert "restarting process over its memory limit" in lst.stderr()
