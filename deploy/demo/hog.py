@@ -8,6 +8,7 @@
 --grow-child I --grow-mb G   child I touches G MiB more after start
 --leak-mb-per-sec L grow by L MiB every second (a leak), in the master or, with --children,
                     in child --grow-child only
+--churn             fork a short-lived child again and again (children come and go)
 --ignore-term       ignore SIGTERM (a slow stop: supervisord escalates to SIGKILL)
 --ready-file PATH   write the pid list there once everything is allocated
 """
@@ -37,6 +38,7 @@ def main() -> None:
     p.add_argument("--grow-child", type=int, default=-1)
     p.add_argument("--grow-mb", type=float, default=0)
     p.add_argument("--leak-mb-per-sec", type=float, default=0)
+    p.add_argument("--churn", action="store_true")
     p.add_argument("--ignore-term", action="store_true")
     p.add_argument("--ready-file")
     args = p.parse_args()
@@ -72,6 +74,12 @@ def main() -> None:
             f.write(" ".join(map(str, [os.getpid(), *kids])))
         os.replace(args.ready_file + ".tmp", args.ready_file)
     print(f"hog {os.getpid()} holds {mb} MiB, {len(kids)} children", flush=True)
+    while args.churn:
+        pid = os.fork()
+        if pid == 0:
+            time.sleep(0.002)
+            os._exit(0)
+        os.waitpid(pid, 0)
     leaked = [own, shared]
     while True:
         time.sleep(1 if args.leak_mb_per_sec and not kids else 3600)
