@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
+from collections.abc import Iterable
 
 import pytest
 from prometheus_client import CollectorRegistry
@@ -43,6 +44,12 @@ def judgements(memory: dict[ProcessInfo, int | None], config: Config | None = No
     return policy.decide(list(memory), samples, config, policy.PolicyState(), 1000.0, **kwargs).judgements
 
 
+def tick(stats: Stats, judged: Iterable[policy.Judgement], finished: float, duration: float) -> None:
+    """What the daemon does with a tick: observe the judgements, count actions, then close it."""
+    stats.observe(judged)
+    stats.tick_done(finished, duration)
+
+
 @pytest.fixture
 def stats() -> Stats:
     return Stats()
@@ -62,14 +69,14 @@ def value(registry: CollectorRegistry, name: str, **label_values: str) -> float 
 
 def test_every_per_process_counter_is_exported_at_zero_from_the_first_tick(
         stats: Stats, registry: CollectorRegistry) -> None:
-    stats.tick(judgements({WEB: 50 * MiB, WORKER: 150 * MiB}), finished=1000.0, duration=0.01)
+    tick(stats, judgements({WEB: 50 * MiB, WORKER: 150 * MiB}), finished=1000.0, duration=0.01)
     for p in (WEB, WORKER):
         for name in PER_PROCESS_COUNTERS:
             assert registry.get_sample_value(name, labels(p)) == 0.0, (name, p.namespec)
 
 
 def test_per_process_gauges(stats: Stats, registry: CollectorRegistry) -> None:
-    stats.tick(judgements({WEB: 50 * MiB, WORKER: 150 * MiB}), finished=1000.0, duration=0.01)
+    tick(stats, judgements({WEB: 50 * MiB, WORKER: 150 * MiB}), finished=1000.0, duration=0.01)
     assert value(registry, "memwatch_process_memory_bytes", measure="pss", **labels(WEB)) == 50 * MiB
     assert value(registry, "memwatch_process_memory_bytes", measure="pss", **labels(WORKER)) == 150 * MiB
     assert value(registry, "memwatch_process_memory_limit_bytes", **labels(WEB)) == LIMIT
@@ -81,7 +88,7 @@ def test_per_process_gauges(stats: Stats, registry: CollectorRegistry) -> None:
 def test_a_process_without_a_sample_or_limit_has_no_memory_or_limit_series(
         stats: Stats, registry: CollectorRegistry) -> None:
     config = Config(limits=Limits(groups=(("web", LIMIT),)))
-    stats.tick(judgements({WEB: None, WORKER: 10 * MiB}, config), finished=1000.0, duration=0.01)
+    tick(stats, judgements({WEB: None, WORKER: 10 * MiB}, config), finished=1000.0, duration=0.01)
     assert value(registry, "memwatch_process_memory_bytes", measure="pss", **labels(WEB)) is None
     assert value(registry, "memwatch_process_memory_limit_bytes", **labels(WEB)) == LIMIT
     assert value(registry, "memwatch_process_memory_limit_bytes", **labels(WORKER)) is None
@@ -91,7 +98,7 @@ def test_a_process_without_a_sample_or_limit_has_no_memory_or_limit_series(
 
 
 def test_stats_count_increments_the_processes_counter(stats: Stats, registry: CollectorRegistry) -> None:
-    stats.tick(judgements({WEB: 50 * MiB, WORKER: 150 * MiB}), finished=1000.0, duration=0.01)
+    tick(stats, judgements({WEB: 50 * MiB, WORKER: 150 * MiB}), finished=1000.0, duration=0.01)
     stats.count(WORKER.namespec, "restarts")
     stats.count(WORKER.namespec, "restarts")
     stats.count(WORKER.namespec, "restart_failures", 3)
@@ -104,24 +111,33 @@ def test_stats_count_increments_the_processes_counter(stats: Stats, registry: Co
 
 @pytest.mark.parametrize("counter", COUNTERS)
 def test_each_counter_has_its_metric(stats: Stats, registry: CollectorRegistry, counter: str) -> None:
-    stats.tick(judgements({WEB: 50 * MiB}), finished=1000.0, duration=0.01)
+    tick(stats, judgements({WEB: 50 * MiB}), finished=1000.0, duration=0.01)
     stats.count(WEB.namespec, counter)
     assert value(registry, f"memwatch_{counter}_total", **labels(WEB)) == 1
 
 
+def test_an_action_counted_in_the_tick_a_process_is_first_seen_is_kept(
+        stats: Stats, registry: CollectorRegistry) -> None:
+    """The daemon counts a dry-run action (or a suppression) between observe() and tick_done()."""
+    stats.observe(judgements({WEB: 150 * MiB}))
+    stats.count(WEB.namespec, "dry_run_actions")
+    stats.tick_done(1000.0, 0.01)
+    assert value(registry, "memwatch_dry_run_actions_total", **labels(WEB)) == 1
+
+
 def test_counters_survive_the_next_tick(stats: Stats, registry: CollectorRegistry) -> None:
-    stats.tick(judgements({WEB: 150 * MiB}), finished=1000.0, duration=0.01)
+    tick(stats, judgements({WEB: 150 * MiB}), finished=1000.0, duration=0.01)
     stats.count(WEB.namespec, "restarts")
-    stats.tick(judgements({WEB: 50 * MiB}), finished=1005.0, duration=0.01)
+    tick(stats, judgements({WEB: 50 * MiB}), finished=1005.0, duration=0.01)
     assert value(registry, "memwatch_restarts_total", **labels(WEB)) == 1
     assert value(registry, "memwatch_process_memory_bytes", measure="pss", **labels(WEB)) == 50 * MiB
 
 
 def test_a_process_missing_from_the_next_tick_loses_all_its_series(
         stats: Stats, registry: CollectorRegistry) -> None:
-    stats.tick(judgements({WEB: 50 * MiB, WORKER: 150 * MiB}), finished=1000.0, duration=0.01)
+    tick(stats, judgements({WEB: 50 * MiB, WORKER: 150 * MiB}), finished=1000.0, duration=0.01)
     stats.count(WORKER.namespec, "restarts")
-    stats.tick(judgements({WEB: 50 * MiB}), finished=1005.0, duration=0.01)
+    tick(stats, judgements({WEB: 50 * MiB}), finished=1005.0, duration=0.01)
     text = generate_latest(registry).decode()
     assert 'process="worker_00"' not in text
     assert 'process="web_00"' in text
@@ -132,15 +148,15 @@ def test_a_process_missing_from_the_next_tick_loses_all_its_series(
 
 
 def test_a_process_that_comes_back_starts_again_at_zero(stats: Stats, registry: CollectorRegistry) -> None:
-    stats.tick(judgements({WORKER: 150 * MiB}), finished=1000.0, duration=0.01)
+    tick(stats, judgements({WORKER: 150 * MiB}), finished=1000.0, duration=0.01)
     stats.count(WORKER.namespec, "restarts")
-    stats.tick(judgements({}), finished=1005.0, duration=0.01)
-    stats.tick(judgements({WORKER: 150 * MiB}), finished=1010.0, duration=0.01)
+    tick(stats, judgements({}), finished=1005.0, duration=0.01)
+    tick(stats, judgements({WORKER: 150 * MiB}), finished=1010.0, duration=0.01)
     assert value(registry, "memwatch_restarts_total", **labels(WORKER)) == 0
 
 
 def test_the_listener_itself_has_no_series(stats: Stats, registry: CollectorRegistry) -> None:
-    stats.tick(judgements({SELF: 10 * MiB, WEB: 50 * MiB}, self_names=frozenset({SELF.namespec})),
+    tick(stats, judgements({SELF: 10 * MiB, WEB: 50 * MiB}, self_names=frozenset({SELF.namespec})),
                finished=1000.0, duration=0.01)
     assert 'process="memwatch"' not in generate_latest(registry).decode()
     assert value(registry, "memwatch_restarts_total", **labels(WEB)) == 0
@@ -166,7 +182,7 @@ def test_gauges_of_the_daemon(stats: Stats, registry: CollectorRegistry) -> None
     assert value(registry, "memwatch_last_tick_timestamp_seconds") == 0
     stats.supervisor_up(True)
     stats.stopped_not_running(2)
-    stats.tick((), finished=1700000000.5, duration=0.01)
+    stats.tick_done(finished=1700000000.5, duration=0.01)
     assert value(registry, "memwatch_supervisor_up") == 1
     assert value(registry, "memwatch_stopped_not_running") == 2
     assert value(registry, "memwatch_last_tick_timestamp_seconds") == 1700000000.5
@@ -180,7 +196,7 @@ def test_build_info(registry: CollectorRegistry) -> None:
 
 def test_tick_duration_histogram_buckets(stats: Stats, registry: CollectorRegistry) -> None:
     for duration in (0.0005, 0.001, 0.003, 0.003, 0.2, 7.0, 60.0):
-        stats.tick((), finished=1000.0, duration=duration)
+        stats.tick_done(finished=1000.0, duration=duration)
     name = "memwatch_tick_duration_seconds"
 
     def bucket(le: str) -> float | None:
@@ -200,7 +216,7 @@ def test_tick_duration_histogram_buckets(stats: Stats, registry: CollectorRegist
 
 def test_histogram_buckets_are_cumulative_and_complete(stats: Stats) -> None:
     for i in range(50):
-        stats.tick((), finished=1000.0, duration=i * 0.3)
+        stats.tick_done(finished=1000.0, duration=i * 0.3)
     snap = stats.snapshot()
     assert len(snap.tick_buckets) == len(TICK_BUCKETS) + 1
     assert list(snap.tick_buckets) == sorted(snap.tick_buckets)
@@ -212,7 +228,7 @@ def test_histogram_buckets_are_cumulative_and_complete(stats: Stats) -> None:
 
 def test_exposition_text_parses_and_holds_every_documented_family(stats: Stats,
                                                                   registry: CollectorRegistry) -> None:
-    stats.tick(judgements({WEB: 50 * MiB, WORKER: 150 * MiB}), finished=1000.0, duration=0.01)
+    tick(stats, judgements({WEB: 50 * MiB, WORKER: 150 * MiB}), finished=1000.0, duration=0.01)
     stats.count(WORKER.namespec, "restarts")
     stats.event("TICK_5")
     stats.sample_errors(Counter(vanished=1))
@@ -251,7 +267,7 @@ def test_exposition_of_an_empty_daemon_parses(registry: CollectorRegistry) -> No
 
 def test_label_values_are_escaped(stats: Stats, registry: CollectorRegistry) -> None:
     odd = ProcessInfo('we"b', "web\\00\n", 11, "RUNNING", 0.0)
-    stats.tick(judgements({odd: 50 * MiB}), finished=1000.0, duration=0.01)
+    tick(stats, judgements({odd: 50 * MiB}), finished=1000.0, duration=0.01)
     text = generate_latest(registry).decode()
     parsed = [s for f in text_string_to_metric_families(text) if f.name == "memwatch_restarts"
               for s in f.samples]
@@ -273,7 +289,7 @@ def test_snapshot_is_a_copy(stats: Stats) -> None:
 
 
 def test_concurrent_counting_loses_nothing(stats: Stats) -> None:
-    stats.tick(judgements({WEB: 50 * MiB}), finished=1000.0, duration=0.01)
+    tick(stats, judgements({WEB: 50 * MiB}), finished=1000.0, duration=0.01)
 
     def work() -> None:
         for _ in range(500):

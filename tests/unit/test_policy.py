@@ -563,7 +563,6 @@ def histories(draw: st.DrawFn) -> tuple[Config, list[tuple[list[ProcessInfo], di
             if draw(st.integers(0, 4)):  # now and then, no sample (vanished)
                 units = tuple(Unit(pid + 100 * k, draw(memory), draw(st.sampled_from([0.0, 995.0])))
                               for k in range(draw(st.integers(1, 3))))
-                units = (replace(units[0], pid=pid),) + units[1:]
                 samples[namespec] = Sample(max(u.bytes for u in units), "rss", len(units) - 1, units)
         busy = set(draw(st.lists(st.sampled_from(_NAMESPECS), max_size=2)))
         ticks.append((processes, samples, busy))
