@@ -29,6 +29,8 @@ def render(judgements: Sequence[policy.Judgement], measure: str) -> str:
     rows = [(*HEADERS[:4], f"MEMORY ({measure.upper()})", *HEADERS[5:])]
     for j in judgements:
         memory = format_size(j.sample.value) if j.sample else "-"
+        if j.sample and j.sample.measure != measure:  # PSS/USS denied: RSS was used
+            memory += f" ({j.sample.measure.upper()})"
         if j.sample and j.sample.children:
             memory += f" ({j.sample.children} children)"
         rows.append((j.process.group, j.process.name, str(j.process.pid or "-"),

@@ -9,6 +9,7 @@ import signal
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import TypeVar
 
 from listener.units import parse_duration, parse_size
 
@@ -104,6 +105,13 @@ def _duration(text: str) -> float:
         return parse_duration(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _positive_duration(text: str) -> float:
+    value = _duration(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be more than 0")
+    return value
 
 
 def _name_size(text: str) -> tuple[str, int]:
@@ -215,7 +223,7 @@ def build_parser(prog: str = "sentry-memwatch") -> argparse.ArgumentParser:
                       help="leave a process alone until it has run this long (default 0)")
     more.add_argument("--max-restarts", type=_non_negative_int, metavar="N",
                       help="at most N restarts of a process per --restart-window (default 0: no limit)")
-    more.add_argument("--restart-window", type=_duration, metavar="DURATION",
+    more.add_argument("--restart-window", type=_positive_duration, metavar="DURATION",
                       help="window of --max-restarts (default 1h)")
     more.add_argument("--max-parallel", type=_positive_int, metavar="N",
                       help="at most N processes of a group restarting at once (default 1)")
@@ -229,7 +237,7 @@ def build_parser(prog: str = "sentry-memwatch") -> argparse.ArgumentParser:
                       f"{DEFAULT_SERVER_URL})")
     conn.add_argument("--username", metavar="USER", help="default $SUPERVISOR_USERNAME")
     conn.add_argument("--password", metavar="PASSWORD", help="default $SUPERVISOR_PASSWORD")
-    conn.add_argument("--rpc-timeout", type=_duration, metavar="DURATION",
+    conn.add_argument("--rpc-timeout", type=_positive_duration, metavar="DURATION",
                       help="timeout of each XML-RPC call (default 10s)")
     conn.add_argument("--metrics-addr", metavar="ADDR", help="default 127.0.0.1")
     conn.add_argument("--metrics-port", type=_port, metavar="PORT", help="default 9870, 0 = off")
@@ -257,9 +265,8 @@ def read_ini(text: str, path: str) -> list[tuple[int, str, str]]:
             last = entries[-1]
             entries[-1] = (last[0], last[1], f"{last[2]}\n{line}")
             continue
-        key, sep, value = line.partition("=")
-        if not sep:
-            key, sep, value = line.partition(":")
+        cut = min((i for i in (line.find("="), line.find(":")) if i >= 0), default=-1)
+        key, sep, value = (line[:cut], line[cut], line[cut + 1:]) if cut >= 0 else (line, "", "")
         if not sep or not key.strip():
             raise ConfigError(f"{path}:{lineno}: expected 'key = value', got {line!r}")
         entries.append((lineno, key.strip().replace("_", "-"), value.strip()))
@@ -285,7 +292,8 @@ def file_to_argv(parser: argparse.ArgumentParser, text: str, path: str) -> list[
             if value.lower() not in _TRUE | _FALSE:
                 raise ConfigError(f"{path}:{lineno}: {key} = {value!r} is not true or false")
             if value.lower() in _TRUE:
-                argv.append(option)
+                # the file's `cumulative` is a --children value, so the command line can override it
+                argv.append("--children=sum" if key == "cumulative" else option)
             continue
         values = value.split() if isinstance(action, argparse._AppendAction) else [value]  # noqa: SLF001
         for item in values:
@@ -297,7 +305,7 @@ def file_to_argv(parser: argparse.ArgumentParser, text: str, path: str) -> list[
             if action.choices is not None and item not in action.choices:
                 choices = ", ".join(map(str, action.choices))
                 raise ConfigError(f"{path}:{lineno}: {key} = {item!r} is not one of {choices}")
-            argv += [option, item]
+            argv.append(f"{option}={item}")  # one token: a value may start with '-'
     return argv
 
 
@@ -317,6 +325,9 @@ def parse(argv: Sequence[str], environ: dict[str, str] | None = None) -> tuple[C
     if first.config:
         file_argv = file_to_argv(parser, _read_text(first.config), first.config)
     ns = parser.parse_args(file_argv + argv)  # the command line comes last, so it wins
+    if first.cumulative and first.children not in (None, "sum"):
+        raise ConfigError(f"-c/--cumulative conflicts with --children {first.children}")
+    ns.children = first.children or ("sum" if first.cumulative else None) or ns.children
     return _to_config(ns, environ, first.config), is_check
 
 
@@ -329,14 +340,19 @@ def _read_text(path: str) -> str:
         raise ConfigError(f"--config: cannot read {path!r}: {reason}") from None
 
 
+T = TypeVar("T")
+
+
+def _given(value: T | None, default: T) -> T:
+    return default if value is None else value
+
+
 def _last_wins(pairs: Iterable[tuple[str, int]]) -> tuple[tuple[str, int], ...]:
     return tuple(dict(pairs).items())
 
 
 def _to_config(ns: argparse.Namespace, environ: dict[str, str], config_file: str | None) -> Config:
-    children = ns.children or ("sum" if ns.cumulative else "none")
-    if ns.cumulative and ns.children not in (None, "sum"):
-        raise ConfigError(f"-c/--cumulative conflicts with --children {ns.children}")
+    children = ns.children or "none"
     if ns.child_signal is not None and children != "each":
         raise ConfigError("--child-signal needs --children each")
     if bool(ns.metrics_tls_cert) != bool(ns.metrics_tls_key):
@@ -355,9 +371,9 @@ def _to_config(ns: argparse.Namespace, environ: dict[str, str], config_file: str
         uptime=ns.uptime,
         name=ns.name,
         consecutive=ns.consecutive or defaults.consecutive,
-        grace=ns.grace if ns.grace is not None else defaults.grace,
-        max_restarts=ns.max_restarts if ns.max_restarts is not None else defaults.max_restarts,
-        restart_window=ns.restart_window or defaults.restart_window,
+        grace=_given(ns.grace, defaults.grace),
+        max_restarts=_given(ns.max_restarts, defaults.max_restarts),
+        restart_window=_given(ns.restart_window, defaults.restart_window),
         max_parallel=ns.max_parallel or defaults.max_parallel,
         child_signal=ns.child_signal,
         exclude=tuple(ns.exclude),
@@ -365,9 +381,9 @@ def _to_config(ns: argparse.Namespace, environ: dict[str, str], config_file: str
         server_url=ns.server_url or environ.get("SUPERVISOR_SERVER_URL") or defaults.server_url,
         username=ns.username or environ.get("SUPERVISOR_USERNAME") or None,
         password=ns.password or environ.get("SUPERVISOR_PASSWORD") or None,
-        rpc_timeout=ns.rpc_timeout or defaults.rpc_timeout,
+        rpc_timeout=_given(ns.rpc_timeout, defaults.rpc_timeout),
         metrics_addr=ns.metrics_addr or defaults.metrics_addr,
-        metrics_port=ns.metrics_port if ns.metrics_port is not None else defaults.metrics_port,
+        metrics_port=_given(ns.metrics_port, defaults.metrics_port),
         metrics_tls_cert=ns.metrics_tls_cert,
         metrics_tls_key=ns.metrics_tls_key,
         log_level=ns.log_level or defaults.log_level,

@@ -29,7 +29,8 @@ def _timestamp(record: logging.LogRecord) -> str:
 
 def _quote(value: Any) -> str:
     text = str(value)
-    if text == "" or any(c in text for c in ' "=\n\t'):
+    # any blank, separator or control character would split or cut the record: quote, escaped
+    if text == "" or not text.isprintable() or any(c.isspace() or c in '"=' for c in text):
         return json.dumps(text)
     return text
 

@@ -44,6 +44,18 @@ def parse_tokens(line: str) -> dict[str, str]:
     return tokens
 
 
+def _lenient_tokens(line: str) -> tuple[dict[str, str], list[str]]:
+    tokens: dict[str, str] = {}
+    bad: list[str] = []
+    for token in line.split():
+        key, sep, value = token.partition(":")
+        if sep and key:
+            tokens[key] = value
+        else:
+            bad.append(token)
+    return tokens, bad
+
+
 def send_ready(stdout: TextIO) -> None:
     stdout.write("READY\n")
     stdout.flush()
@@ -65,22 +77,23 @@ def read_event(stdin: TextIO) -> Event | None:
             _discard_line(stdin)
             raise ProtocolError(f"header line longer than {MAX_HEADER_LINE} characters")
         raise ProtocolError(f"truncated header line {line[:200]!r}")
-    try:
-        headers = parse_tokens(line)
-    except ProtocolError as exc:
-        raise ProtocolError(f"{exc} in header line {line.rstrip()[:200]!r}") from None
+    shown = line.rstrip()[:200]
+    headers, bad = _lenient_tokens(line)
     length_text = headers.get("len")
     if length_text is None:
-        raise ProtocolError(f"no len in header line {line.rstrip()[:200]!r}")
-    try:
-        length = int(length_text)
-    except ValueError:
-        raise ProtocolError(f"len is not a number in header line {line.rstrip()[:200]!r}") from None
-    if length < 0:
-        raise ProtocolError(f"negative len in header line {line.rstrip()[:200]!r}")
+        problem = f"bad header token {bad[0]!r}" if bad else "no len"
+        raise ProtocolError(f"{problem} in header line {shown!r}")
+    if length_text.startswith("-") and length_text[1:].isdigit():
+        raise ProtocolError(f"negative len in header line {shown!r}")
+    if not (length_text.isascii() and length_text.isdigit()):
+        raise ProtocolError(f"len is not a number in header line {shown!r}")
+    length = int(length_text)
     if length > MAX_PAYLOAD:
         _discard(stdin, length)
         raise ProtocolError(f"payload of {length} characters is over {MAX_PAYLOAD}; dropped")
+    if bad:  # the payload still belongs to this event: consume it so the next one starts clean
+        _discard(stdin, length)
+        raise ProtocolError(f"bad header token {bad[0]!r} in header line {shown!r}")
     payload = stdin.read(length)
     if len(payload) < length:
         raise ProtocolError(f"payload ended after {len(payload)} of {length} characters")

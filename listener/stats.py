@@ -15,6 +15,7 @@ from dataclasses import dataclass, replace
 from listener.policy import SELF, Judgement
 
 TICK_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+SAMPLE_ERROR_REASONS = ("vanished", "zombie", "access_denied", "pss_denied", "uss_denied")
 COUNTERS = ("restarts", "restart_failures", "restarts_suppressed", "child_signals", "dry_run_actions")
 
 
@@ -50,8 +51,10 @@ class Stats:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._processes: dict[str, ProcessStats] = {}
-        self._events: Counter[str] = Counter()
-        self._sample_errors: Counter[str] = Counter()
+        # born at 0, so that increase() sees the first one (Prometheus cannot see a counter
+        # that starts life at 1)
+        self._events: Counter[str] = Counter({"malformed": 0})
+        self._sample_errors: Counter[str] = Counter({r: 0 for r in SAMPLE_ERROR_REASONS})
         self._supervisor_up = 0
         self._last_tick = 0.0
         self._bucket_counts = [0] * (len(TICK_BUCKETS) + 1)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from fractions import Fraction
 
 # memmon's KB/MB/GB are powers of 1024 (supervisor's byte_size); we keep that meaning and
 # add the unambiguous IEC spellings and the one-letter forms.
@@ -23,7 +24,7 @@ _SIZE_UNITS = {
     "tib": 1024**4,
 }
 _DURATION_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
-_NUMBER_UNIT = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*([a-zA-Z]*)\s*$")
+_NUMBER_UNIT = re.compile(r"^\s*([0-9]+(?:\.[0-9]*)?|\.[0-9]+)\s*([a-zA-Z]*)\s*$", re.ASCII)
 _MAX_BYTES = 1024**6  # a petabyte-scale ceiling keeps absurd input from becoming a float overflow
 
 
@@ -36,7 +37,7 @@ def parse_size(text: str) -> int:
     factor = _SIZE_UNITS.get(unit.lower())
     if factor is None:
         raise ValueError(f"unknown size unit {unit!r} in {text!r} (use B, KB, MB, GB, TB or KiB..TiB)")
-    value = float(number) * factor
+    value = Fraction(number) * factor  # exact: no float rounding of large byte counts
     if value > _MAX_BYTES:
         raise ValueError(f"size too large: {text!r}")
     return int(value)

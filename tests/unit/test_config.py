@@ -297,11 +297,6 @@ def test_zero_values_that_mean_something_are_kept() -> None:
     assert (config.grace, config.max_restarts, config.metrics_port) == (0, 0, 0)
 
 
-@pytest.mark.xfail(
-    reason="BUG: `--restart-window 0` silently becomes the 1h default (`ns.restart_window or "
-    "defaults.restart_window`); it should be kept or refused",
-    strict=True,
-)
 def test_zero_restart_window_is_not_silently_replaced_by_the_default() -> None:
     try:
         config = cfg("--max-restarts 3 --restart-window 0")
@@ -446,11 +441,6 @@ def test_config_file_key_colon_value_lines(tmp_path: Path) -> None:
     assert config.exclude == ("memwatch:*",)
 
 
-@pytest.mark.xfail(
-    reason="BUG: read_ini splits on '=' before ':', so `program: web=400MB` is read as key "
-    "'program: web' = '400MB' and refused as an unknown option",
-    strict=True,
-)
 def test_config_file_key_colon_value_whose_value_holds_an_equals_sign(tmp_path: Path) -> None:
     path = write(tmp_path, "[memwatch]\nprogram: web=400MB\n")
     assert cfg(f"--config {path}").limits.programs == (("web", 400 * MiB),)
@@ -510,22 +500,11 @@ def test_unreadable_config_file_is_a_config_error(tmp_path: Path) -> None:
     assert str(missing) in message
 
 
-@pytest.mark.xfail(
-    reason="BUG: a config-file value starting with '-' is passed to argparse as a separate token "
-    "and taken for an option: `name = -x` fails with 'argument -n/--name: expected one argument' "
-    "(no file:line, and the value cannot be written at all)",
-    strict=True,
-)
 def test_config_file_value_may_start_with_a_dash(tmp_path: Path) -> None:
     path = write(tmp_path, "name = -staging-\n")
     assert cfg(f"--config {path}").name == "-staging-"
 
 
-@pytest.mark.xfail(
-    reason="BUG?: `cumulative = true` in the config file conflicts with `--children each` on the "
-    "command line (ConfigError) although the command line is meant to win over the file",
-    strict=True,
-)
 def test_children_on_the_command_line_wins_over_cumulative_in_the_file(tmp_path: Path) -> None:
     path = write(tmp_path, "cumulative = true\n")
     assert cfg(f"--config {path} --children each").children == "each"

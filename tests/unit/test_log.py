@@ -110,12 +110,6 @@ def test_text_record_is_one_line_that_parses_back(msg: str, value: str) -> None:
     assert parsed["process"] == value
 
 
-@pytest.mark.xfail(
-    reason="BUG: _quote() quotes on space, '\"', '=', LF and TAB only: a value holding another "
-    "blank or line separator (CR, VT, FF, \\x1c-\\x1f, NBSP, U+2028...) is written raw, so the "
-    "record splits into two lines for str.splitlines()/terminals and logfmt readers cut the value",
-    strict=True,
-)
 @pytest.mark.parametrize("blank", ["\r", "\x0b", "\x0c", "\x1c", "\x1f", "\x85", "\xa0", "\u2028"],
                          ids=repr)
 def test_text_record_quotes_values_holding_any_blank(blank: str) -> None:

@@ -137,13 +137,6 @@ def test_malformed_header_raises_and_the_next_event_is_read_correctly(bad: str, 
     assert read_event(s) is None
 
 
-@pytest.mark.xfail(
-    reason="BUG: a header with a bad token but a valid len raises before its payload is consumed, "
-    "so the payload is glued to the next header line: the next event comes back with "
-    "headers {'when': '1700000000ver:3.0', ...} (read_event promises to consume what belonged to "
-    "the malformed event)",
-    strict=True,
-)
 def test_malformed_header_with_a_payload_does_not_spill_into_the_next_event() -> None:
     s = stream("ver:3.0 bogus eventname:TICK_5 len:15\n" + TICK_PAYLOAD + TICK)
     with pytest.raises(ProtocolError, match="bad header token 'bogus'"):
