@@ -2,9 +2,10 @@
 
 A restart is stop then start (supervisord has no restartProcess); each runs in a worker
 thread with its own XML-RPC client, so a slow stop never delays the answer to an event.
-A process we stopped whose start failed is kept in `stopped` and retried with backoff, on
-later ticks too, until it runs again or a human takes it over: a watchdog must never turn a
-leak into an outage.
+Every stop is written to the journal first; a process we stopped stays there until it runs
+again, and is retried with backoff, on later ticks too, until it runs or a human takes it
+over: a watchdog must never turn a leak into an outage. The journal outlives the listener, so
+a restart cut short by SIGKILL or the OOM killer is finished by the next run.
 """
 
 from __future__ import annotations
@@ -19,24 +20,27 @@ from concurrent.futures import ThreadPoolExecutor
 
 import psutil
 
+from listener.journal import Journal
 from listener.log import fields
 from listener.model import RUNNING
 from listener.notify import Mailer
 from listener.policy import Action
 from listener.stats import Stats
-from listener.supervisor import RACE_FAULTS, Supervisor, SupervisorError, describe_error
+from listener.supervisor import BAD_NAME, RACE_FAULTS, Supervisor, SupervisorError, describe_error
 from listener.units import format_size
 
 log = logging.getLogger("memwatch.actuator")
 
 START_RETRY_DELAYS = (1.0, 2.0, 4.0)  # within one attempt; later ticks keep trying
+HUMAN_MARGIN = 5.0  # a stop this long after ours was someone else's
 
 
 class Actuator:
     def __init__(self, connect: Callable[[], Supervisor], stats: Stats,
                  mailer: Mailer | None = None, mail_uptime: float | None = None,
                  max_workers: int = 8, sleep: Callable[[float], None] = time.sleep,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, journal: Journal | None = None,
+                 wall: Callable[[], float] = time.time) -> None:
         self._connect = connect
         self._stats = stats
         self._mailer = mailer
@@ -46,19 +50,24 @@ class Actuator:
         self._local = threading.local()
         self._lock = threading.Lock()
         self._busy: set[str] = set()
-        self._stopped: set[str] = set()  # stopped by us, not yet running again
+        self._journal = journal or Journal(None)  # stopped by us, not yet running again
+        self._wall = wall
+        left = self._journal.entries()
+        if left:
+            log.warning("finishing restarts left unfinished by a previous run", extra=fields(
+                processes=",".join(sorted(e.namespec for e in left))))
         self._pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="memwatch-act")
 
     # --- what the loop asks ---
 
     def busy(self) -> frozenset[str]:
         """Processes with a restart in flight or waiting for a successful start."""
+        stopped = {e.namespec for e in self._journal.entries()}
         with self._lock:
-            return frozenset(self._busy | self._stopped)
+            return frozenset(self._busy | stopped)
 
     def stopped(self) -> frozenset[str]:
-        with self._lock:
-            return frozenset(self._stopped)
+        return frozenset(e.namespec for e in self._journal.entries())
 
     def submit(self, action: Action) -> None:
         if action.signal is not None:
@@ -72,8 +81,9 @@ class Actuator:
 
     def retry_stopped(self) -> None:
         """Try again to start what we stopped and could not start (called every tick)."""
+        stopped = [e.namespec for e in self._journal.entries()]
         with self._lock:
-            pending = [n for n in self._stopped if n not in self._busy]
+            pending = [n for n in stopped if n not in self._busy]
             self._busy.update(pending)
         for namespec in pending:
             self._pool.submit(self._guarded, self._start_again, namespec)
@@ -123,17 +133,19 @@ class Actuator:
             return
         log.warning("restarting process over its memory limit", extra=fields(**ctx))
         began = self._clock()
+        self._journal.begin(namespec, action.pid, self._wall())
         try:
             client.stop(namespec)
         except SupervisorError as exc:
             if _is_race(exc):
                 log.info("process was not stopped by us: " + describe_error(exc), extra=fields(**ctx))
+                self._journal.done(namespec)
                 return
+            # the stop may or may not have happened: the journal entry makes later ticks look
             self._fail("stop failed", namespec, exc, ctx)
             return
         stopped_after = self._clock() - began
-        with self._lock:
-            self._stopped.add(namespec)
+        self._journal.stopped(namespec, self._wall())
         self._stats.count(namespec, "restarts")
         if self._start(namespec, ctx):
             log.warning("restarted", extra=fields(
@@ -156,11 +168,16 @@ class Actuator:
             try:
                 client.start(namespec)
             except SupervisorError as exc:
-                if _is_race(exc):  # already started (by a human) or removed from the config
+                if isinstance(exc, xmlrpc.client.Fault) and exc.faultCode == BAD_NAME:
+                    log.info("process was removed from supervisord while we restarted it",
+                             extra=fields(**ctx))
+                    self._journal.done(namespec)
+                    return False
+                if _is_race(exc):  # already started, by a human or supervisord
                     log.info("start not needed: " + describe_error(exc), extra=fields(**ctx))
                     break
                 self._stats.count(namespec, "restart_failures")
-                log.error("start failed; the process is STOPPED", extra=fields(
+                log.error("start failed; the process is not running", extra=fields(
                     **ctx, attempt=attempt + 1, error=describe_error(exc)))
                 continue
             break
@@ -171,25 +188,35 @@ class Actuator:
                                   f"sentry-memwatch stopped {namespec} for memory and could not "
                                   "start it again; it keeps retrying on every tick.")
             return False
-        with self._lock:
-            self._stopped.discard(namespec)
+        self._journal.done(namespec)
         return True
 
     def _start_again(self, namespec: str) -> None:
+        """A later tick's look at a process we stopped: start it, unless it runs again or a
+        human stopped it after us."""
+        entry = self._journal.get(namespec)
+        if entry is None:
+            return
         try:
             info = self._client().process(namespec)
         except xmlrpc.client.Fault as exc:
             if exc.faultCode in RACE_FAULTS:  # removed from supervisord: nothing to start
-                with self._lock:
-                    self._stopped.discard(namespec)
-                return
-            raise
+                log.info("process we stopped was removed from supervisord",
+                         extra=fields(process=namespec))
+                self._journal.done(namespec)
+            return
         except SupervisorError:
             return  # supervisord unreachable: the loop reports it; try on a later tick
-        if info.statename in (RUNNING, "STARTING"):
+        if info.statename == RUNNING:
             log.info("process runs again", extra=fields(process=namespec))
-            with self._lock:
-                self._stopped.discard(namespec)
+            self._journal.done(namespec)
+            return
+        if info.statename in ("STOPPING", "STARTING", "BACKOFF"):
+            return  # a stop or supervisord's own start is under way: look again next tick
+        if entry.stopped is not None and info.stop > entry.stopped + HUMAN_MARGIN:
+            log.warning("process was stopped again after our restart, by someone else: "
+                        "leaving it as it is", extra=fields(process=namespec, state=info.statename))
+            self._journal.done(namespec)
             return
         self._start(namespec, {"process": namespec})
 

@@ -13,6 +13,7 @@ from listener.actuator import Actuator
 from listener.check import check
 from listener.config import Config, ConfigError, parse
 from listener.daemon import Daemon
+from listener.journal import Journal, default_state_dir
 from listener.log import fields
 from listener.metrics import MetricsServer, make_registry
 from listener.notify import Mailer
@@ -42,10 +43,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exc:  # --help
         return int(exc.code or 0)
     logsetup.setup(config.log_level, config.log_format)
+    warn_if_password_exposed(config)
     sampler = Sampler(config.measure, config.children)
     if is_check:
         return run_check(config, supervisor, sampler)
     return run_listener(argv, config, supervisor, sampler)
+
+
+def warn_if_password_exposed(config: Config) -> None:
+    """A config file that holds the supervisord password must not be readable by others."""
+    path = config.config_file
+    if not path or not config.password:
+        return
+    try:
+        mode = os.stat(path).st_mode
+        with open(path, encoding="utf-8", errors="replace") as f:
+            holds_password = any(line.strip().lower().startswith("password") for line in f)
+    except OSError:
+        return
+    if holds_password and mode & 0o077:
+        log.warning("config file holds the supervisord password and is readable by others: "
+                    "chmod 600 it", extra=fields(path=path, mode=oct(mode & 0o777)))
 
 
 def run_check(config: Config, supervisor: Supervisor, sampler: Sampler) -> int:
@@ -79,7 +97,8 @@ def _serve(argv: list[str], config: Config, supervisor: Supervisor, sampler: Sam
     if config.metrics_port:
         try:
             server = MetricsServer(make_registry(stats), config.metrics_addr, config.metrics_port,
-                                   config.metrics_tls_cert, config.metrics_tls_key)
+                                   config.metrics_tls_cert, config.metrics_tls_key,
+                                   config.metrics_tls_client_ca)
         except (OSError, ValueError) as exc:
             print(f"{PROG}: error: --metrics-port: cannot serve metrics on "
                   f"{config.metrics_addr}:{config.metrics_port}: {exc}", file=sys.stderr)
@@ -87,7 +106,9 @@ def _serve(argv: list[str], config: Config, supervisor: Supervisor, sampler: Sam
         log.info("metrics served", extra=fields(
             url=f"{'https' if config.metrics_tls_cert else 'http'}://{config.metrics_addr}:{server.port}/metrics"))
     mailer = Mailer(config.email, config.sendmail, config.name) if config.email else None
-    actuator = Actuator(lambda: connect(config), stats, mailer, config.uptime)
+    journal = Journal.open(config.state_dir or default_state_dir(), os.environ,
+                           config.server_url)
+    actuator = Actuator(lambda: connect(config), stats, mailer, config.uptime, journal=journal)
 
     def reload() -> Config:
         return parse(argv)[0]

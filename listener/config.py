@@ -81,6 +81,8 @@ class Config:
     metrics_port: int = 9870
     metrics_tls_cert: str | None = None
     metrics_tls_key: str | None = None
+    metrics_tls_client_ca: str | None = None
+    state_dir: str | None = None  # None: default_state_dir()
     log_level: str = "INFO"
     log_format: str = "text"
     config_file: str | None = None
@@ -243,6 +245,11 @@ def build_parser(prog: str = "sentry-memwatch") -> argparse.ArgumentParser:
     conn.add_argument("--metrics-port", type=_port, metavar="PORT", help="default 9870, 0 = off")
     conn.add_argument("--metrics-tls-cert", metavar="FILE", help="serve /metrics over HTTPS")
     conn.add_argument("--metrics-tls-key", metavar="FILE")
+    conn.add_argument("--metrics-tls-client-ca", metavar="FILE",
+                      help="with TLS: accept only clients with a certificate signed by this CA")
+    conn.add_argument("--state-dir", metavar="DIR",
+                      help="where the restart journal lives (default /var/lib/sentry-memwatch "
+                      "as root, else ~/.local/state/sentry-memwatch)")
     conn.add_argument("--log-level", type=_log_level, metavar="LEVEL", help="default info")
     conn.add_argument("--log-format", choices=("text", "json"), help="default text")
     conn.add_argument("--config", metavar="FILE", help="INI file, keys are long option names")
@@ -357,6 +364,8 @@ def _to_config(ns: argparse.Namespace, environ: dict[str, str], config_file: str
         raise ConfigError("--child-signal needs --children each")
     if bool(ns.metrics_tls_cert) != bool(ns.metrics_tls_key):
         raise ConfigError("--metrics-tls-cert and --metrics-tls-key go together")
+    if ns.metrics_tls_client_ca and not ns.metrics_tls_cert:
+        raise ConfigError("--metrics-tls-client-ca needs --metrics-tls-cert and --metrics-tls-key")
     defaults = Config()
     return Config(
         limits=Limits(
@@ -386,6 +395,8 @@ def _to_config(ns: argparse.Namespace, environ: dict[str, str], config_file: str
         metrics_port=_given(ns.metrics_port, defaults.metrics_port),
         metrics_tls_cert=ns.metrics_tls_cert,
         metrics_tls_key=ns.metrics_tls_key,
+        metrics_tls_client_ca=ns.metrics_tls_client_ca,
+        state_dir=ns.state_dir,
         log_level=ns.log_level or defaults.log_level,
         log_format=ns.log_format or defaults.log_format,
         config_file=config_file,

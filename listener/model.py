@@ -16,6 +16,7 @@ class ProcessInfo:
     pid: int
     statename: str
     start: float  # epoch seconds when supervisord last started it
+    stop: float = 0.0  # epoch seconds when it last stopped (0: never)
 
     @property
     def namespec(self) -> str:

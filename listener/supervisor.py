@@ -163,4 +163,5 @@ def to_process_info(info: dict[str, Any]) -> ProcessInfo:
         pid=int(info["pid"]),
         statename=str(info["statename"]),
         start=float(info["start"]),
+        stop=float(info.get("stop") or 0.0),
     )

@@ -173,7 +173,8 @@ class Listener:
         self.metrics_port = free_port()
         self._stderr = open(self.stderr_path, "wb")  # noqa: SIM115
         self.proc = subprocess.Popen(
-            [PY, "-m", "listener", "--metrics-port", str(self.metrics_port), *args],
+            [PY, "-m", "listener", "--metrics-port", str(self.metrics_port),
+             "--state-dir", str(root / "state"), *args],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr,
             env={**os.environ, "SUPERVISOR_SERVER_URL": server_url, "PYTHONPATH": str(ROOT),
                  **(env or {})})
