@@ -119,3 +119,42 @@ startsecs=0
     assert "OVER" in "".join(emitted)  # check did run and print its table
     for text in emitted:
         assert PASSWORD not in text
+
+
+def test_a_child_signal_is_never_sent_to_a_pid_outside_the_supervised_tree():
+    import signal
+    import sys
+    from listener.actuator import Actuator
+    from listener.model import ProcessInfo, Sample
+    from listener.policy import SIGNAL, Action, Judgement
+    from listener.stats import Stats
+
+    stranger = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        stats = Stats()
+        proc = ProcessInfo("web", "web", os.getpid(), "RUNNING", 0.0)
+        stats.observe([Judgement(proc, Sample(1, "rss", 1, ()), 0, "any", True, 1, "act")])
+        started = psutil.Process(stranger.pid).create_time()
+        actuator = Actuator(lambda: None, stats)  # type: ignore[arg-type,return-value]
+        # claimed as a child of a process it does not descend from, or with another start
+        # time (a reused pid): refused
+        for claimed_parent, claimed_start in ((other.pid, started), (os.getpid(), started - 100)):
+            actuator.submit(Action(kind=SIGNAL, group="web", name="web", pid=stranger.pid,
+                                   memory=1, limit=0, measure="rss", rule="any", uptime=1.0,
+                                   signal=int(signal.SIGTERM), started=claimed_start,
+                                   process_pid=claimed_parent))
+        # submit() signals synchronously: had it sent anything, the counter would say so
+        assert stranger.poll() is None
+        assert stats.get("web:web").child_signals == 0  # type: ignore[union-attr]
+        # and the real thing is signalled: right parent, right start time
+        actuator.submit(Action(kind=SIGNAL, group="web", name="web", pid=stranger.pid, memory=1,
+                               limit=0, measure="rss", rule="any", uptime=1.0,
+                               signal=int(signal.SIGTERM), started=started,
+                               process_pid=os.getpid()))
+        assert stranger.wait(10) == -signal.SIGTERM
+        assert stats.get("web:web").child_signals == 1  # type: ignore[union-attr]
+    finally:
+        for p in (stranger, other):
+            p.kill()
+            p.wait()
