@@ -124,6 +124,7 @@ startsecs=0
 def test_a_child_signal_is_never_sent_to_a_pid_outside_the_supervised_tree():
     import signal
     import sys
+
     from listener.actuator import Actuator
     from listener.model import ProcessInfo, Sample
     from listener.policy import SIGNAL, Action, Judgement
