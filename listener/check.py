@@ -9,7 +9,7 @@ from typing import TextIO
 
 from listener import policy
 from listener.config import Config
-from listener.model import ProcessInfo
+from listener.model import ProcessInfo, own_namespecs
 from listener.sampler import Sampler
 from listener.units import format_size
 
@@ -44,11 +44,9 @@ def check(config: Config, processes: Sequence[ProcessInfo], sampler: Sampler, ou
           environ: dict[str, str] | None = None) -> int:
     """Print the table; 1 if some watched process is over its limit, else 0."""
     result = sampler.sample(processes)
-    env = dict(os.environ) if environ is None else environ
-    name = env.get("SUPERVISOR_PROCESS_NAME")
-    self_names = frozenset({f"{env.get('SUPERVISOR_GROUP_NAME') or name}:{name}"}) if name else frozenset()
+    env = os.environ if environ is None else environ
     decision = policy.decide(processes, result.samples, config, policy.PolicyState(), time.time(),
-                             self_names=self_names, self_pids=frozenset({os.getpid()}))
+                             self_names=own_namespecs(env), self_pids=frozenset({os.getpid()}))
     out.write(render(decision.judgements, config.measure))
     over = [j for j in decision.judgements if verdict_text(j).startswith("OVER")]
     return 1 if over else 0

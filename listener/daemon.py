@@ -14,7 +14,7 @@ from listener import policy, protocol
 from listener.actuator import Actuator
 from listener.config import Config, ConfigError
 from listener.log import fields
-from listener.model import ProcessInfo
+from listener.model import ProcessInfo, own_namespecs
 from listener.sampler import Sampler
 from listener.stats import Stats
 from listener.supervisor import Supervisor, SupervisorError, describe_error
@@ -45,7 +45,7 @@ class Daemon:
         self.clock = clock
         self.timer = timer
         env = os.environ if environ is None else environ
-        self.self_names = _self_names(env)
+        self.self_names = own_namespecs(env)
         self.self_pids = frozenset({os.getpid()})
         self.state = policy.PolicyState()
         self._supervisor_up: bool | None = None
@@ -183,12 +183,6 @@ class Daemon:
             self.sampler = Sampler(new.measure, new.children, self.sampler.scanner)
         self.config = new
         log.info("config reloaded", extra=fields(limits=_describe_limits(new)))
-
-
-def _self_names(env: os._Environ[str] | dict[str, str]) -> frozenset[str]:
-    name = env.get("SUPERVISOR_PROCESS_NAME")
-    group = env.get("SUPERVISOR_GROUP_NAME") or name
-    return frozenset({f"{group}:{name}"}) if name else frozenset()
 
 
 def _describe_limits(config: Config) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 RUNNING = "RUNNING"
@@ -44,3 +45,13 @@ class Sample:
     measure: str  # the measure actually used: "rss" where PSS/USS was denied
     children: int
     units: tuple[Unit, ...]
+
+
+def own_namespecs(environ: Mapping[str, str]) -> frozenset[str]:
+    """The listener's own `group:name`, from what supervisord sets in every child's environment:
+    the listener is listed by getAllProcessInfo too, and must never be its own target."""
+    name = environ.get("SUPERVISOR_PROCESS_NAME")
+    if not name:
+        return frozenset()
+    group = environ.get("SUPERVISOR_GROUP_NAME") or name
+    return frozenset({f"{group}:{name}"})
