@@ -18,6 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
+import psutil
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
@@ -114,3 +115,27 @@ def log_tail(log: Path | None, lines: int = 30) -> str:
         return ""
     tail = log.read_text(errors="replace").splitlines()[-lines:]
     return f"\n--- {log} (last {len(tail)} lines) ---\n" + "\n".join(tail)
+
+
+def session_processes(sid: int) -> list[int]:
+    """Pids of the live processes of session `sid`, the test's own child included.
+
+    A program started with start_new_session=True leads a session of its own; supervisord puts
+    each of its children in a process group of its own (so killpg on supervisord's group misses
+    them), but they all stay in that session, orphans included.
+    """
+    pids = []
+    for proc in psutil.process_iter(["status"]):
+        try:
+            if os.getsid(proc.pid) == sid and proc.info["status"] != psutil.STATUS_ZOMBIE:
+                pids.append(proc.pid)
+        except (ProcessLookupError, PermissionError):
+            continue
+    return pids
+
+
+def kill_session(sid: int) -> None:
+    """SIGKILL every process left in session `sid` (cleanup after a failed test)."""
+    for pid in session_processes(sid):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGKILL)
