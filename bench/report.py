@@ -1,0 +1,258 @@
+"""The report: Markdown tables (readable as plain text too), printed and written to a file."""
+
+from __future__ import annotations
+
+import os
+import platform
+import statistics
+import subprocess
+import time
+from dataclasses import dataclass, field
+from importlib import metadata
+
+from bench.harness import ROOT
+from bench.latency import LatencyRun
+from bench.measure import Summary, ms, percentile, ratio, span, us
+from bench.scrape import ScrapeRow
+from bench.soak import SoakRun
+from bench.ticks import FloorRow, MeasureRow, TickRow
+
+MiB = 2**20
+NOTES = ROOT / "bench" / "NOTES.md"
+OURS_FLAGS = {"none": "-a 100GB", "sum": "--children sum -a 100GB", "each": "--children each -a 100GB"}
+
+
+@dataclass
+class Results:
+    command: str
+    quick: bool
+    starts: dict[tuple[str, int], float] = field(default_factory=dict)
+    ticks: list[TickRow] = field(default_factory=list)
+    floors: list[FloorRow] = field(default_factory=list)
+    measures: list[MeasureRow] = field(default_factory=list)
+    latency: list[LatencyRun] = field(default_factory=list)
+    scrapes: list[ScrapeRow] = field(default_factory=list)
+    soak: SoakRun | None = None
+    notes: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def table(headers: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join(" --- " for _ in headers) + "|"]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(lines) + "\n"
+
+
+def mib(n: float) -> str:
+    return f"{n / MiB:.1f} MiB"
+
+
+def machine() -> str:
+    model = "?"
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    with open("/proc/meminfo") as f:
+        total = int(f.readline().split()[1]) * 1024
+    versions = ", ".join(f"{p} {_version(p)}" for p in ("supervisor", "superlance", "psutil",
+                                                         "prometheus_client"))
+    return (f"{model}, {os.cpu_count()} cores, {total / 2**30:.0f} GiB, Linux {platform.release()}, "
+            f"Python {platform.python_version()}; {versions}")
+
+
+def _version(package: str) -> str:
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return "?"
+
+
+def commit() -> str:
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    head = git("rev-parse", "--short", "HEAD") or "?"
+    dirty = git("status", "--porcelain", "--", "listener")
+    return head + (" + uncommitted changes in listener/" if dirty else "")
+
+
+def render(r: Results) -> str:
+    out = [f"# Benchmarks{' (quick run)' if r.quick else ''}\n",
+           f"Command: `{r.command}` (from the repository root; {r.seconds / 60:.1f} minutes). "
+           f"Run {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} at commit {commit()}.\n",
+           f"Machine: {machine()}.\n",
+           "Times are medians of several repetitions, shown as `median (min–max)`; "
+           "`n` is the number of repetitions. Stand-ins: `sleep infinity` (flat) and "
+           "`sh -c 'sleep infinity & ... & wait'` with 4 children (trees), under a real supervisord "
+           "with one program of N processes.\n",
+           targets(r)]
+    if r.ticks:
+        out.append(section_ticks(r))
+    if r.floors:
+        out.append(section_floors(r))
+    if r.measures:
+        out.append(section_measures(r))
+    if r.latency:
+        out.append(section_latency(r))
+    if r.scrapes:
+        out.append(section_scrapes(r))
+    if r.soak:
+        out.append(section_soak(r.soak))
+    if r.notes:
+        out.append("## Run notes\n\n" + "".join(f"- {n}\n" for n in r.notes))
+    if NOTES.exists():
+        out.append(NOTES.read_text())
+    return "\n".join(out)
+
+
+# --- targets ---
+
+
+def _tick(r: Results, n: int, shape: str, mode: str) -> TickRow | None:
+    return next((t for t in r.ticks if (t.n, t.shape, t.mode) == (n, shape, mode)), None)
+
+
+def targets(r: Results) -> str:
+    rows: list[list[str]] = []
+
+    def add(target: str, measured: str, met: bool | None) -> None:
+        rows.append([target, measured, "n/a" if met is None else ("met" if met else "**missed**")])
+
+    for shape, mode, want in (("flat", "none", 30), ("tree", "sum", 50), ("tree", "each", 50)):
+        t = _tick(r, 50, shape, mode)
+        if t and t.memmon:
+            speed = t.memmon.median / t.ours.median
+            add(f"tick at 50 programs, {shape} `{OURS_FLAGS[mode]}`: ≥{want}x faster than memmon",
+                f"{speed:.0f}x ({ms(t.ours.median)} ms vs {ms(t.memmon.median)} ms)", speed >= want)
+    if r.floors:
+        worst = max(r.floors, key=lambda f: f.ours.median / f.floor.median)
+        x = worst.ours.median / worst.floor.median
+        add("sampling step within 3x of the raw /proc floor",
+            f"worst {x:.2f}x ({worst.shape} N={worst.n} --children {worst.mode}); "
+            f"best {min(f.ours.median / f.floor.median for f in r.floors):.2f}x", x <= 3)
+    for shape, mode in (("flat", "none"), ("tree", "sum"), ("tree", "each")):
+        n = 1000 if shape == "flat" else 200  # 1000 processes: 200 masters with 4 children each
+        t = _tick(r, n, shape, mode)
+        if t:
+            add(f"total tick at 1000 processes < 100 ms ({shape} N={n} `{OURS_FLAGS[mode]}`)",
+                f"{ms(t.ours.median)} ms, of which {ms(t.ours_list.median)} ms is getAllProcessInfo; "
+                f"the rest {ms(t.ours.median - t.ours_list.median)} ms", t.ours.median < 0.1)
+    for s in r.scrapes:
+        if s.listener_rss is not None:
+            add(f"listener RSS < 40 MB at {s.processes} processes", mib(s.listener_rss),
+                s.listener_rss < 40e6 if s.processes >= 1000 else None)
+    if r.soak:
+        growth = r.soak.rss_end - r.soak.rss_warm
+        add(f"RSS growth < 2 MB over the soak ({r.soak.events} TICKs)",
+            f"{growth / MiB:+.2f} MiB after warm-up ({(r.soak.rss_end - r.soak.rss_first) / MiB:+.2f} MiB "
+            "from the first tick)", growth < 2e6)
+    for run in r.latency:
+        p99 = percentile(run.times, 99)
+        add(f"event-answer p99 < 5 ms, {run.phase}", f"{ms(p99)} ms", p99 < 0.005)
+    for s in r.scrapes:
+        if s.processes >= 1000:
+            add(f"/metrics with {s.processes} processes < 50 ms ({s.source.split(',')[0]})",
+                f"{ms(s.http.median)} ms median, {ms(s.http.max)} ms max", s.http.median < 0.05)
+    return "## Targets\n\n" + table(["target", "measured", "verdict"], rows)
+
+
+# --- sections ---
+
+
+def section_ticks(r: Results) -> str:
+    rows = []
+    for t in r.ticks:
+        m = t.memmon
+        rows.append([str(t.n), t.shape, f"`{OURS_FLAGS[t.mode]}`", f"{span(t.ours)} n={t.ours.n}",
+                     ms(t.ours_list.median), ms(t.ours.median - t.ours_list.median),
+                     f"`{t.memmon_flags}`", f"{span(m)} n={m.n}" if m else "not run",
+                     f"{t.ours.median / m.median:.4f}" if m else "", ratio(m.median, t.ours.median) if m
+                     else ""])
+    starts = ", ".join(f"{s} N={n}: {sec:.0f} s" for (s, n), sec in sorted(r.starts.items()))
+    return ("## 1. Per-tick cost: ours vs memmon (ms)\n\n"
+            "One full check of N supervised programs (list over XML-RPC, sample, decide; limits so "
+            "high that nothing is restarted), in process, through the same supervisord and the "
+            "same TICK event: our `Daemon.handle()` behind the protocol reader, and superlance's "
+            "`Memmon.runforever(test=True)` reading one TICK. *list* is getAllProcessInfo alone "
+            "(mostly supervisord's time); *rest* = tick − list.\n\n"
+            + table(["N", "shape", "ours", "ours tick", "list", "rest", "memmon", "memmon tick",
+                     "ours/memmon", "speedup"], rows)
+            + f"\nsupervisord start-up to every program RUNNING: {starts}.\n")
+
+
+def section_floors(r: Results) -> str:
+    rows = [[str(f.n), f.shape, f.mode, str(f.pids), span(f.floor, us), span(f.ours, us),
+             ratio(f.ours.median, f.floor.median)] for f in r.floors]
+    return ("## 2. The floor: sampling step vs raw /proc reads (µs)\n\n"
+            "Floor: a bare Python loop reading `/proc/PID/statm` for the same pids; for trees it "
+            "also lists `/proc` and reads every `/proc/PID/stat` to find the children (the work "
+            "any tree walk must do). Ours: `Sampler.sample(processes)` alone, processes already "
+            "listed.\n\n"
+            + table(["N", "shape", "--children", "pids read", "raw floor", "ours (Sampler.sample)",
+                     "ours/floor"], rows))
+
+
+def section_measures(r: Results) -> str:
+    rows = []
+    for m in r.measures:
+        rss = next(x for x in r.measures if (x.n, x.shape, x.measure) == (m.n, m.shape, "rss"))
+        rows.append([str(m.n), m.shape, m.mode, m.measure, span(m.sample), ratio(m.sample.median,
+                     rss.sample.median), span(m.tick), ratio(m.tick.median, rss.tick.median),
+                     span(m.floor), ratio(m.sample.median, m.floor.median)])
+    return ("## 3. PSS/USS cost vs RSS (ms)\n\n"
+            "Same processes, `--measure rss|pss|uss`. Floor: raw reads of `statm` (rss) or "
+            "`smaps_rollup` (pss, uss), plus the /proc scan for trees. The stand-ins have few "
+            "mappings; smaps_rollup costs grow with a process's mappings (a real Sentry worker "
+            "has far more).\n\n"
+            + table(["N", "shape", "--children", "measure", "sample", "vs rss", "full tick",
+                     "vs rss", "raw floor", "sample/floor"], rows))
+
+
+def section_latency(r: Results) -> str:
+    rows = []
+    for run in r.latency:
+        rows.append([run.phase, str(run.programs), str(len(run.times)), str(run.in_flight),
+                     str(run.restarts), ms(percentile(run.times, 50)), ms(percentile(run.times, 99)),
+                     ms(max(run.times)), ms(statistics.fmean(run.times))])
+    return ("## 4. Event-answer latency (ms)\n\n"
+            "The real listener process (`python -m listener -a 100GB`, plus `-p slow=10MB` in the "
+            "restart phase) with pipes; this process plays supervisord's side: write a TICK, read "
+            "the RESULT. The slow program ignores SIGTERM (`stopwaitsecs=10`) and holds 30 MiB, "
+            "so each restart keeps a stop in flight for 10 s. *in flight*: events answered while "
+            "supervisord reported the slow program STOPPING (polled every 20 ms).\n\n"
+            + table(["phase", "programs", "events", "in flight", "stops seen", "p50", "p99", "max",
+                     "mean"], rows))
+
+
+def section_scrapes(r: Results) -> str:
+    rows = [[s.source, str(s.series), f"{s.size / 1024:.0f} KiB", f"{span(s.http)} n={s.http.n}",
+             span(s.render) if s.render else "", mib(s.listener_rss) if s.listener_rss else ""]
+            for s in r.scrapes]
+    return ("## 5. Scrape cost (ms)\n\n"
+            "`GET /metrics` over HTTP, a new connection each time as Prometheus does; *render* is "
+            "`generate_latest()` in process without HTTP.\n\n"
+            + table(["source", "series", "size", "GET /metrics", "render", "listener RSS"], rows))
+
+
+def section_soak(s: SoakRun) -> str:
+    rows = [[str(s.events), str(s.processes), s.server, mib(s.rss_first), mib(s.rss_warm),
+             mib(s.rss_end), mib(s.rss_max), f"{(s.rss_end - s.rss_warm) / MiB:+.2f} MiB",
+             f"{s.cpu_per_tick * 1000:.2f} ms", f"{s.wall_per_tick * 1000:.2f} ms", str(s.scrapes)]]
+    trace = ", ".join(f"{n}: {rss / MiB:.1f}" for n, rss in s.trace)
+    return ("## 6. Soak (the real listener process over pipes)\n\n"
+            f"{s.events} TICKs written to `python -m listener -a 100GB` (metrics on, one `GET "
+            f"/metrics` every 100 TICKs); its XML-RPC peer is a local stand-in that answers "
+            f"getAllProcessInfo with a snapshot of a real supervisord's {s.processes} real "
+            f"running processes (so the listener samples real /proc entries). Why: the real "
+            f"supervisord takes {span(s.real_list)} ms per getAllProcessInfo at {s.processes} "
+            f"processes (the stand-in {span(s.standin_list)} ms), which would make the soak "
+            f"take hours and measure supervisord. Warm-up: the first {s.warmup} TICKs. CPU "
+            "time is the listener's user+system time after warm-up.\n\n"
+            + table(["TICKs", "processes", "server", "RSS first tick", "RSS after warm-up",
+                     "RSS end", "RSS max", "growth", "CPU per tick", "wall per tick", "scrapes"],
+                    rows)
+            + f"\nRSS (MiB) by TICKs done: {trace}.\n")
+
+
+__all__ = ["Results", "Summary", "render"]

@@ -1,0 +1,146 @@
+"""`python -m bench`: every section in one run, on this machine; prints and writes the report."""
+
+from __future__ import annotations
+
+import argparse
+import io
+import logging
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from bench import latency, scrape, soak, ticks
+from bench.harness import (
+    FLAT_COMMAND,
+    ROOT,
+    TREE_CHILDREN,
+    TREE_COMMAND,
+    ListenerProcess,
+    Supervisord,
+    free_port,
+    program,
+)
+from bench.report import Results, render
+from listener import log as logsetup
+
+SHAPES = {"flat": ("none",), "tree": ("sum", "each")}
+
+
+def parse_args(argv: Sequence[str]) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    p.add_argument("--quick", action="store_true",
+                   help="a short run (under 2 minutes): N up to 200, fewer repetitions and events")
+    p.add_argument("--sizes", help="comma-separated N (default 10,50,200,1000; quick 10,50,200)")
+    p.add_argument("--reps", type=int, help="repetitions of our tick (default 15; quick 5)")
+    p.add_argument("--memmon-reps", type=int, help="repetitions of memmon's tick (default 5; quick 3)")
+    p.add_argument("--latency-events", type=int, help="events per latency phase (default 2000; quick 300)")
+    p.add_argument("--soak-events", type=int, help="TICKs in the soak (default 100000; quick 3000)")
+    p.add_argument("--sections", default="1,2,3,4,5,6", help="which sections to run (default all)")
+    p.add_argument("--out", type=Path,
+                   help="report file (default bench/RESULTS.md; quick: bench/results/quick.md)")
+    args = p.parse_args(argv)
+    q = args.quick
+    args.sizes = [int(s) for s in (args.sizes or ("10,50,200" if q else "10,50,200,1000")).split(",")]
+    args.reps = args.reps or (5 if q else 15)
+    args.memmon_reps = args.memmon_reps or (3 if q else 5)
+    args.latency_events = args.latency_events or (300 if q else 2000)
+    args.soak_events = args.soak_events or (3000 if q else 100_000)
+    args.sections = {int(s) for s in args.sections.split(",")}
+    args.out = args.out or ROOT / "bench" / ("results/quick.md" if q else "RESULTS.md")
+    return args
+
+
+def say(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    # the listener's loggers as in production (info, text), into a buffer nobody reads
+    logsetup.setup("INFO", "text", io.StringIO())
+    logging.getLogger("memwatch").setLevel(logging.INFO)
+    results = Results(command=" ".join(["python -m bench", *(argv or sys.argv[1:])]),
+                      quick=args.quick)
+    reps = ticks.Reps(ours=args.reps, memmon=args.memmon_reps,
+                      memmon_budget=10.0 if args.quick else 60.0)
+    began = time.monotonic()
+    if args.sections & {1, 2, 3, 5}:
+        for shape, modes in SHAPES.items():
+            for n in args.sizes:
+                per_size(args, results, reps, shape, modes, n)
+    if 4 in args.sections:
+        n = 10
+        say(f"section 4: event-answer latency, {n} programs + 1 slow, {args.latency_events} events")
+        sv = Supervisord(latency.sections(n))
+        try:
+            results.latency = latency.run(sv, n, args.latency_events)
+        finally:
+            sv.stop()
+    if 5 in args.sections:
+        say("section 5: /metrics with Stats filled directly (1000 judgements)")
+        results.scrapes.append(scrape.synthetic(1000, max(50, args.reps * 10)))
+    if 6 in args.sections:
+        say(f"section 6: soak, {args.soak_events} TICKs, 200 processes")
+        sv = Supervisord(program("flat", FLAT_COMMAND, 200))
+        try:
+            results.soak = soak.run(sv, args.soak_events, args.reps)
+        finally:
+            sv.stop()
+    results.seconds = time.monotonic() - began
+    text = render(results)
+    print(text)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(text)
+    say(f"written to {args.out}")
+    return 0
+
+
+def per_size(args: argparse.Namespace, results: Results, reps: ticks.Reps, shape: str,
+             modes: Sequence[str], n: int) -> None:
+    command, children = (FLAT_COMMAND, 0) if shape == "flat" else (TREE_COMMAND, TREE_CHILDREN)
+    say(f"{shape} N={n}: starting supervisord")
+    try:
+        sv = Supervisord(program(shape, command, n), tree_children=children)
+    except RuntimeError as exc:
+        results.notes.append(f"{shape} N={n}: supervisord did not start every program: {exc}")
+        return
+    results.starts[(shape, n)] = sv.start_seconds
+    try:
+        processes = sv.client.processes()
+        if 1 in args.sections:
+            memmon, flags = None, ""
+            for mode in modes:
+                say(f"{shape} N={n} --children {mode}: our tick")
+                ours, listed = ticks.measure_ours(sv.url, mode, reps)
+                if memmon is None:
+                    say(f"{shape} N={n}: memmon {'-c ' if shape != 'flat' else ''}tick")
+                    memmon, flags = ticks.measure_memmon(sv.url, ticks.MEMMON_CUMULATIVE[mode], reps)
+                results.ticks.append(ticks.TickRow(n, shape, mode, ours, listed, memmon, flags))
+        if 2 in args.sections:
+            for mode in modes:
+                say(f"{shape} N={n} --children {mode}: floor")
+                results.floors.append(ticks.measure_floor(processes, n, shape, mode, reps))
+        if 3 in args.sections:
+            say(f"{shape} N={n}: pss/uss")
+            results.measures += ticks.measure_measures(sv.url, processes, n, shape, modes[0], reps)
+        if 5 in args.sections and shape == "flat" and n == max(args.sizes):
+            say(f"{shape} N={n}: real listener, /metrics and RSS")
+            results.scrapes.append(real_scrape(sv, n, args.reps))
+    finally:
+        sv.stop()
+
+
+def real_scrape(sv: Supervisord, n: int, reps: int) -> scrape.ScrapeRow:
+    port = free_port()
+    listener = ListenerProcess(["-a", "100GB"], sv.url, metrics_port=port)
+    try:
+        for _ in range(5):
+            listener.tick()
+        http, body = scrape.scrape(port, max(50, reps * 10))
+        rss = listener.rss()
+    finally:
+        listener.close()
+    row = scrape.ScrapeRow(f"real listener over a real supervisord, {n} processes", n,
+                           scrape.series(body), len(body), http, None, listener_rss=rss)
+    return row

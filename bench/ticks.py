@@ -1,0 +1,211 @@
+"""Sections 1-3, in process, on one running supervisord: our full tick against memmon's, our
+sampling step against a raw /proc loop, and PSS/USS against RSS."""
+
+from __future__ import annotations
+
+import io
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from superlance.memmon import Memmon  # type: ignore[import-untyped]
+from supervisor import childutils
+
+from bench.harness import tick_event
+from listener import protocol
+from listener.actuator import Actuator
+from listener.config import parse
+from listener.daemon import Daemon
+from listener.model import ProcessInfo
+from listener.sampler import Sampler
+from listener.stats import Stats
+from listener.supervisor import Supervisor
+
+from .measure import Summary, repeat
+
+HIGH = "100GB"  # limits no process reaches: nothing is ever restarted
+HIGH_BYTES = 100 * 1024**3
+PAGE = os.sysconf("SC_PAGE_SIZE")
+# ours --children mode -> memmon's equivalent: -c is its only tree mode (a sum)
+MEMMON_CUMULATIVE = {"none": False, "sum": True, "each": True}
+
+
+@dataclass(frozen=True)
+class Reps:
+    ours: int
+    memmon: int
+    memmon_budget: float = 30.0  # seconds of memmon ticks per row, at least 3 repetitions
+
+
+@dataclass(frozen=True)
+class TickRow:
+    n: int
+    shape: str
+    mode: str
+    ours: Summary
+    ours_list: Summary  # of which: getAllProcessInfo over XML-RPC, our client
+    memmon: Summary | None
+    memmon_flags: str
+
+
+@dataclass(frozen=True)
+class FloorRow:
+    n: int
+    shape: str
+    mode: str
+    pids: int  # pids whose memory is read per tick
+    floor: Summary
+    ours: Summary
+
+
+@dataclass(frozen=True)
+class MeasureRow:
+    n: int
+    shape: str
+    mode: str
+    measure: str
+    sample: Summary  # our sampling step
+    tick: Summary  # our full tick
+    floor: Summary  # raw read of statm (rss) or smaps_rollup (pss, uss)
+
+
+class InProcessDaemon:
+    """Our Daemon, wired as cli.py wires it, with a real Supervisor client and Sampler."""
+
+    def __init__(self, url: str, mode: str, measure: str = "rss") -> None:
+        config, _ = parse(["-a", HIGH, "--children", mode, "--measure", measure,
+                           "--server-url", url, "--metrics-port", "0"])
+        self.supervisor = Supervisor(url, timeout=300)
+        self.stats = Stats()
+        self.actuator = Actuator(lambda: Supervisor(url, timeout=300), self.stats)
+        self.sampler = Sampler(config.measure, config.children)
+        self.daemon = Daemon(config, self.supervisor, self.sampler, self.actuator, self.stats,
+                             environ={})
+
+    def tick(self) -> None:
+        """One event as the loop handles it: READY, read the TICK, handle it, RESULT OK."""
+        out = io.StringIO()
+        protocol.send_ready(out)
+        event = protocol.read_event(io.StringIO(tick_event()))
+        assert event is not None
+        self.daemon.handle(event)
+        protocol.send_result(out, ok=True)
+
+    def close(self) -> None:
+        self.actuator.shutdown(1.0)
+        self.supervisor.close()
+
+
+class InProcessMemmon:
+    """superlance's Memmon with equivalent flags, reading one TICK per runforever(test=True)."""
+
+    def __init__(self, url: str, cumulative: bool) -> None:
+        rpc = childutils.getRPCInterface({"SUPERVISOR_SERVER_URL": url})
+        self.memmon = Memmon(cumulative, {}, {}, HIGH_BYTES, "/usr/sbin/sendmail -t -i", None,
+                             2**63, None, rpc=rpc)
+        self.flags = f"{'-c ' if cumulative else ''}-a {HIGH}"
+
+    def tick(self) -> None:
+        m = self.memmon
+        m.stdin, m.stdout, m.stderr = io.StringIO(tick_event()), io.StringIO(), io.StringIO()
+        m.runforever(test=True)
+        if "Restarting" in m.stderr.getvalue():
+            raise RuntimeError("memmon restarted a process: the limits are not high enough")
+
+
+# --- the raw floor: what reading the same figures costs with nothing around it ---
+
+
+def read_statm_rss(pid: int) -> int:
+    with open(f"/proc/{pid}/statm", "rb", buffering=0) as f:
+        return int(f.read().split()[1]) * PAGE
+
+
+def read_rollup_pss(pid: int) -> int:
+    with open(f"/proc/{pid}/smaps_rollup", "rb") as f:
+        for line in f:
+            if line.startswith(b"Pss:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def scan_children() -> dict[int, list[int]]:
+    """A raw pass over /proc/*/stat: parent -> children."""
+    children: dict[int, list[int]] = {}
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                with open(f"/proc/{name}/stat", "rb", buffering=0) as f:
+                    data = f.read()
+            except OSError:
+                continue
+            ppid = int(data[data.rfind(b")") + 2:].split(None, 2)[1])
+            children.setdefault(ppid, []).append(int(name))
+    return children
+
+
+def tree_pids(pids: Sequence[int], children: dict[int, list[int]]) -> list[int]:
+    out: list[int] = []
+    stack = list(pids)
+    while stack:
+        pid = stack.pop()
+        out.append(pid)
+        stack.extend(children.get(pid, ()))
+    return out
+
+
+def floor_fn(pids: Sequence[int], mode: str, read: Callable[[int], int]) -> Callable[[], int]:
+    if mode == "none":
+        return lambda: sum(read(p) for p in pids)
+    return lambda: sum(read(p) for p in tree_pids(pids, scan_children()))
+
+
+# --- one supervisord's worth of measurements ---
+
+
+def measure_ours(url: str, mode: str, reps: Reps) -> tuple[Summary, Summary]:
+    """Our full tick, and of it the XML-RPC list alone (supervisord's share, mostly)."""
+    ours = InProcessDaemon(url, mode)
+    try:
+        tick_s = repeat(ours.tick, reps.ours, warmup=2)
+        list_s = repeat(ours.supervisor.processes, reps.ours, warmup=1)
+        errors = {k: v for k, v in ours.stats.snapshot().sample_errors.items() if v}
+        if errors:
+            raise RuntimeError(f"sample errors during the benchmark: {errors}")
+    finally:
+        ours.close()
+    return tick_s, list_s
+
+
+def measure_memmon(url: str, cumulative: bool, reps: Reps) -> tuple[Summary, str]:
+    memmon = InProcessMemmon(url, cumulative)
+    return repeat(memmon.tick, reps.memmon, warmup=0, budget=reps.memmon_budget), memmon.flags
+
+
+def measure_floor(processes: Sequence[ProcessInfo], n: int, shape: str, mode: str,
+                  reps: Reps) -> FloorRow:
+    pids = [p.pid for p in processes]
+    sampler = Sampler("rss", mode)
+    floor = floor_fn(pids, mode, read_statm_rss)
+    count = len(pids) if mode == "none" else len(tree_pids(pids, scan_children()))
+    floor_s = repeat(floor, reps.ours * 2, warmup=2)
+    ours_s = repeat(lambda: sampler.sample(processes), reps.ours * 2, warmup=2)
+    return FloorRow(n, shape, mode, count, floor_s, ours_s)
+
+
+def measure_measures(url: str, processes: Sequence[ProcessInfo], n: int, shape: str, mode: str,
+                     reps: Reps) -> list[MeasureRow]:
+    pids = [p.pid for p in processes]
+    rows = []
+    for measure in ("rss", "pss", "uss"):
+        sampler = Sampler(measure, mode)
+        sample_s = repeat(lambda s=sampler: s.sample(processes), reps.ours, warmup=2)  # type: ignore[misc]
+        daemon = InProcessDaemon(url, mode, measure)
+        try:
+            tick_s = repeat(daemon.tick, reps.ours, warmup=2)
+        finally:
+            daemon.close()
+        floor = floor_fn(pids, mode, read_statm_rss if measure == "rss" else read_rollup_pss)
+        floor_s = repeat(floor, reps.ours, warmup=2)
+        rows.append(MeasureRow(n, shape, mode, measure, sample_s, tick_s, floor_s))
+    return rows
