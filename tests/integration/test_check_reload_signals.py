@@ -108,3 +108,20 @@ def test_stdin_closed_is_a_clean_exit(supervisord, listener):
     lst = listener("-a", "1GB", server_url=sv.url)
     lst.tick()
     assert lst.close() == 0
+
+
+def test_a_metrics_port_in_use_is_one_clear_line_and_a_non_zero_exit(short_tmp):
+    import socket
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen(1)
+        port = busy.getsockname()[1]
+        done = subprocess.run(
+            [PY, "-m", "listener", "-a", "1GB", "--metrics-port", str(port), "--state-dir",
+             str(short_tmp), "--server-url", f"unix://{short_tmp}/none.sock"],
+            capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL,
+            env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert done.returncode == 1
+    assert done.stdout == ""  # not even READY: supervisord sees a failed start, not a listener
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and f"127.0.0.1:{port}" in lines[0] and "in use" in lines[0]
