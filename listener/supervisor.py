@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import http.client
+import re
 import socket
 import urllib.parse
 import xmlrpc.client
@@ -95,6 +96,77 @@ class TimeoutTransport(xmlrpc.client.Transport):
         except BaseException:
             self.close()  # a half-read response must not poison the next call
             raise
+
+    def parse_response(self, response: http.client.HTTPResponse) -> Any:
+        """As xmlrpc.client's, with a fast path for getAllProcessInfo's answer: the stdlib
+        parser makes Python calls per XML element, ~0.1 ms per process listed."""
+        if getattr(self, "verbose", False) or response.getheader("Content-Encoding", "") == "gzip":
+            return super().parse_response(response)
+        body = response.read()
+        fast = fast_struct_array(body)
+        if fast is not None:
+            return (fast,)
+        parser, unmarshaller = self.getparser()
+        parser.feed(body)
+        parser.close()
+        return unmarshaller.close()
+
+
+# What xmlrpc.client.dumps (which supervisord uses) writes for a response holding an array of
+# structs of scalars, exactly; anything else goes to the stdlib parser.
+_HEAD = "<?xml version='1.0'?>\n<methodResponse>\n<params>\n<param>\n<value><array><data>\n"
+_TAIL = "</data></array></value>\n</param>\n</params>\n</methodResponse>\n"
+_OPEN, _CLOSE = "<value><struct>\n", "</struct></value>\n"
+_MEMBER = re.compile(r"<member>\n<name>([^<]*)</name>\n<value><(string|int|i4|i8|boolean|double)>"
+                     r"([^<]*)</\2></value>\n</member>\n")
+# Entities, CDATA, comments and carriage returns (a parser turns them into newlines): the
+# stdlib parser decides what they mean. So it does for characters XML forbids.
+_UNSAFE = ("&", "\r", "<!", "]]>")
+_FORBIDDEN = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
+
+
+def fast_struct_array(body: bytes) -> list[dict[str, Any]] | None:
+    """The value of an XML-RPC response that is an array of flat structs, exactly as
+    xmlrpc.client.loads would return it; None when the body is anything else."""
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    if not (text.startswith(_HEAD) and text.endswith(_TAIL)) or any(u in text for u in _UNSAFE):
+        return None
+    data = text[len(_HEAD):len(text) - len(_TAIL)]
+    if not data:
+        return []
+    if not (data.startswith(_OPEN) and data.endswith(_CLOSE)):
+        return None
+    result: list[dict[str, Any]] = []
+    # no value can hold a '<', so the struct boundaries cannot be inside one
+    for members in data[len(_OPEN):len(data) - len(_CLOSE)].split(_CLOSE + _OPEN):
+        entry: dict[str, Any] = {}
+        at = 0
+        for member in _MEMBER.finditer(members):
+            if member.start() != at:
+                return None
+            at = member.end()
+            name, kind, raw = member.groups()
+            if not (name.isprintable() and raw.isprintable()) and (
+                    _FORBIDDEN.search(name) or _FORBIDDEN.search(raw)):
+                return None
+            if kind == "string":
+                entry[name] = raw
+            elif kind == "boolean":
+                if raw not in ("0", "1"):
+                    return None
+                entry[name] = raw == "1"
+            else:
+                try:
+                    entry[name] = float(raw) if kind == "double" else int(raw)
+                except ValueError:  # not a number: the stdlib parser raises its own error
+                    return None
+        if at != len(members):
+            return None
+        result.append(entry)
+    return result
 
 
 def redact_url(url: str) -> str:
