@@ -25,8 +25,15 @@ PROG = "sentry-memwatch"
 log = logging.getLogger("memwatch")
 
 
-def connect(config: Config) -> Supervisor:
-    return Supervisor(config.server_url, config.username, config.password, config.rpc_timeout)
+# A stop waits for the program's stopwaitsecs (Celery's warm shutdown can take minutes) and a
+# start for its startsecs; supervisord itself bounds both (SIGKILL after stopwaitsecs), so the
+# actuator's calls get this long timeout, not --rpc-timeout, which guards the event loop.
+ACTION_TIMEOUT = 3600.0
+
+
+def connect(config: Config, timeout: float | None = None) -> Supervisor:
+    return Supervisor(config.server_url, config.username, config.password,
+                      timeout or config.rpc_timeout)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -108,7 +115,8 @@ def _serve(argv: list[str], config: Config, supervisor: Supervisor, sampler: Sam
     mailer = Mailer(config.email, config.sendmail, config.name) if config.email else None
     journal = Journal.open(config.state_dir or default_state_dir(), os.environ,
                            config.server_url)
-    actuator = Actuator(lambda: connect(config), stats, mailer, config.uptime, journal=journal)
+    actuator = Actuator(lambda: connect(config, max(config.rpc_timeout, ACTION_TIMEOUT)), stats,
+                        mailer, config.uptime, journal=journal)
 
     def reload() -> Config:
         return parse(argv)[0]

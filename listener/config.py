@@ -178,9 +178,14 @@ def _log_level(text: str) -> str:
     return level
 
 
+def one_line(text: str) -> str:
+    """Control characters escaped, so that an error about hostile input stays one line."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # type: ignore[override]
-        raise ConfigError(message)
+        raise ConfigError(one_line(message))
 
 
 def build_parser(prog: str = "sentry-memwatch") -> argparse.ArgumentParser:

@@ -84,7 +84,9 @@ class Stats:
         with self._lock:
             current: dict[str, ProcessStats] = {}
             for j in judgements:
-                if j.verdict == SELF:  # the listener is not watched: no series for it
+                # only watched processes have series: a process with no limit (or the listener
+                # itself) belongs to another listener's dashboards, if any
+                if j.verdict == SELF or j.limit is None:
                     continue
                 namespec = j.process.namespec
                 old = self._processes.get(namespec) or ProcessStats(j.process.group, j.process.name)

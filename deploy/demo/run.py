@@ -39,6 +39,7 @@ def write_config(root: Path, metrics_port: int, web_port: int) -> Path:
         restart-window = 10m
         max-parallel = 1
         metrics-port = {metrics_port}
+        state-dir = {root}/state
         """))
     conf = root / "supervisord.conf"
     conf.write_text(textwrap.dedent(f"""\

@@ -41,8 +41,10 @@ SENTRY_WEB_OPTIONS = {
     "memory-report": False,
     # Sentry's default per-worker RSS ceiling (MB), checked by the worker after each request.
     # Kept as a cheap first line of defence; give memwatch a per-child limit above it (e.g.
-    # `--children each -g sentry-web=700MB --child-signal HUP`), so that memwatch acts on
-    # what this check cannot see: a worker that grows inside one long request.
+    # `--children each -g sentry-web=700MB --child-signal HUP`): memwatch catches what this
+    # check misses (a worker that has grown while idle, PSS rather than RSS, a limit per
+    # worker that Prometheus can alert on). Growth inside one long request is bounded by
+    # `harakiri`: a worker sent HUP finishes its current request before it is replaced.
     "reload-on-rss": 600,
 }
 

@@ -184,7 +184,7 @@ def config_for_test(text: str, target: str, alertmanager: str) -> str:
         (r"^(\s*)scrape_interval: \S+$", r"\1scrape_interval: 1s"),
         (r"^(\s*)evaluation_interval: \S+$", r"\1evaluation_interval: 1s"),
         (r'^(\s*)- targets: \["localhost:9093"\]$', rf'\1- targets: ["{alertmanager}"]'),
-        (r"^(\s*)- targets:\n(\s*- \S+:9870\n)+", rf'\1- targets: ["{target}"]\n'),
+        (r"^(\s*)- targets:\n(\s*- \S+:987[01]\n)+", rf'\1- targets: ["{target}"]\n'),
     ]
     for pattern, replacement in subs:
         text, count = re.subn(pattern, replacement, text, flags=re.MULTILINE)

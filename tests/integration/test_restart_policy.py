@@ -15,7 +15,9 @@ stopwaitsecs=3
 startsecs=0
 """)
     before = sv.wait_allocated({"stubborn:stubborn": 55})["stubborn:stubborn"]
-    lst = listener("-p", "stubborn=30MB", server_url=sv.url)
+    # a stop that outlasts --rpc-timeout is still a restart, not a failure: the loop's timeout
+    # guards the loop, and supervisord's stopwaitsecs bounds the stop
+    lst = listener("-p", "stubborn=30MB", "--rpc-timeout", "1s", server_url=sv.url)
     lst.tick()
     wait_for(lambda: sv.infos()["stubborn:stubborn"]["statename"] == "STOPPING",
              what="the stop to begin")

@@ -85,16 +85,19 @@ def test_per_process_gauges(stats: Stats, registry: CollectorRegistry) -> None:
     assert value(registry, "memwatch_process_children", **labels(WEB)) == 2
 
 
-def test_a_process_without_a_sample_or_limit_has_no_memory_or_limit_series(
+def test_a_process_without_a_sample_has_no_memory_series_and_one_without_a_limit_no_series(
         stats: Stats, registry: CollectorRegistry) -> None:
     config = Config(limits=Limits(groups=(("web", LIMIT),)))
     tick(stats, judgements({WEB: None, WORKER: 10 * MiB}, config), finished=1000.0, duration=0.01)
     assert value(registry, "memwatch_process_memory_bytes", measure="pss", **labels(WEB)) is None
     assert value(registry, "memwatch_process_memory_limit_bytes", **labels(WEB)) == LIMIT
-    assert value(registry, "memwatch_process_memory_limit_bytes", **labels(WORKER)) is None
-    assert value(registry, "memwatch_process_memory_bytes", measure="pss", **labels(WORKER)) == 10 * MiB
     # counters are there all the same: an alert on restarts must see the first one
     assert value(registry, "memwatch_restarts_total", **labels(WEB)) == 0
+    # not watched by this listener (no limit applies): no series at all, so that two listeners
+    # on one host never export the same process twice
+    assert value(registry, "memwatch_process_memory_limit_bytes", **labels(WORKER)) is None
+    assert value(registry, "memwatch_process_memory_bytes", measure="pss", **labels(WORKER)) is None
+    assert value(registry, "memwatch_restarts_total", **labels(WORKER)) is None
 
 
 def test_stats_count_increments_the_processes_counter(stats: Stats, registry: CollectorRegistry) -> None:
