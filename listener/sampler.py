@@ -2,8 +2,10 @@
 
 One pass per tick: with --children sum/each, a single scan of /proc builds the parent->children
 map for every supervised tree at once, so the cost stays linear in the number of processes.
-psutil.Process objects are cached across ticks, keyed by (pid, start time) so a reused pid is
-never mistaken for the process we knew.
+RSS is read from /proc/PID/statm, as psutil's memory_info() reads it, without its per-call
+overhead (/proc/PID/stat's rss field is not used: since Linux 6.2 it is an approximate per-CPU
+count). For PSS/USS, psutil.Process objects are cached across ticks, keyed by (pid, start time)
+so a reused pid is never mistaken for the process we knew.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ import psutil
 from listener.model import ProcessInfo, Sample, Unit
 
 log = logging.getLogger("memwatch.sampler")
+
+PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 
 VANISHED = "vanished"
 ZOMBIE = "zombie"
@@ -51,12 +55,13 @@ class ProcScanner:
             if not name.isdigit():
                 continue
             try:
-                with open(f"{self.proc_root}/{name}/stat", "rb") as f:
-                    data = f.read()
-            except OSError:  # exited since the listdir
+                data = read_small(f"{self.proc_root}/{name}/stat")
+            except OSError:
+                continue
+            if data is None:  # exited since the listdir
                 continue
             # comm may hold spaces and parentheses: the fields start after the last ')'
-            fields = data[data.rfind(b")") + 2:].split()
+            fields = data[data.rfind(b")") + 2:].split(None, 20)
             try:
                 table[int(name)] = ProcEntry(
                     ppid=int(fields[1]),
@@ -65,6 +70,21 @@ class ProcScanner:
             except (IndexError, ValueError):
                 continue
         return table
+
+
+def read_small(path: str) -> bytes | None:
+    """A /proc file in one read(2), without a Python file object (a third of the cost);
+    None if the process is gone. Other errors (PermissionError...) propagate."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    try:
+        return os.read(fd, 4096)
+    except ProcessLookupError:  # exited between open and read
+        return None
+    finally:
+        os.close(fd)
 
 
 def children_map(table: dict[int, ProcEntry]) -> dict[int, list[int]]:
@@ -100,6 +120,7 @@ class Sampler:
         errors: Counter[str] = Counter()
         samples: dict[str, Sample] = {}
         used: dict[tuple[int, float], psutil.Process] = {}
+        rss = self.measure == "rss"
         running = [p for p in processes if p.pid > 0 and p.statename == "RUNNING"]
         table: dict[int, ProcEntry] = {}
         kids: dict[int, list[int]] = {}
@@ -117,7 +138,8 @@ class Sampler:
                 pids = [(proc.pid, table[proc.pid].started)]
                 pids += [(p, table[p].started) for p in descendants(proc.pid, kids)]
             for index, (pid, started) in enumerate(pids):
-                read = self._read(pid, started, used, errors)
+                read = (self._read_rss(pid, errors) if rss
+                        else self._read(pid, started, used, errors))
                 if read is None:
                     if index == 0:  # the supervised pid itself is gone: no figure at all
                         break
@@ -142,14 +164,25 @@ class Sampler:
         self._cache = used
         return SampleResult(samples, errors)
 
+    def _read_rss(self, pid: int, errors: Counter[str]) -> tuple[int, str] | None:
+        """Resident pages from /proc/PID/statm, as psutil's memory_info().rss reads them."""
+        try:
+            data = read_small(f"{self.scanner.proc_root}/{pid}/statm")
+        except PermissionError:
+            errors[ACCESS_DENIED] += 1
+            self._report_once(ACCESS_DENIED, f"memory of pid {pid} is not readable (permissions)")
+            return None
+        if data is None:
+            errors[VANISHED] += 1
+            return None
+        return int(data.split()[1]) * PAGE_SIZE, "rss"
+
     def _read(self, pid: int, started: float, used: dict[tuple[int, float], psutil.Process],
               errors: Counter[str]) -> tuple[int, str] | None:
         key = (pid, round(started, 1))
         try:
             process = self._cache.get(key) or psutil.Process(pid)
             used[key] = process
-            if self.measure == "rss":
-                return process.memory_info().rss, "rss"
             try:
                 full = process.memory_full_info()
             except psutil.AccessDenied:
