@@ -32,9 +32,11 @@ T = TypeVar("T")
 
 # Tiny stand-ins keep hundreds of processes cheap: `sleep` is ~1.5 MiB RSS (mostly shared libc).
 FLAT_COMMAND = "sleep infinity"
+FLAT_COMM = "sleep"
 TREE_CHILDREN = 4
 # A prefork master with 4 children: dash forks 4 sleeps and waits for them.
 TREE_COMMAND = "sh -c '" + " & ".join(["sleep infinity"] * TREE_CHILDREN) + " & wait'"
+TREE_COMM = "sh"
 
 
 def wait_for(predicate: Callable[[], T | None], timeout: float = 60.0, interval: float = 0.1,
@@ -74,7 +76,8 @@ def program(name: str, command: str, numprocs: int = 1, **options: object) -> st
 class Supervisord:
     """A real supervisord with its own temp dir and unix socket; stop() ends it and its children."""
 
-    def __init__(self, sections: str, tree_children: int = 0, start_timeout: float = 600.0) -> None:
+    def __init__(self, sections: str, tree_children: int = 0, start_timeout: float = 600.0,
+                 comm: str | None = None) -> None:
         self.root = Path(tempfile.mkdtemp(prefix="mwb-", dir="/tmp"))
         self.socket = self.root / "s.sock"
         self.conf = self.root / "supervisord.conf"
@@ -102,6 +105,9 @@ class Supervisord:
         try:
             self.client = wait_for(self._connected, 30, what="supervisord to answer")
             wait_for(self._all_running, start_timeout, interval=0.5, what="all programs RUNNING")
+            if comm:  # RUNNING with startsecs=0 can still be supervisord's fork before exec
+                wait_for(lambda: self._all_exec(comm), start_timeout, interval=0.5,
+                         what=f"every program to run {comm}")
             if tree_children:
                 wait_for(lambda: self._trees_complete(tree_children), start_timeout, interval=0.5,
                          what=f"every master to have {tree_children} children")
@@ -122,6 +128,16 @@ class Supervisord:
 
     def _all_running(self) -> bool | None:
         return all(p.statename == "RUNNING" for p in self.client.processes())
+
+    def _all_exec(self, comm: str) -> bool:
+        for p in self.client.processes():
+            try:
+                with open(f"/proc/{p.pid}/comm") as f:
+                    if f.read().strip() != comm:
+                        return False
+            except OSError:
+                return False
+        return True
 
     def wait_running(self, timeout: float = 120.0) -> None:
         wait_for(self._all_running, timeout, what="all programs RUNNING")

@@ -12,9 +12,11 @@ from pathlib import Path
 
 from bench import latency, scrape, soak, ticks
 from bench.harness import (
+    FLAT_COMM,
     FLAT_COMMAND,
     ROOT,
     TREE_CHILDREN,
+    TREE_COMM,
     TREE_COMMAND,
     ListenerProcess,
     Supervisord,
@@ -37,6 +39,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     p.add_argument("--latency-events", type=int, help="events per latency phase (default 2000; quick 300)")
     p.add_argument("--soak-events", type=int, help="TICKs in the soak (default 100000; quick 3000)")
     p.add_argument("--sections", default="1,2,3,4,5,6", help="which sections to run (default all)")
+    p.add_argument("--shapes", default="flat,tree", help="process shapes for sections 1-3 (default both)")
     p.add_argument("--out", type=Path,
                    help="report file (default bench/RESULTS.md; quick: bench/results/quick.md)")
     args = p.parse_args(argv)
@@ -47,6 +50,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     args.latency_events = args.latency_events or (300 if q else 2000)
     args.soak_events = args.soak_events or (3000 if q else 100_000)
     args.sections = {int(s) for s in args.sections.split(",")}
+    args.shapes = [s for s in SHAPES if s in args.shapes.split(",")]
     args.out = args.out or ROOT / "bench" / ("results/quick.md" if q else "RESULTS.md")
     return args
 
@@ -66,9 +70,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                       memmon_budget=10.0 if args.quick else 60.0)
     began = time.monotonic()
     if args.sections & {1, 2, 3, 5}:
-        for shape, modes in SHAPES.items():
+        for shape in args.shapes:
             for n in args.sizes:
-                per_size(args, results, reps, shape, modes, n)
+                per_size(args, results, reps, shape, SHAPES[shape], n)
     if 4 in args.sections:
         n = 10
         say(f"section 4: event-answer latency, {n} programs + 1 slow, {args.latency_events} events")
@@ -82,7 +86,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         results.scrapes.append(scrape.synthetic(1000, max(50, args.reps * 10)))
     if 6 in args.sections:
         say(f"section 6: soak, {args.soak_events} TICKs, 200 processes")
-        sv = Supervisord(program("flat", FLAT_COMMAND, 200))
+        sv = Supervisord(program("flat", FLAT_COMMAND, 200), comm=FLAT_COMM)
         try:
             results.soak = soak.run(sv, args.soak_events, args.reps)
         finally:
@@ -98,10 +102,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def per_size(args: argparse.Namespace, results: Results, reps: ticks.Reps, shape: str,
              modes: Sequence[str], n: int) -> None:
-    command, children = (FLAT_COMMAND, 0) if shape == "flat" else (TREE_COMMAND, TREE_CHILDREN)
+    command, children, comm = ((FLAT_COMMAND, 0, FLAT_COMM) if shape == "flat"
+                               else (TREE_COMMAND, TREE_CHILDREN, TREE_COMM))
     say(f"{shape} N={n}: starting supervisord")
     try:
-        sv = Supervisord(program(shape, command, n), tree_children=children)
+        sv = Supervisord(program(shape, command, n), tree_children=children, comm=comm)
     except RuntimeError as exc:
         results.notes.append(f"{shape} N={n}: supervisord did not start every program: {exc}")
         return
