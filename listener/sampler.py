@@ -1,19 +1,21 @@
-"""Memory of supervised processes, read with psutil straight from /proc (never `ps`).
+"""Memory of supervised processes, read straight from /proc (never `ps`).
 
 One pass per tick: with --children sum/each, a single scan of /proc builds the parent->children
 map for every supervised tree at once, so the cost stays linear in the number of processes.
 RSS is read from /proc/PID/statm, as psutil's memory_info() reads it, without its per-call
 overhead (/proc/PID/stat's rss field is not used: since Linux 6.2 it is an approximate per-CPU
-count). For PSS/USS, psutil.Process objects are cached across ticks, keyed by (pid, start time)
-so a reused pid is never mistaken for the process we knew.
+count); stat and statm files stay open across ticks (ProcFiles). PSS/USS come from psutil,
+whose Process objects are cached across ticks, keyed by (pid, start time) so a reused pid is
+never mistaken for the process we knew.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import resource
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Container, Iterable, Iterator
 from dataclasses import dataclass
 
 import psutil
@@ -41,21 +43,88 @@ class ProcEntry:
     started: float  # epoch seconds
 
 
+class ProcFiles:
+    """One kind of /proc/PID file (stat, statm), kept open across ticks: a read is one
+    pread(2) instead of open+read+close, a third of the cost. A kept descriptor belongs to one
+    process: once that process is gone its reads fail with ESRCH, even if the pid has been
+    reused, and the file is opened anew. At most `limit` descriptors are kept (a quarter of
+    the open-file limit by default); beyond that, files are opened and closed as they are read."""
+
+    def __init__(self, proc_root: str, name: str, limit: int | None = None) -> None:
+        self.proc_root = proc_root
+        self.name = name
+        self.limit = _default_fd_limit() if limit is None else limit
+        self._fds: dict[int, int] = {}
+
+    def read(self, pid: int) -> bytes | None:
+        """The file's content now; None if the process is gone. Other errors (permission...)
+        propagate."""
+        fd = self._fds.get(pid)
+        if fd is not None:
+            try:
+                return os.pread(fd, 4096, 0)
+            except ProcessLookupError:  # that process is gone; the pid may be another's now
+                pass
+            except OSError:
+                self._close(pid)
+                raise
+            self._close(pid)
+        try:
+            fd = os.open(f"{self.proc_root}/{pid}/{self.name}", os.O_RDONLY)
+        except (FileNotFoundError, ProcessLookupError):
+            return None
+        try:
+            data = os.pread(fd, 4096, 0)
+        except ProcessLookupError:  # exited between open and read
+            os.close(fd)
+            return None
+        except BaseException:
+            os.close(fd)
+            raise
+        if len(self._fds) < self.limit:
+            self._fds[pid] = fd
+        else:
+            os.close(fd)
+        return data
+
+    def keep_only(self, pids: Container[int]) -> None:
+        """Close the files of processes not in pids (gone, or no longer watched)."""
+        for pid in [p for p in self._fds if p not in pids]:
+            self._close(pid)
+
+    def close(self) -> None:
+        self.keep_only(())
+
+    def _close(self, pid: int) -> None:
+        os.close(self._fds.pop(pid))
+
+
+def _default_fd_limit() -> int:
+    soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    return 1024 if soft == resource.RLIM_INFINITY else max(0, min(soft // 4, 4096))
+
+
 class ProcScanner:
-    """One read of /proc/*/stat per process: parent pid and start time of everything running."""
+    """One read of /proc/*/stat per process: parent pid and start time of everything running.
+    Also holds the kept-open /proc files of the processes it reads (see ProcFiles)."""
 
     def __init__(self, proc_root: str = "/proc") -> None:
         self.proc_root = proc_root
         self.boot_time = psutil.boot_time()
         self.ticks = os.sysconf("SC_CLK_TCK")
+        self.stat = ProcFiles(proc_root, "stat")
+        self.statm = ProcFiles(proc_root, "statm")
 
     def scan(self) -> dict[int, ProcEntry]:
         table: dict[int, ProcEntry] = {}
+        listed: set[int] = set()
         for name in os.listdir(self.proc_root):
             if not name.isdigit():
                 continue
+            pid = int(name)
+            listed.add(pid)
             try:
-                data = read_small(f"{self.proc_root}/{name}/stat")
+                data = self.stat.read(pid)
             except OSError:
                 continue
             if data is None:  # exited since the listdir
@@ -63,28 +132,18 @@ class ProcScanner:
             # comm may hold spaces and parentheses: the fields start after the last ')'
             fields = data[data.rfind(b")") + 2:].split(None, 20)
             try:
-                table[int(name)] = ProcEntry(
+                table[pid] = ProcEntry(
                     ppid=int(fields[1]),
                     started=self.boot_time + int(fields[19]) / self.ticks,
                 )
             except (IndexError, ValueError):
                 continue
+        self.stat.keep_only(listed)
         return table
 
-
-def read_small(path: str) -> bytes | None:
-    """A /proc file in one read(2), without a Python file object (a third of the cost);
-    None if the process is gone. Other errors (PermissionError...) propagate."""
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except (FileNotFoundError, ProcessLookupError):
-        return None
-    try:
-        return os.read(fd, 4096)
-    except ProcessLookupError:  # exited between open and read
-        return None
-    finally:
-        os.close(fd)
+    def close(self) -> None:
+        self.stat.close()
+        self.statm.close()
 
 
 def children_map(table: dict[int, ProcEntry]) -> dict[int, list[int]]:
@@ -121,6 +180,7 @@ class Sampler:
         samples: dict[str, Sample] = {}
         used: dict[tuple[int, float], psutil.Process] = {}
         rss = self.measure == "rss"
+        read_pids: set[int] = set()
         running = [p for p in processes if p.pid > 0 and p.statename == "RUNNING"]
         table: dict[int, ProcEntry] = {}
         kids: dict[int, list[int]] = {}
@@ -138,6 +198,7 @@ class Sampler:
                 pids = [(proc.pid, table[proc.pid].started)]
                 pids += [(p, table[p].started) for p in descendants(proc.pid, kids)]
             for index, (pid, started) in enumerate(pids):
+                read_pids.add(pid)
                 read = (self._read_rss(pid, errors) if rss
                         else self._read(pid, started, used, errors))
                 if read is None:
@@ -162,12 +223,14 @@ class Sampler:
                 units=tuple(units) if self.children == "each" else (),
             )
         self._cache = used
+        if rss:  # keep the statm files of what is watched now, close the others
+            self.scanner.statm.keep_only(read_pids)
         return SampleResult(samples, errors)
 
     def _read_rss(self, pid: int, errors: Counter[str]) -> tuple[int, str] | None:
         """Resident pages from /proc/PID/statm, as psutil's memory_info().rss reads them."""
         try:
-            data = read_small(f"{self.scanner.proc_root}/{pid}/statm")
+            data = self.scanner.statm.read(pid)
         except PermissionError:
             errors[ACCESS_DENIED] += 1
             self._report_once(ACCESS_DENIED, f"memory of pid {pid} is not readable (permissions)")
