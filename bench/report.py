@@ -227,12 +227,15 @@ def section_latency(r: Results) -> str:
 
 def section_scrapes(r: Results) -> str:
     rows = [[s.source, str(s.series), f"{s.size / 1024:.0f} KiB", f"{span(s.http)} n={s.http.n}",
-             span(s.render) if s.render else "", mib(s.listener_rss) if s.listener_rss else ""]
-            for s in r.scrapes]
+             span(s.render) if s.render else "", span(s.library) if s.library else "",
+             mib(s.listener_rss) if s.listener_rss else ""] for s in r.scrapes]
     return ("## 5. Scrape cost (ms)\n\n"
-            "`GET /metrics` over HTTP, a new connection each time as Prometheus does; *render* is "
-            "`generate_latest()` in process without HTTP.\n\n"
-            + table(["source", "series", "size", "GET /metrics", "render", "listener RSS"], rows))
+            "`GET /metrics` over HTTP, a new connection each time as Prometheus does. *render*: "
+            "`listener.metrics.render` in process, without HTTP; *prometheus_client*: its "
+            "`generate_latest()` of the same registry (what /metrics cost before the fast path; "
+            "same bytes).\n\n"
+            + table(["source", "series", "size", "GET /metrics", "render", "prometheus_client",
+                     "listener RSS"], rows))
 
 
 def section_soak(s: SoakRun) -> str:

@@ -25,7 +25,8 @@ class ScrapeRow:
     series: int
     size: int  # bytes of one /metrics answer
     http: Summary  # GET /metrics over HTTP, new connection each time (as Prometheus does)
-    render: Summary | None  # generate_latest() in process, no HTTP
+    render: Summary | None  # our renderer in process, no HTTP
+    library: Summary | None = None  # prometheus_client's generate_latest() of the same registry
     listener_rss: int | None = None  # the real listener's RSS after its ticks
 
 
@@ -67,6 +68,7 @@ def synthetic(n: int, reps: int) -> ScrapeRow:
         http, body = scrape(server.port, reps)
     finally:
         server.close()
-    render = repeat(lambda: generate_latest(registry), reps, warmup=3)
+    render = repeat(lambda: registry.render(None), reps, warmup=3)
+    library = repeat(lambda: generate_latest(registry), reps, warmup=3)
     return ScrapeRow(f"Stats filled directly with {n} judgements, real MetricsServer", n,
-                     series(body), len(body), http, render)
+                     series(body), len(body), http, render, library)
