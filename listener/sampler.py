@@ -223,8 +223,11 @@ class Sampler:
                 units=tuple(units) if self.children == "each" else (),
             )
         self._cache = used
-        if rss:  # keep the statm files of what is watched now, close the others
-            self.scanner.statm.keep_only(read_pids)
+        # keep the files of what was read now, close the others (all of them after a reload
+        # to another measure or mode)
+        self.scanner.statm.keep_only(read_pids if rss else ())
+        if self.children == "none":
+            self.scanner.stat.keep_only(())
         return SampleResult(samples, errors)
 
     def _read_rss(self, pid: int, errors: Counter[str]) -> tuple[int, str] | None:

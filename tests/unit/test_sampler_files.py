@@ -106,3 +106,17 @@ def test_a_tree_is_read_with_kept_files_and_matches_psutil(mode: str) -> None:
             p.kill()
         master.kill()
         master.wait()
+
+
+def test_files_kept_for_a_mode_are_closed_after_a_reload_to_another():
+    child = subprocess.Popen(["sleep", "30"])
+    try:
+        info = ProcessInfo("g", "p", child.pid, "RUNNING", 0.0)
+        scanner = ProcScanner()
+        Sampler("rss", "sum", scanner).sample([info])
+        assert child.pid in scanner.stat._fds and child.pid in scanner.statm._fds
+        Sampler("pss", "none", scanner).sample([info])  # what Daemon._reload builds
+        assert not scanner.stat._fds and not scanner.statm._fds
+    finally:
+        child.kill()
+        child.wait()
