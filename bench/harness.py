@@ -217,6 +217,13 @@ class ListenerProcess:
         self.stderr_file.seek(0)
         return self.stderr_file.read().decode(errors="replace")
 
+    def kill(self) -> None:
+        """End it at once (a restart in flight would make a clean exit wait for it)."""
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        self.close()
+
     def close(self) -> None:
         if self.proc.poll() is None:
             self._in.close()

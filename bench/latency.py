@@ -3,6 +3,9 @@ while a slow restart (a program that ignores SIGTERM, stopwaitsecs=10) is in fli
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
 import threading
 import time
 from dataclasses import dataclass
@@ -85,7 +88,12 @@ def run(sv: Supervisord, n: int, events: int) -> list[LatencyRun]:
                 stamps.append((began, began + elapsed))
         finally:
             watcher.close()
-            listener.close()
+            if phase == "idle":
+                listener.close()
+            else:  # a clean exit would wait for the restart in flight; so would supervisord
+                listener.kill()
+                with contextlib.suppress(OSError):
+                    os.kill(sv.client.process(SLOW).pid, signal.SIGKILL)
         in_flight = sum(watcher.during(a, b) for a, b in stamps)
         runs.append(LatencyRun(phase, n + 1, [b - a for a, b in stamps], in_flight,
                                len(watcher.intervals)))

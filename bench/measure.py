@@ -24,22 +24,27 @@ class Summary:
         return cls(min(values), statistics.median(values), max(values), len(values))
 
 
-def repeat(fn: Callable[[], object], reps: int, warmup: int = 1,
-           budget: float | None = None, min_reps: int = 3) -> Summary:
-    """Time `fn` `reps` times after `warmup` untimed calls; the garbage collector runs
-    between calls, not inside them, so one repetition does not pay for another's garbage.
+def timings(fn: Callable[[], object], reps: int, warmup: int = 1,
+            budget: float | None = None, min_reps: int = 3) -> list[float]:
+    """Seconds of `reps` calls of `fn` after `warmup` untimed calls; the garbage collector
+    runs between calls, not inside them, so one repetition does not pay for another's garbage.
     With a budget (seconds), stop early once it is spent and `min_reps` are done."""
     for _ in range(warmup):
         fn()
     times: list[float] = []
     for _ in range(reps):
+        if budget is not None and len(times) >= min_reps and sum(times) >= budget:
+            break
         gc.collect()
         began = time.perf_counter()
         fn()
         times.append(time.perf_counter() - began)
-        if budget is not None and len(times) >= min_reps and sum(times) > budget:
-            break
-    return Summary.of(times)
+    return times
+
+
+def repeat(fn: Callable[[], object], reps: int, warmup: int = 1,
+           budget: float | None = None, min_reps: int = 3) -> Summary:
+    return Summary.of(timings(fn, reps, warmup, budget, min_reps))
 
 
 def percentile(values: Sequence[float], p: float) -> float:

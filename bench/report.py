@@ -35,6 +35,9 @@ class Results:
     soak: SoakRun | None = None
     notes: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    when: str = field(default_factory=lambda: time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()))
+    commit: str = field(default_factory=lambda: commit())
+    machine: str = field(default_factory=lambda: machine())
 
 
 def table(headers: list[str], rows: list[list[str]]) -> str:
@@ -80,8 +83,8 @@ def commit() -> str:
 def render(r: Results) -> str:
     out = [f"# Benchmarks{' (quick run)' if r.quick else ''}\n",
            f"Command: `{r.command}` (from the repository root; {r.seconds / 60:.1f} minutes). "
-           f"Run {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} at commit {commit()}.\n",
-           f"Machine: {machine()}.\n",
+           f"Run {r.when} at commit {r.commit}.\n",
+           f"Machine: {r.machine}.\n",
            "Times are medians of several repetitions, shown as `median (min–max)`; "
            "`n` is the number of repetitions. Stand-ins: `sleep infinity` (flat) and "
            "`sh -c 'sleep infinity & ... & wait'` with 4 children (trees), under a real supervisord "

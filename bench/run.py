@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import io
 import logging
+import pickle
 import sys
 import time
 from collections.abc import Sequence
@@ -32,26 +33,32 @@ SHAPES = {"flat": ("none",), "tree": ("sum", "each")}
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     p.add_argument("--quick", action="store_true",
-                   help="a short run (under 2 minutes): N up to 200, fewer repetitions and events")
-    p.add_argument("--sizes", help="comma-separated N (default 10,50,200,1000; quick 10,50,200)")
+                   help="a short run (under 2 minutes): N = 10 and 50, fewer repetitions and events")
+    p.add_argument("--sizes", help="comma-separated N (default 10,50,200,1000; quick 10,50)")
     p.add_argument("--reps", type=int, help="repetitions of our tick (default 15; quick 5)")
     p.add_argument("--memmon-reps", type=int, help="repetitions of memmon's tick (default 5; quick 3)")
     p.add_argument("--latency-events", type=int, help="events per latency phase (default 2000; quick 300)")
-    p.add_argument("--soak-events", type=int, help="TICKs in the soak (default 100000; quick 3000)")
+    p.add_argument("--soak-events", type=int, help="TICKs in the soak (default 100000; quick 1000)")
     p.add_argument("--sections", default="1,2,3,4,5,6", help="which sections to run (default all)")
     p.add_argument("--shapes", default="flat,tree", help="process shapes for sections 1-3 (default both)")
+    p.add_argument("--no-memmon", action="store_true",
+                   help="skip memmon in section 1 (for before/after runs of our own code)")
+    p.add_argument("--rerender", action="store_true",
+                   help="measure nothing: write the report again from the last run's figures "
+                        "(bench/results/last[-quick].pickle), e.g. after editing bench/NOTES.md")
     p.add_argument("--out", type=Path,
                    help="report file (default bench/RESULTS.md; quick: bench/results/quick.md)")
     args = p.parse_args(argv)
     q = args.quick
-    args.sizes = [int(s) for s in (args.sizes or ("10,50,200" if q else "10,50,200,1000")).split(",")]
+    args.sizes = [int(s) for s in (args.sizes or ("10,50" if q else "10,50,200,1000")).split(",")]
     args.reps = args.reps or (5 if q else 15)
     args.memmon_reps = args.memmon_reps or (3 if q else 5)
     args.latency_events = args.latency_events or (300 if q else 2000)
-    args.soak_events = args.soak_events or (3000 if q else 100_000)
+    args.soak_events = args.soak_events or (1000 if q else 100_000)
     args.sections = {int(s) for s in args.sections.split(",")}
     args.shapes = [s for s in SHAPES if s in args.shapes.split(",")]
     args.out = args.out or ROOT / "bench" / ("results/quick.md" if q else "RESULTS.md")
+    args.pickle = ROOT / "bench" / "results" / ("last-quick.pickle" if q else "last.pickle")
     return args
 
 
@@ -61,13 +68,16 @@ def say(message: str) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
+    if args.rerender:
+        with open(args.pickle, "rb") as f:
+            return write(args, pickle.load(f))
     # the listener's loggers as in production (info, text), into a buffer nobody reads
     logsetup.setup("INFO", "text", io.StringIO())
     logging.getLogger("memwatch").setLevel(logging.INFO)
     results = Results(command=" ".join(["python -m bench", *(argv or sys.argv[1:])]),
                       quick=args.quick)
     reps = ticks.Reps(ours=args.reps, memmon=args.memmon_reps,
-                      memmon_budget=10.0 if args.quick else 60.0)
+                      memmon_budget=5.0 if args.quick else 60.0)
     began = time.monotonic()
     if args.sections & {1, 2, 3, 5}:
         for shape in args.shapes:
@@ -83,7 +93,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             sv.stop()
     if 5 in args.sections:
         say("section 5: /metrics with Stats filled directly (1000 judgements)")
-        results.scrapes.append(scrape.synthetic(1000, max(50, args.reps * 10)))
+        results.scrapes.append(scrape.synthetic(1000, max(20, args.reps * 4)))
     if 6 in args.sections:
         say(f"section 6: soak, {args.soak_events} TICKs, 200 processes")
         sv = Supervisord(program("flat", FLAT_COMMAND, 200), comm=FLAT_COMM)
@@ -92,6 +102,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         finally:
             sv.stop()
     results.seconds = time.monotonic() - began
+    args.pickle.parent.mkdir(parents=True, exist_ok=True)
+    with open(args.pickle, "wb") as f:
+        pickle.dump(results, f)
+    return write(args, results)
+
+
+def write(args: argparse.Namespace, results: Results) -> int:
     text = render(results)
     print(text)
     args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -118,7 +135,7 @@ def per_size(args: argparse.Namespace, results: Results, reps: ticks.Reps, shape
             for mode in modes:
                 say(f"{shape} N={n} --children {mode}: our tick")
                 ours, listed = ticks.measure_ours(sv.url, mode, reps)
-                if memmon is None:
+                if memmon is None and not args.no_memmon:
                     say(f"{shape} N={n}: memmon {'-c ' if shape != 'flat' else ''}tick")
                     memmon, flags = ticks.measure_memmon(sv.url, ticks.MEMMON_CUMULATIVE[mode], reps)
                 results.ticks.append(ticks.TickRow(n, shape, mode, ours, listed, memmon, flags))
@@ -142,7 +159,7 @@ def real_scrape(sv: Supervisord, n: int, reps: int) -> scrape.ScrapeRow:
     try:
         for _ in range(5):
             listener.tick()
-        http, body = scrape.scrape(port, max(50, reps * 10))
+        http, body = scrape.scrape(port, max(20, reps * 4))
         rss = listener.rss()
     finally:
         listener.close()

@@ -21,7 +21,7 @@ from listener.sampler import Sampler
 from listener.stats import Stats
 from listener.supervisor import Supervisor
 
-from .measure import Summary, repeat
+from .measure import Summary, repeat, timings
 
 HIGH = "100GB"  # limits no process reaches: nothing is ever restarted
 HIGH_BYTES = 100 * 1024**3
@@ -34,7 +34,7 @@ MEMMON_CUMULATIVE = {"none": False, "sum": True, "each": True}
 class Reps:
     ours: int
     memmon: int
-    memmon_budget: float = 30.0  # seconds of memmon ticks per row, at least 3 repetitions
+    memmon_budget: float = 30.0  # seconds of memmon ticks per row (see measure_memmon)
 
 
 @dataclass(frozen=True)
@@ -183,8 +183,14 @@ def measure_ours(url: str, mode: str, reps: Reps) -> tuple[Summary, Summary]:
 
 
 def measure_memmon(url: str, cumulative: bool, reps: Reps) -> tuple[Summary, str]:
+    """memmon has nothing to warm up. Three repetitions at least, unless one takes more than a
+    third of the budget: then as many as the budget holds, one at least."""
     memmon = InProcessMemmon(url, cumulative)
-    return repeat(memmon.tick, reps.memmon, warmup=0, budget=reps.memmon_budget), memmon.flags
+    first = timings(memmon.tick, 1, warmup=0)
+    min_reps = 3 if first[0] < reps.memmon_budget / 3 else 1
+    rest = timings(memmon.tick, reps.memmon - 1, warmup=0, min_reps=min_reps - 1,
+                   budget=reps.memmon_budget - first[0])
+    return Summary.of(first + rest), memmon.flags
 
 
 def measure_floor(processes: Sequence[ProcessInfo], n: int, shape: str, mode: str,
