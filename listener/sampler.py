@@ -11,6 +11,7 @@ never mistaken for the process we knew.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import resource
@@ -47,8 +48,10 @@ class ProcFiles:
     """One kind of /proc/PID file (stat, statm), kept open across ticks: a read is one
     pread(2) instead of open+read+close, a third of the cost. A kept descriptor belongs to one
     process: once that process is gone its reads fail with ESRCH, even if the pid has been
-    reused, and the file is opened anew. At most `limit` descriptors are kept (a quarter of
-    the open-file limit by default); beyond that, files are opened and closed as they are read."""
+    reused, and the file is opened anew. At most `limit` descriptors are kept (an eighth of the
+    open-file limit by default); beyond that, files are opened and closed as they are read. If
+    the process runs out of descriptors all the same, the kept ones are given back and fewer
+    are kept from then on: a watchdog must not starve its own sockets."""
 
     def __init__(self, proc_root: str, name: str, limit: int | None = None) -> None:
         self.proc_root = proc_root
@@ -70,7 +73,7 @@ class ProcFiles:
                 raise
             self._close(pid)
         try:
-            fd = os.open(f"{self.proc_root}/{pid}/{self.name}", os.O_RDONLY)
+            fd = self._open(f"{self.proc_root}/{pid}/{self.name}")
         except (FileNotFoundError, ProcessLookupError):
             return None
         try:
@@ -87,6 +90,16 @@ class ProcFiles:
             os.close(fd)
         return data
 
+    def _open(self, path: str) -> int:
+        try:
+            return os.open(path, os.O_RDONLY)
+        except OSError as exc:
+            if exc.errno not in (errno.EMFILE, errno.ENFILE) or not self._fds:
+                raise
+        self.limit = len(self._fds) // 2
+        self.close()
+        return os.open(path, os.O_RDONLY)
+
     def keep_only(self, pids: Container[int]) -> None:
         """Close the files of processes not in pids (gone, or no longer watched)."""
         for pid in [p for p in self._fds if p not in pids]:
@@ -101,7 +114,7 @@ class ProcFiles:
 
 def _default_fd_limit() -> int:
     soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
-    return 1024 if soft == resource.RLIM_INFINITY else max(0, min(soft // 4, 4096))
+    return 512 if soft == resource.RLIM_INFINITY else max(0, min(soft // 8, 2048))
 
 
 class ProcScanner:

@@ -4,6 +4,7 @@ gone, never hold more descriptors than allowed, and close what is no longer watc
 from __future__ import annotations
 
 import os
+import resource
 import subprocess
 import sys
 
@@ -120,3 +121,29 @@ def test_files_kept_for_a_mode_are_closed_after_a_reload_to_another():
     finally:
         child.kill()
         child.wait()
+
+
+def test_out_of_descriptors_the_kept_ones_are_given_back():
+    children = [subprocess.Popen(["sleep", "30"]) for _ in range(6)]
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    files = ProcFiles("/proc", "statm", limit=100)
+    fillers: list[int] = []
+    try:
+        for c in children[:4]:
+            files.read(c.pid)
+        assert len(files._fds) == 4
+        while (fd := os.open("/dev/null", os.O_RDONLY)) < max(files._fds.values()):
+            fillers.append(fd)  # no free descriptor below ours
+        os.close(fd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (fd, hard))  # none free at all
+        assert files.read(children[4].pid) is not None  # EMFILE: ours closed, then it opens
+        assert files.limit == 2 and len(files._fds) == 1
+        assert files.read(children[5].pid) is not None
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+        for fd in fillers:
+            os.close(fd)
+        files.close()
+        for c in children:
+            c.kill()
+            c.wait()
