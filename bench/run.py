@@ -69,6 +69,10 @@ def say(message: str) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     if args.rerender:
+        if not args.pickle.exists():
+            print(f"python -m bench: --rerender: no figures at {args.pickle}; run without it first",
+                  file=sys.stderr)
+            return 2
         with open(args.pickle, "rb") as f:
             return write(args, pickle.load(f))
     # the listener's loggers as in production (info, text), into a buffer nobody reads

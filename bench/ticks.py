@@ -94,6 +94,7 @@ class InProcessDaemon:
     def close(self) -> None:
         self.actuator.shutdown(1.0)
         self.supervisor.close()
+        self.daemon.sampler.scanner.close()  # its kept /proc files
 
 
 class InProcessMemmon:
@@ -201,6 +202,7 @@ def measure_floor(processes: Sequence[ProcessInfo], n: int, shape: str, mode: st
     count = len(pids) if mode == "none" else len(tree_pids(pids, scan_children()))
     floor_s = repeat(floor, reps.ours * 2, warmup=2)
     ours_s = repeat(lambda: sampler.sample(processes), reps.ours * 2, warmup=2)
+    sampler.scanner.close()
     return FloorRow(n, shape, mode, count, floor_s, ours_s)
 
 
@@ -211,6 +213,7 @@ def measure_measures(url: str, processes: Sequence[ProcessInfo], n: int, shape: 
     for measure in ("rss", "pss", "uss"):
         sampler = Sampler(measure, mode)
         sample_s = repeat(lambda s=sampler: s.sample(processes), reps.ours, warmup=2)  # type: ignore[misc]
+        sampler.scanner.close()
         daemon = InProcessDaemon(url, mode, measure)
         try:
             tick_s = repeat(daemon.tick, reps.ours, warmup=2)
