@@ -136,13 +136,15 @@ def per_size(args: argparse.Namespace, results: Results, reps: ticks.Reps, shape
         processes = sv.client.processes()
         if 1 in args.sections:
             memmon, flags = None, ""
+            parse = ticks.measure_parse(str(sv.socket), reps)
             for mode in modes:
                 say(f"{shape} N={n} --children {mode}: our tick")
-                ours, listed = ticks.measure_ours(sv.url, mode, reps)
+                ours, listed, rest = ticks.measure_ours(sv.url, mode, reps)
                 if memmon is None and not args.no_memmon:
                     say(f"{shape} N={n}: memmon {'-c ' if shape != 'flat' else ''}tick")
                     memmon, flags = ticks.measure_memmon(sv.url, ticks.MEMMON_CUMULATIVE[mode], reps)
-                results.ticks.append(ticks.TickRow(n, shape, mode, ours, listed, memmon, flags))
+                results.ticks.append(ticks.TickRow(n, shape, mode, ours, listed, rest, parse,
+                                                   memmon, flags))
         if 2 in args.sections:
             for mode in modes:
                 say(f"{shape} N={n} --children {mode}: floor")

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import io
 import os
+import socket
+import time
+import xmlrpc.client
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -19,7 +22,7 @@ from listener.daemon import Daemon
 from listener.model import ProcessInfo
 from listener.sampler import Sampler
 from listener.stats import Stats
-from listener.supervisor import Supervisor
+from listener.supervisor import Supervisor, fast_struct_array
 
 from .measure import Summary, repeat, timings
 
@@ -43,7 +46,9 @@ class TickRow:
     shape: str
     mode: str
     ours: Summary
-    ours_list: Summary  # of which: getAllProcessInfo over XML-RPC, our client
+    ours_list: Summary  # of which: getAllProcessInfo over XML-RPC, in the same ticks
+    ours_rest: Summary  # tick - list, tick by tick: sample, decide, stats, protocol
+    parse: Summary  # our client's parse of that answer (part of the list)
     memmon: Summary | None
     memmon_flags: str
 
@@ -69,13 +74,26 @@ class MeasureRow:
     floor: Summary  # raw read of statm (rss) or smaps_rollup (pss, uss)
 
 
+class TimedSupervisor(Supervisor):
+    """The real client, adding up the time its getAllProcessInfo calls take."""
+
+    list_seconds = 0.0
+
+    def processes(self) -> list[ProcessInfo]:
+        began = time.perf_counter()
+        try:
+            return super().processes()
+        finally:
+            self.list_seconds += time.perf_counter() - began
+
+
 class InProcessDaemon:
     """Our Daemon, wired as cli.py wires it, with a real Supervisor client and Sampler."""
 
     def __init__(self, url: str, mode: str, measure: str = "rss") -> None:
         config, _ = parse(["-a", HIGH, "--children", mode, "--measure", measure,
                            "--server-url", url, "--metrics-port", "0"])
-        self.supervisor = Supervisor(url, timeout=300)
+        self.supervisor = TimedSupervisor(url, timeout=300)
         self.stats = Stats()
         self.actuator = Actuator(lambda: Supervisor(url, timeout=300), self.stats)
         self.sampler = Sampler(config.measure, config.children)
@@ -169,18 +187,54 @@ def floor_fn(pids: Sequence[int], mode: str, read: Callable[[int], int]) -> Call
 # --- one supervisord's worth of measurements ---
 
 
-def measure_ours(url: str, mode: str, reps: Reps) -> tuple[Summary, Summary]:
-    """Our full tick, and of it the XML-RPC list alone (supervisord's share, mostly)."""
+def measure_ours(url: str, mode: str, reps: Reps) -> tuple[Summary, Summary, Summary]:
+    """Our full tick; of each tick, the time getAllProcessInfo took (mostly supervisord's),
+    and the rest (ours)."""
     ours = InProcessDaemon(url, mode)
+    ticks: list[float] = []
+    lists: list[float] = []
+
+    def tick() -> None:
+        listed = ours.supervisor.list_seconds
+        began = time.perf_counter()
+        ours.tick()
+        ticks.append(time.perf_counter() - began)
+        lists.append(ours.supervisor.list_seconds - listed)
+
     try:
-        tick_s = repeat(ours.tick, reps.ours, warmup=2)
-        list_s = repeat(ours.supervisor.processes, reps.ours, warmup=1)
+        for _ in range(2):  # warm-up: caches, kept /proc files
+            ours.tick()
+        timings(tick, reps.ours, warmup=0)
         errors = {k: v for k, v in ours.stats.snapshot().sample_errors.items() if v}
         if errors:
             raise RuntimeError(f"sample errors during the benchmark: {errors}")
     finally:
         ours.close()
-    return tick_s, list_s
+    return (Summary.of(ticks), Summary.of(lists),
+            Summary.of([t - lst for t, lst in zip(ticks, lists)]))
+
+
+def raw_answer(socket_path: str) -> bytes:
+    """getAllProcessInfo's HTTP body, as supervisord sends it."""
+    request = xmlrpc.client.dumps((), "supervisor.getAllProcessInfo").encode()
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.connect(socket_path)
+        sock.sendall(b"POST /RPC2 HTTP/1.0\r\nContent-Type: text/xml\r\nContent-Length: %d\r\n\r\n"
+                     % len(request) + request)
+        chunks = []
+        while chunk := sock.recv(1 << 16):
+            chunks.append(chunk)
+    return b"".join(chunks).split(b"\r\n\r\n", 1)[1]
+
+
+def measure_parse(socket_path: str, reps: Reps) -> Summary:
+    """Our client's parse of supervisord's answer, alone (the stdlib's if the fast path declines)."""
+    body = raw_answer(socket_path)
+
+    def parse_body() -> object:
+        fast = fast_struct_array(body)
+        return fast if fast is not None else xmlrpc.client.loads(body)
+    return repeat(parse_body, reps.ours, warmup=1)
 
 
 def measure_memmon(url: str, cumulative: bool, reps: Reps) -> tuple[Summary, str]:
