@@ -115,7 +115,9 @@ def test_files_kept_for_a_mode_are_closed_after_a_reload_to_another():
         info = ProcessInfo("g", "p", child.pid, "RUNNING", 0.0)
         scanner = ProcScanner()
         Sampler("rss", "sum", scanner).sample([info])
-        assert child.pid in scanner.stat._fds and child.pid in scanner.statm._fds
+        # statm is read for the watched tree only; stat for every process, up to the limit
+        # (on a busy machine the child's may be past it)
+        assert child.pid in scanner.statm._fds and scanner.stat._fds
         Sampler("pss", "none", scanner).sample([info])  # what Daemon._reload builds
         assert not scanner.stat._fds and not scanner.statm._fds
     finally:
