@@ -228,9 +228,11 @@ def section_latency(r: Results) -> str:
             "The real listener process (`python -m listener -a 100GB`, plus `-p slow=10MB` in the "
             "restart phase) with pipes; this process plays supervisord's side: write a TICK, read "
             "the RESULT. The slow program ignores SIGTERM (`stopwaitsecs=10`) and holds 30 MiB, "
-            "so each restart keeps a stop in flight for 10 s. *in flight*: events answered while "
-            "supervisord reported the slow program STOPPING (polled every 20 ms).\n\n"
-            + table(["phase", "programs", "events", "in flight", "stops seen", "p50", "p99", "max",
+            "so each restart keeps a stop in flight for 10 s. Restart phase: events in chunks of "
+            "250, a chunk counted only if supervisord reported the slow program STOPPING, same "
+            "pid, before and after it (*in flight*; *stops*: how many distinct stops they "
+            "spanned); nothing polls supervisord while events are timed.\n\n"
+            + table(["phase", "programs", "events", "in flight", "stops", "p50", "p99", "max",
                      "mean"], rows))
 
 
