@@ -9,7 +9,8 @@ import signal
 import time
 from dataclasses import dataclass
 
-from bench.harness import FLAT_COMMAND, HOG, PY, ListenerProcess, Supervisord, program
+from bench.standin import FLAT_COMMAND
+from tests.harness import HOG, PY, ListenerProcess, Supervisord, program
 
 SLOW = "slow:slow"
 SLOW_MB = 30
@@ -53,12 +54,12 @@ def run(sv: Supervisord, n: int, events: int, cap_seconds: float = 300.0) -> lis
         stops: set[int] = set()
         try:
             if phase == "idle":
-                times = [listener.tick() for _ in range(events)]
+                times = [listener.timed_tick() for _ in range(events)]
             else:
                 deadline = time.monotonic() + cap_seconds
                 while len(times) < events and time.monotonic() < deadline:
                     before = _slow(sv)
-                    chunk = [listener.tick() for _ in range(CHUNK)]
+                    chunk = [listener.timed_tick() for _ in range(CHUNK)]
                     if before[0] == "STOPPING" and _slow(sv) == before:
                         times += chunk
                         stops.add(before[1])

@@ -12,20 +12,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from bench import latency, scrape, soak, ticks
-from bench.harness import (
-    FLAT_COMM,
-    FLAT_COMMAND,
-    ROOT,
-    TREE_CHILDREN,
-    TREE_COMM,
-    TREE_COMMAND,
-    ListenerProcess,
-    Supervisord,
-    free_port,
-    program,
-)
 from bench.report import Results, render
+from bench.standin import FLAT_COMM, FLAT_COMMAND, TREE_CHILDREN, TREE_COMM, TREE_COMMAND
 from listener import log as logsetup
+from tests.harness import ROOT, ListenerProcess, Supervisord, free_port, program
 
 SHAPES = {"flat": ("none",), "tree": ("sum", "each")}
 
@@ -90,7 +80,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if 4 in args.sections:
         n = 10
         say(f"section 4: event-answer latency, {n} programs + 1 slow, {args.latency_events} events")
-        sv = Supervisord(latency.sections(n))
+        sv = Supervisord(latency.sections(n), loglevel="warn", all_running=True)
         try:
             results.latency = latency.run(sv, n, args.latency_events)
         finally:
@@ -98,9 +88,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if 5 in args.sections:
         say("section 5: /metrics with Stats filled directly (1000 judgements)")
         results.scrapes.append(scrape.synthetic(1000, max(20, args.reps * 4)))
+        say("section 5: event answers while /metrics is scraped, 1000 processes")
+        results.scrape_latency = scrape.latency_under_scrapes(1000, max(50, args.latency_events // 4))
     if 6 in args.sections:
         say(f"section 6: soak, {args.soak_events} TICKs, 200 processes")
-        sv = Supervisord(program("flat", FLAT_COMMAND, 200), comm=FLAT_COMM)
+        sv = Supervisord(program("flat", FLAT_COMMAND, 200), loglevel="warn", all_running=True,
+                        comm=FLAT_COMM)
         try:
             results.soak = soak.run(sv, args.soak_events, args.reps)
         finally:
@@ -127,8 +120,9 @@ def per_size(args: argparse.Namespace, results: Results, reps: ticks.Reps, shape
                                else (TREE_COMMAND, TREE_CHILDREN, TREE_COMM))
     say(f"{shape} N={n}: starting supervisord")
     try:
-        sv = Supervisord(program(shape, command, n), tree_children=children, comm=comm)
-    except RuntimeError as exc:
+        sv = Supervisord(program(shape, command, n), loglevel="warn", all_running=True,
+                        tree_children=children, comm=comm)
+    except AssertionError as exc:
         results.notes.append(f"{shape} N={n}: supervisord did not start every program: {exc}")
         return
     results.starts[(shape, n)] = sv.start_seconds
@@ -170,5 +164,5 @@ def real_scrape(sv: Supervisord, n: int, reps: int) -> scrape.ScrapeRow:
     finally:
         listener.close()
     row = scrape.ScrapeRow(f"real listener over a real supervisord, {n} processes", n,
-                           scrape.series(body), len(body), http, None, listener_rss=rss)
+                           scrape.series(body), len(body), http, listener_rss=rss)
     return row

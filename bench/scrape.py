@@ -1,19 +1,26 @@
-"""Section 5: /metrics latency and size, from the real listener and from Stats filled directly."""
+"""Section 5: /metrics latency and size (prometheus_client's encoder behind our HTTP server), and
+how much scraping delays the listener's answers to events."""
 
 from __future__ import annotations
 
+import os
+import threading
 import time
 import urllib.request
 from dataclasses import dataclass
 
+from prometheus_client import make_wsgi_app
 from prometheus_client.exposition import generate_latest
 
-from bench.harness import free_port
+from bench.standin import StandInServer
 from listener import policy
-from listener.config import Config, Limits
-from listener.metrics import MetricsServer, make_registry
+from listener.daemon import watched_rows
+from listener.httpserver import HttpServer
+from listener.metrics import make_registry
 from listener.model import ProcessInfo, Sample
+from listener.rules import Rules
 from listener.stats import Stats
+from tests.harness import ListenerProcess, short_dir
 
 from .measure import Summary, repeat
 
@@ -25,9 +32,19 @@ class ScrapeRow:
     series: int
     size: int  # bytes of one /metrics answer
     http: Summary  # GET /metrics over HTTP, new connection each time (as Prometheus does)
-    render: Summary | None  # our renderer in process, no HTTP
-    library: Summary | None = None  # prometheus_client's generate_latest() of the same registry
+    library: Summary | None = None  # prometheus_client's generate_latest() in process, no HTTP
     listener_rss: int | None = None  # the real listener's RSS after its ticks
+
+
+@dataclass(frozen=True)
+class ScrapeLatencyRun:
+    """Event-answer times of the real listener, with and without a scraper at work."""
+
+    event: str  # "TICK_5" (a whole tick) or "PROCESS_STATE_RUNNING" (answered at once)
+    processes: int
+    quiet: list[float]  # seconds per event, nothing scraping
+    scraped: list[float]  # the same while a client GETs /metrics back to back
+    scrapes: int  # GETs completed during the scraped phase
 
 
 def get(port: int) -> bytes:
@@ -50,26 +67,78 @@ def filled_stats(n: int) -> Stats:
     procs = [ProcessInfo(f"group{i // 50:02d}", f"proc_{i:04d}", 10_000 + i, "RUNNING", now - 3600)
              for i in range(n)]
     samples = {p.namespec: Sample(50 * 2**20 + p.pid, "rss", 0, ()) for p in procs}
-    config = Config(limits=Limits(any=2**30))
-    decision = policy.decide(procs, samples, config, policy.PolicyState(), now)
+    decision = policy.decide(procs, samples, Rules(any=2**30), policy.PolicyState(), now)
     stats = Stats()
     stats.event("TICK_5")
     stats.supervisor_up(True)
-    stats.observe(decision.judgements)
+    stats.observe(watched_rows(decision.judgements))
     stats.tick_done(now, 0.01)
     return stats
 
 
 def synthetic(n: int, reps: int) -> ScrapeRow:
-    stats = filled_stats(n)
-    registry = make_registry(stats)
-    server = MetricsServer(registry, "127.0.0.1", free_port())
+    registry = make_registry(filled_stats(n))
+    server = HttpServer(make_wsgi_app(registry), "127.0.0.1", 0)
     try:
         http, body = scrape(server.port, reps)
     finally:
         server.close()
-    fast = getattr(registry, "render", None)  # absent in listener/ before the fast path
-    render = repeat(lambda: fast(None), reps, warmup=3) if fast else None
     library = repeat(lambda: generate_latest(registry), max(5, reps // 4), warmup=1)
-    return ScrapeRow(f"Stats filled directly with {n} judgements, real MetricsServer", n,
-                     series(body), len(body), http, render, library)
+    return ScrapeRow(f"Stats filled directly with {n} judgements, real HttpServer", n,
+                     series(body), len(body), http, library)
+
+
+class Scraper:
+    """GET /metrics back to back in a thread, for as long as the `with` block lasts."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.count = 0
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._run)
+
+    def _run(self) -> None:
+        while not self._done.is_set():
+            get(self.port)
+            self.count += 1
+
+    def __enter__(self) -> Scraper:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._done.set()
+        self._thread.join()
+
+
+def latency_under_scrapes(n: int, events: int) -> list[ScrapeLatencyRun]:
+    """The real listener watching n processes (a stand-in supervisord lists this process n
+    times under n names, so every sample is a real /proc read), events answered with and
+    without a client scraping /metrics back to back."""
+    root = short_dir("mwbl-")
+    me = {"group": "g", "pid": os.getpid(), "statename": "RUNNING", "state": 20,
+          "start": int(time.time()) - 3600, "stop": 0, "now": int(time.time()), "spawnerr": "",
+          "exitstatus": 0, "logfile": "", "stdout_logfile": "", "stderr_logfile": "",
+          "description": ""}
+    infos = [{**me, "name": f"p{i:04d}"} for i in range(n)]
+    server = StandInServer(f"{root}/standin.sock", infos)
+    listener = ListenerProcess(["-a", "100GB"], f"unix://{root}/standin.sock", root)
+    runs = []
+    try:
+        listener.tick()
+        for name in ("TICK_5", "PROCESS_STATE_RUNNING"):
+            payload = None if name == "TICK_5" else "processname:p0000 groupname:g from_state:STARTING pid:1"
+
+            def timed(eventname: str = name, body: str | None = payload) -> float:
+                began = time.perf_counter()
+                assert listener.send(eventname, body) == b"OK"
+                return time.perf_counter() - began
+
+            quiet = [timed() for _ in range(events)]
+            with Scraper(listener.metrics_port) as scraper:
+                scraped = [timed() for _ in range(events)]
+            runs.append(ScrapeLatencyRun(name, n, quiet, scraped, scraper.count))
+    finally:
+        listener.close()
+        server.close()
+    return runs

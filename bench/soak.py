@@ -1,6 +1,6 @@
 """Section 6: many TICKs through the real listener process over pipes; its RSS and CPU time.
 
-The listener's XML-RPC peer is a local stand-in (bench.harness.StandInServer) answering with a
+The listener's XML-RPC peer is a local stand-in (bench.standin.StandInServer) answering with a
 snapshot of a real supervisord's getAllProcessInfo for real running processes: supervisord
 itself needs tens of milliseconds per getAllProcessInfo at 200 processes, which would make
 100,000 events take hours and measure supervisord rather than the listener.
@@ -9,12 +9,13 @@ itself needs tens of milliseconds per getAllProcessInfo at 200 processes, which 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
-from bench.harness import ListenerProcess, StandInServer, Supervisord, free_port
 from bench.measure import Summary, repeat
 from bench.scrape import get
+from bench.standin import StandInServer
 from listener.supervisor import Supervisor
+from tests.harness import ListenerProcess, Supervisord, free_port
 
 SCRAPE_EVERY = 100  # ticks between two GET /metrics (the exporter's memory is soaked too)
 
@@ -45,10 +46,10 @@ def run(sv: Supervisord, events: int, reps: int) -> SoakRun:
     server = StandInServer(path, infos)
     try:
         standin = Supervisor(f"unix://{path}")
-        if standin.processes() != real.processes():
+        if [replace(p, listed_at=0) for p in standin.processes()] != [
+                replace(p, listed_at=0) for p in real.processes()]:
             raise RuntimeError("the stand-in does not answer like supervisord")
         standin_list = repeat(standin.processes, reps, warmup=1)
-        standin.close()
         result = SoakRun(events, len(infos), "stand-in", real_list, standin_list)
         port = free_port()
         listener = ListenerProcess(["-a", "100GB"], f"unix://{path}", metrics_port=port)
@@ -58,7 +59,6 @@ def run(sv: Supervisord, events: int, reps: int) -> SoakRun:
             listener.close()
     finally:
         server.close()
-        real.close()
     return result
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import os
+import shutil
 import socket
 import time
 import xmlrpc.client
@@ -14,15 +15,14 @@ from dataclasses import dataclass
 from superlance.memmon import Memmon  # type: ignore[import-untyped]
 from supervisor import childutils
 
-from bench.harness import tick_event
 from listener import protocol
-from listener.actuator import Actuator
+from listener.app import build
 from listener.config import parse
-from listener.daemon import Daemon
+from listener.fastxml import fast_struct_array
 from listener.model import ProcessInfo
 from listener.sampler import Sampler
-from listener.stats import Stats
-from listener.supervisor import Supervisor, fast_struct_array
+from listener.supervisor import Supervisor
+from tests.harness import event_text, short_dir
 
 from .measure import Summary, repeat, timings
 
@@ -88,31 +88,32 @@ class TimedSupervisor(Supervisor):
 
 
 class InProcessDaemon:
-    """Our Daemon, wired as cli.py wires it, with a real Supervisor client and Sampler."""
+    """Our Daemon as listener.app.build wires it for the CLI, its supervisord client swapped for
+    one that adds up the time of its listings."""
 
     def __init__(self, url: str, mode: str, measure: str = "rss") -> None:
-        config, _ = parse(["-a", HIGH, "--children", mode, "--measure", measure,
-                           "--server-url", url, "--metrics-port", "0"])
+        self.state_dir = short_dir("mwbs-")
+        config, _ = parse(["-a", HIGH, "--children", mode, "--measure", measure, "--server-url",
+                           url, "--metrics-port", "0", "--state-dir", str(self.state_dir)])
+        self.parts = build(config, environ={})
+        self.daemon = self.parts.daemon
+        self.stats = self.parts.stats
         self.supervisor = TimedSupervisor(url, timeout=300)
-        self.stats = Stats()
-        self.actuator = Actuator(lambda: Supervisor(url, timeout=300), self.stats)
-        self.sampler = Sampler(config.measure, config.children)
-        self.daemon = Daemon(config, self.supervisor, self.sampler, self.actuator, self.stats,
-                             environ={})
+        self.daemon.supervisor = self.supervisor
 
     def tick(self) -> None:
         """One event as the loop handles it: READY, read the TICK, handle it, RESULT OK."""
         out = io.StringIO()
         protocol.send_ready(out)
-        event = protocol.read_event(io.StringIO(tick_event()))
+        event = protocol.read_event(io.StringIO(event_text()))
         assert event is not None
         self.daemon.handle(event)
         protocol.send_result(out, ok=True)
 
     def close(self) -> None:
-        self.actuator.shutdown(1.0)
-        self.supervisor.close()
-        self.daemon.sampler.scanner.close()  # its kept /proc files
+        self.daemon.restarter.shutdown(1.0)
+        self.parts.close()
+        shutil.rmtree(self.state_dir, ignore_errors=True)
 
 
 class InProcessMemmon:
@@ -126,7 +127,7 @@ class InProcessMemmon:
 
     def tick(self) -> None:
         m = self.memmon
-        m.stdin, m.stdout, m.stderr = io.StringIO(tick_event()), io.StringIO(), io.StringIO()
+        m.stdin, m.stdout, m.stderr = io.StringIO(event_text()), io.StringIO(), io.StringIO()
         m.runforever(test=True)
         if "Restarting" in m.stderr.getvalue():
             raise RuntimeError("memmon restarted a process: the limits are not high enough")
@@ -202,7 +203,7 @@ def measure_ours(url: str, mode: str, reps: Reps) -> tuple[Summary, Summary, Sum
         lists.append(ours.supervisor.list_seconds - listed)
 
     try:
-        for _ in range(2):  # warm-up: caches, kept /proc files
+        for _ in range(2):  # warm-up
             ours.tick()
         timings(tick, reps.ours, warmup=0)
         errors = {k: v for k, v in ours.stats.snapshot().sample_errors.items() if v}
@@ -211,7 +212,7 @@ def measure_ours(url: str, mode: str, reps: Reps) -> tuple[Summary, Summary, Sum
     finally:
         ours.close()
     return (Summary.of(ticks), Summary.of(lists),
-            Summary.of([t - lst for t, lst in zip(ticks, lists)]))
+            Summary.of([t - lst for t, lst in zip(ticks, lists, strict=False)]))
 
 
 def raw_answer(socket_path: str) -> bytes:
@@ -256,7 +257,6 @@ def measure_floor(processes: Sequence[ProcessInfo], n: int, shape: str, mode: st
     count = len(pids) if mode == "none" else len(tree_pids(pids, scan_children()))
     floor_s = repeat(floor, reps.ours * 2, warmup=2)
     ours_s = repeat(lambda: sampler.sample(processes), reps.ours * 2, warmup=2)
-    sampler.scanner.close()
     return FloorRow(n, shape, mode, count, floor_s, ours_s)
 
 
@@ -267,7 +267,6 @@ def measure_measures(url: str, processes: Sequence[ProcessInfo], n: int, shape: 
     for measure in ("rss", "pss", "uss"):
         sampler = Sampler(measure, mode)
         sample_s = repeat(lambda s=sampler: s.sample(processes), reps.ours, warmup=2)  # type: ignore[misc]
-        sampler.scanner.close()
         daemon = InProcessDaemon(url, mode, measure)
         try:
             tick_s = repeat(daemon.tick, reps.ours, warmup=2)

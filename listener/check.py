@@ -10,6 +10,7 @@ from typing import TextIO
 from listener import policy
 from listener.config import Config
 from listener.model import ProcessInfo, own_namespecs
+from listener.policy import Verdict
 from listener.sampler import Sampler
 from listener.units import format_size
 
@@ -17,11 +18,11 @@ HEADERS = ("GROUP", "PROCESS", "PID", "STATE", "MEMORY", "LIMIT", "VERDICT")
 
 
 def verdict_text(j: policy.Judgement) -> str:
-    if j.verdict in (policy.SELF, policy.EXCLUDED, policy.NOT_RUNNING, policy.NO_LIMIT,
-                     policy.NO_SAMPLE):
-        return j.verdict
+    if j.verdict in (Verdict.SELF, Verdict.EXCLUDED, Verdict.STOPPED, Verdict.NO_LIMIT,
+                     Verdict.NO_SAMPLE):
+        return str(j.verdict)
     if j.over:
-        return "OVER (grace)" if j.verdict == policy.GRACE else "OVER"
+        return "OVER (grace)" if j.verdict == Verdict.GRACE else "OVER"
     return "ok"
 
 
@@ -37,7 +38,8 @@ def render(judgements: Sequence[policy.Judgement], measure: str) -> str:
                      j.process.statename, memory,
                      format_size(j.limit) if j.limit is not None else "-", verdict_text(j)))
     widths = [max(len(r[i]) for r in rows) for i in range(len(HEADERS))]
-    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows) + "\n"
+    lines = ("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows)
+    return "\n".join(lines) + "\n"
 
 
 def check(config: Config, processes: Sequence[ProcessInfo], sampler: Sampler, out: TextIO,
@@ -45,8 +47,9 @@ def check(config: Config, processes: Sequence[ProcessInfo], sampler: Sampler, ou
     """Print the table; 1 if some watched process is over its limit, else 0."""
     result = sampler.sample(processes)
     env = os.environ if environ is None else environ
-    decision = policy.decide(processes, result.samples, config, policy.PolicyState(), time.time(),
-                             self_names=own_namespecs(env), self_pids=frozenset({os.getpid()}))
-    out.write(render(decision.judgements, config.measure))
+    decision = policy.decide(processes, result.samples, config.rules, policy.PolicyState(),
+                             time.time(), self_names=own_namespecs(env),
+                             self_pids=frozenset({os.getpid()}))
+    out.write(render(decision.judgements, config.strategy.measure))
     over = [j for j in decision.judgements if verdict_text(j).startswith("OVER")]
     return 1 if over else 0

@@ -6,17 +6,19 @@ import logging
 import os
 import signal
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from types import FrameType
 from typing import TextIO
 
 from listener import policy, protocol
-from listener.actuator import Actuator
 from listener.config import Config, ConfigError
 from listener.log import fields
 from listener.model import ProcessInfo, own_namespecs
+from listener.policy import Restart, Verdict
+from listener.restarts import Restarter
 from listener.sampler import Sampler
-from listener.stats import Stats
+from listener.signals import ChildSignaller
+from listener.stats import Counter, ProcessRow, Stats
 from listener.supervisor import Supervisor, SupervisorError, describe_error
 from listener.units import format_size
 
@@ -31,21 +33,21 @@ class _Shutdown(Exception):
 
 class Daemon:
     def __init__(self, config: Config, supervisor: Supervisor, sampler: Sampler,
-                 actuator: Actuator, stats: Stats,
+                 restarter: Restarter, signaller: ChildSignaller, stats: Stats,
                  reload: Callable[[], Config] | None = None,
                  clock: Callable[[], float] = time.time,
                  timer: Callable[[], float] = time.perf_counter,
-                 environ: dict[str, str] | None = None) -> None:
+                 environ: Mapping[str, str] | None = None) -> None:
         self.config = config
         self.supervisor = supervisor
         self.sampler = sampler
-        self.actuator = actuator
+        self.restarter = restarter
+        self.signaller = signaller
         self.stats = stats
         self.reload = reload
-        self.clock = clock
-        self.timer = timer
-        env = os.environ if environ is None else environ
-        self.self_names = own_namespecs(env)
+        self.clock = clock  # wall time: compared with supervisord's and the kernel's start times
+        self.timer = timer  # for durations only
+        self.self_names = own_namespecs(os.environ if environ is None else environ)
         self.self_pids = frozenset({os.getpid()})
         self.state = policy.PolicyState()
         self._supervisor_up: bool | None = None
@@ -66,13 +68,17 @@ class Daemon:
             raise _Shutdown()
 
     def _on_hup(self, signum: int, frame: FrameType | None) -> None:
+        self.request_reload()
+
+    def request_reload(self) -> None:
+        """Re-read the config before the next tick (SIGHUP)."""
         self._reload_requested = True
 
     # --- the loop ---
 
     def run(self, stdin: TextIO, stdout: TextIO) -> int:
         log.info("started", extra=fields(server=self.supervisor.display_url,
-                                         limits=_describe_limits(self.config)))
+                                         limits=self.config.rules.describe()))
         try:
             while not self._stopping:
                 protocol.send_ready(stdout)
@@ -100,9 +106,9 @@ class Daemon:
 
     def stop(self) -> int:
         log.info("stopping: waiting for in-flight restarts")
-        if not self.actuator.shutdown(SHUTDOWN_GRACE):
+        if not self.restarter.shutdown(SHUTDOWN_GRACE):
             log.error("in-flight restarts did not finish in time",
-                      extra=fields(processes=",".join(sorted(self.actuator.busy()))))
+                      extra=fields(processes=",".join(sorted(self.restarter.busy()))))
         return 0
 
     def handle(self, event: protocol.Event) -> None:
@@ -133,30 +139,36 @@ class Daemon:
         result = self.sampler.sample(processes)
         if result.errors:
             self.stats.sample_errors(result.errors)
-        now = self.clock()
-        decision = policy.decide(processes, result.samples, config, self.state, now,
-                                 busy=self.actuator.busy(), self_names=self.self_names,
+        decision = policy.decide(processes, result.samples, config.rules, self.state, self.clock(),
+                                 busy=self.restarter.busy(), self_names=self.self_names,
                                  self_pids=self.self_pids)
         self.state = decision.state
-        self.stats.observe(decision.judgements)
+        self.stats.observe(watched_rows(decision.judgements))
         for judgement in decision.suppressed:
-            self.stats.count(judgement.process.namespec, "restarts_suppressed")
-        for namespec in decision.newly_suppressed:
-            log.warning("restart budget used up: leaving the process alone until the window "
-                        "frees up", extra=fields(process=namespec, max_restarts=config.max_restarts,
-                                                 window_seconds=config.restart_window))
+            self.stats.count(judgement.process.namespec, Counter.RESTARTS_SUPPRESSED)
+        for judgement in decision.judgements:
+            if judgement.process.namespec in decision.newly_suppressed:
+                rule = config.rules.rule_for(judgement.process.group, judgement.process.name)
+                strategy = rule.strategy if rule else config.strategy
+                log.warning("restart budget used up: leaving the process alone until the window "
+                            "frees up", extra=fields(process=judgement.process.namespec,
+                                                     max_restarts=strategy.max_restarts,
+                                                     window_seconds=strategy.restart_window))
         for action in decision.actions:
             if config.dry_run:
-                self.stats.count(action.namespec, "dry_run_actions")
-                log.warning(f"dry run: would {action.kind}", extra=fields(
-                    process=action.namespec, pid=action.pid,
-                    **{action.measure: format_size(action.memory)},
-                    limit=format_size(action.limit), rule=action.rule))
+                t = action.target
+                self.stats.count(t.namespec, Counter.DRY_RUN_ACTIONS)
+                kind = "restart" if isinstance(action, Restart) else "signal"
+                log.warning(f"dry run: would {kind}", extra=fields(
+                    process=t.namespec, pid=t.pid if isinstance(action, Restart) else action.child_pid,
+                    **{t.measure: format_size(t.memory)}, limit=format_size(t.limit), rule=t.rule))
+            elif isinstance(action, Restart):
+                self.restarter.submit(action)
             else:
-                self.actuator.submit(action)
+                self.signaller.send(action)
         if not config.dry_run:
-            self.actuator.retry_stopped()
-        self.stats.stopped_not_running(len(self.actuator.stopped()))
+            self.restarter.retry_stopped()
+        self.stats.stopped_not_running(len(self.restarter.stopped()))
 
     def _set_supervisor_up(self, up: bool, error: str = "") -> None:
         """Log on change only: a down supervisord must not flood the log every tick."""
@@ -179,15 +191,17 @@ class Daemon:
         except ConfigError as exc:
             log.error("config reload failed: keeping the old config", extra=fields(error=str(exc)))
             return
-        if (new.measure, new.children) != (self.config.measure, self.config.children):
-            self.sampler = Sampler(new.measure, new.children, self.sampler.scanner)
+        old = self.config.strategy
+        if (new.strategy.measure, new.strategy.children) != (old.measure, old.children):
+            self.sampler = Sampler(new.strategy.measure, new.strategy.children, self.sampler.reader)
         self.config = new
-        log.info("config reloaded", extra=fields(limits=_describe_limits(new)))
+        log.info("config reloaded", extra=fields(limits=new.rules.describe()))
 
 
-def _describe_limits(config: Config) -> str:
-    parts = [f"program {n}={format_size(s)}" for n, s in config.limits.programs]
-    parts += [f"group {n}={format_size(s)}" for n, s in config.limits.groups]
-    if config.limits.any is not None:
-        parts.append(f"any={format_size(config.limits.any)}")
-    return ", ".join(parts) or "none"
+def watched_rows(judgements: Iterable[policy.Judgement]) -> list[ProcessRow]:
+    """The processes this listener watches (a limit applies; never itself), as Stats rows:
+    a process with no limit belongs to another listener's dashboards, if any."""
+    return [ProcessRow(j.process.group, j.process.name, j.sample.value if j.sample else None,
+                       j.sample.measure if j.sample else "rss", j.limit, j.over_samples,
+                       j.sample.children if j.sample else None)
+            for j in judgements if j.verdict != Verdict.SELF and j.limit is not None]

@@ -14,6 +14,7 @@ import logging
 import os
 import tempfile
 import threading
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -39,7 +40,7 @@ def default_state_dir(euid: int | None = None, home: str | None = None) -> str:
     return os.path.join(base, "sentry-memwatch")
 
 
-def journal_name(environ: dict[str, str] | os._Environ[str], server_url: str) -> str:
+def journal_name(environ: Mapping[str, str], server_url: str) -> str:
     """One journal per listener and supervisord: two listeners, or two supervisords with the
     same program names, on one host must never finish each other's restarts."""
     name = environ.get("SUPERVISOR_PROCESS_NAME") or "memwatch"
@@ -49,29 +50,33 @@ def journal_name(environ: dict[str, str] | os._Environ[str], server_url: str) ->
 
 
 class Journal:
-    """Thread-safe; a journal without a path keeps its record in memory only."""
+    """The record lives in memory, behind a lock held only to read or change it; each change is
+    then written to disk outside that lock, so a reader (the event loop) never waits for an
+    fsync. A journal without a path, or whose file cannot be written, keeps working in memory."""
 
     def __init__(self, path: Path | None) -> None:
         self.path = path
         self._lock = threading.Lock()
-        self._entries: dict[str, Entry] = {}
-        if path is not None:
-            self._entries = self._load(path)
+        self._entries: dict[str, Entry] = load(path) if path else {}
+        self._version = 0  # changes made in memory
+        self._save_lock = threading.Lock()  # one writer at a time, the newest state last
+        self._saved = 0  # the version on disk
+        self._failing = False
 
     @classmethod
-    def open(cls, state_dir: str, environ: dict[str, str] | os._Environ[str],
+    def open(cls, state_dir: str, environ: Mapping[str, str],
              server_url: str) -> Journal:
+        path = Path(state_dir) / journal_name(environ, server_url)
+        journal = cls(path)
         try:
             os.makedirs(state_dir, mode=0o700, exist_ok=True)
-            path = Path(state_dir) / journal_name(environ, server_url)
-            journal = cls(path)
-            journal._save()  # fail now, not between a stop and a start
-            return journal
+            journal._write()  # fail now, not between a stop and a start
         except OSError as exc:
-            log.error("cannot keep a restart journal: a listener killed between stop and start "
-                      "will not finish that restart", extra=fields(
-                          state_dir=state_dir, error=exc.strerror or str(exc)))
-            return cls(None)
+            log.error("cannot write the restart journal: restarts are tracked in memory only, and "
+                      "one cut short by a listener kill will not be finished by the next run",
+                      extra=fields(state_dir=state_dir, error=exc.strerror or str(exc)))
+            journal._failing = True
+        return journal
 
     def entries(self) -> list[Entry]:
         with self._lock:
@@ -81,39 +86,48 @@ class Journal:
         with self._lock:
             return self._entries.get(namespec)
 
-    def __contains__(self, namespec: str) -> bool:
-        with self._lock:
-            return namespec in self._entries
-
     def begin(self, namespec: str, pid: int, now: float) -> None:
-        self._change(namespec, Entry(namespec, pid, now))
+        self._change(namespec, lambda old: Entry(namespec, pid, now))
 
     def stopped(self, namespec: str, now: float) -> None:
-        with self._lock:
-            entry = self._entries.get(namespec)
-        if entry is not None:
-            self._change(namespec, Entry(entry.namespec, entry.pid, entry.began, now))
+        self._change(namespec, lambda old: old and Entry(old.namespec, old.pid, old.began, now))
 
     def done(self, namespec: str) -> None:
-        self._change(namespec, None)
+        self._change(namespec, lambda old: None)
 
-    def _change(self, namespec: str, entry: Entry | None) -> None:
+    def _change(self, namespec: str, change: Callable[[Entry | None], Entry | None]) -> None:
         with self._lock:
-            if entry is None:
-                if self._entries.pop(namespec, None) is None:
-                    return
+            old = self._entries.get(namespec)
+            new = change(old)
+            if new == old:
+                return
+            if new is None:
+                del self._entries[namespec]
             else:
-                self._entries[namespec] = entry
-            try:
-                self._save()
-            except OSError as exc:
-                log.error("cannot write the restart journal", extra=fields(
-                    path=str(self.path), error=exc.strerror or str(exc)))
+                self._entries[namespec] = new
+            self._version += 1
+        self._save()
 
     def _save(self) -> None:
-        if self.path is None:
+        with self._save_lock:
+            try:
+                self._write()
+            except OSError as exc:
+                if not self._failing:  # said once per failure, not on every change
+                    log.error("cannot write the restart journal", extra=fields(
+                        path=str(self.path), error=exc.strerror or str(exc)))
+                self._failing = True
+                return
+            if self._failing:
+                log.info("restart journal written again", extra=fields(path=str(self.path)))
+                self._failing = False
+
+    def _write(self) -> None:
+        with self._lock:
+            version = self._version
+            data = json.dumps({"version": 1, "restarts": [asdict(e) for e in self._entries.values()]})
+        if self.path is None or version < self._saved:
             return
-        data = json.dumps({"version": 1, "restarts": [asdict(e) for e in self._entries.values()]})
         fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".journal-")
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as f:
@@ -130,20 +144,26 @@ class Journal:
             os.fsync(dir_fd)
         finally:
             os.close(dir_fd)
+        self._saved = version
 
-    @staticmethod
-    def _load(path: Path) -> dict[str, Entry]:
-        try:
-            raw = json.loads(path.read_text(encoding="utf-8"))
-            entries = {}
-            for item in raw["restarts"]:
-                entry = Entry(str(item["namespec"]), int(item["pid"]), float(item["began"]),
-                              None if item.get("stopped") is None else float(item["stopped"]))
-                entries[entry.namespec] = entry
-            return entries
-        except FileNotFoundError:
-            return {}
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            log.error("restart journal unreadable: starting without it", extra=fields(
-                path=str(path), error=str(exc)))
-            return {}
+
+def load(path: Path) -> dict[str, Entry]:
+    """The entries of a journal file; an unreadable file is set aside (renamed) with one error
+    line, never a crash: a listener that cannot start is worse than a lost entry."""
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+        entries = {}
+        for item in raw["restarts"]:
+            entry = Entry(str(item["namespec"]), int(item["pid"]), float(item["began"]),
+                          None if item.get("stopped") is None else float(item["stopped"]))
+            entries[entry.namespec] = entry
+        return entries
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError, KeyError, TypeError, OverflowError, RecursionError) as exc:
+        aside = path.with_name(path.name + ".unreadable")
+        with contextlib.suppress(OSError):
+            os.replace(path, aside)
+        log.error("restart journal unreadable: set aside, starting without it", extra=fields(
+            path=str(path), set_aside=str(aside), error=f"{type(exc).__name__}: {exc}"[:200]))
+        return {}

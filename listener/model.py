@@ -2,15 +2,24 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 RUNNING = "RUNNING"
 
+# Why a pid's memory could not be read (memwatch_sample_errors_total{reason}).
+VANISHED = "vanished"  # exited between the listing and the read
+ZOMBIE = "zombie"  # exited, not yet reaped: it holds no memory to judge
+ACCESS_DENIED = "access_denied"
+PID_REUSED = "pid_reused"  # the pid is another, newer process than the one listed
+UNREADABLE = "unreadable"  # any other failed read (e.g. out of descriptors)
+SAMPLE_ERRORS = (VANISHED, ZOMBIE, ACCESS_DENIED, PID_REUSED, UNREADABLE, "pss_denied", "uss_denied")
+
 
 @dataclass(frozen=True)
 class ProcessInfo:
-    """One entry of supervisord's getAllProcessInfo."""
+    """One entry of supervisord's process list."""
 
     group: str
     name: str
@@ -18,6 +27,9 @@ class ProcessInfo:
     statename: str
     start: float  # epoch seconds when supervisord last started it
     stop: float = 0.0  # epoch seconds when it last stopped (0: never)
+    # CLOCK_BOOTTIME seconds when supervisord said so: a process holding `pid` that started
+    # later is not this one (the pid was reused). inf: not known, nothing to compare.
+    listed_at: float = math.inf
 
     @property
     def namespec(self) -> str:

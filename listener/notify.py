@@ -7,19 +7,38 @@ import logging
 import shlex
 import socket
 import subprocess
+import time
 
 from listener.log import fields
+from listener.policy import Restart
 
 log = logging.getLogger("memwatch.notify")
 
 
 class Mailer:
     def __init__(self, to: str, sendmail: str = "/usr/sbin/sendmail -t -i",
-                 name: str | None = None, timeout: float = 30.0) -> None:
+                 name: str | None = None, uptime: float | None = None,
+                 timeout: float = 30.0) -> None:
         self.to = to
         self.sendmail = sendmail
         self.name = name
+        self.uptime = uptime  # -u: mail only about processes up at most this long
         self.timeout = timeout
+
+    def restarted(self, action: Restart) -> None:
+        if self.uptime is not None and action.uptime > self.uptime:
+            return
+        t = action.target
+        self.send(f"process {t.namespec} restarted",
+                  f"sentry-memwatch restarted the process named {t.namespec} at "
+                  f"{time.strftime('%Y-%m-%d %H:%M:%S %Z')} because it was using too much memory "
+                  f"({t.memory} bytes {t.measure.upper()}, limit {t.limit} bytes from {t.rule}; "
+                  f"it had been up {action.uptime:.0f}s).")
+
+    def start_failed(self, namespec: str) -> None:
+        self.send(f"failed to start process {namespec}",
+                  f"sentry-memwatch stopped {namespec} for memory and could not start it "
+                  "again; it keeps retrying on every tick.")
 
     def subject(self, text: str) -> str:
         return f"memwatch [{self.name}]: {text}" if self.name else f"memwatch: {text}"
@@ -29,7 +48,7 @@ class Mailer:
         return (f"To: {self.to}\nFrom: {sender}\nDate: {email.utils.formatdate(localtime=True)}\n"
                 f"Subject: {self.subject(subject)}\n\n{body}\n")
 
-    def send(self, subject: str, body: str) -> bool:
+    def send(self, subject: str, body: str) -> None:
         """Hand the mail to sendmail; a failure is logged, never raised."""
         try:
             argv = shlex.split(self.sendmail)
@@ -38,10 +57,8 @@ class Mailer:
                                   timeout=self.timeout, check=False)
         except (OSError, ValueError, subprocess.SubprocessError) as exc:
             log.error("could not send mail", extra=fields(command=self.sendmail, error=str(exc)))
-            return False
+            return
         if done.returncode != 0:
             log.error("sendmail failed", extra=fields(
                 command=self.sendmail, status=done.returncode,
                 stderr=done.stderr.decode(errors="replace").strip()[:200]))
-            return False
-        return True

@@ -6,48 +6,70 @@ child signals, exclusions) so it can be tested as tables of ticks with an inject
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from listener.config import Config
 from listener.model import RUNNING, ProcessInfo, Sample, Unit
+from listener.rules import Rules, Strategy
 
-# Verdicts, as shown by `check` and the logs.
-SELF = "self"
-EXCLUDED = "excluded"
-NOT_RUNNING = "not running"
-BUSY = "restarting"
-NO_LIMIT = "no limit"
-NO_SAMPLE = "no sample"
-OK = "ok"
-GRACE = "grace"
-COUNTING = "over (counting)"
-ACT = "act"
-SUPPRESSED = "suppressed"
-DEFERRED = "deferred"
 
-RESTART = "restart"
-SIGNAL = "signal"
+class Verdict(str, enum.Enum):
+    """What the policy made of a process, as `check` and the logs say it."""
+
+    SELF = "self"
+    EXCLUDED = "excluded"
+    STOPPED = "not running"
+    BUSY = "restarting"
+    NO_LIMIT = "no limit"
+    NO_SAMPLE = "no sample"
+    OK = "ok"
+    GRACE = "grace"
+    COUNTING = "over (counting)"
+    ACT = "act"
+    SUPPRESSED = "suppressed"
+    DEFERRED = "deferred"
+
+    def __str__(self) -> str:
+        return self.value
 
 
 @dataclass(frozen=True)
-class Action:
-    kind: str  # RESTART or SIGNAL
+class Target:
+    """The process an action is about, and the figure that made the policy act."""
+
     group: str
     name: str
-    pid: int  # the supervised pid for a restart, the child's pid for a signal
+    pid: int  # the supervised pid
     memory: int
     limit: int
     measure: str
-    rule: str  # which limit applied, e.g. "group sentry-worker"
-    uptime: float
-    signal: int | None = None
-    started: float = 0.0  # the target pid's start time, checked again before acting
-    process_pid: int = 0  # the supervised pid (differs from pid for a child signal)
+    rule: str  # which rule applied, e.g. "group sentry-worker"
 
     @property
     def namespec(self) -> str:
         return f"{self.group}:{self.name}"
+
+
+@dataclass(frozen=True)
+class Restart:
+    """Stop and start a supervised process (through supervisord)."""
+
+    target: Target
+    uptime: float  # seconds the process had been up
+
+
+@dataclass(frozen=True)
+class SignalChild:
+    """Send `signal` to one descendant of a supervised process (with --children each)."""
+
+    target: Target
+    child_pid: int
+    child_started: float  # the child's kernel start time: checked again before the signal
+    signal: int
+
+
+Action = Restart | SignalChild
 
 
 @dataclass(frozen=True)
@@ -60,7 +82,7 @@ class Judgement:
     rule: str
     over: bool  # the figure is above the limit right now
     over_samples: int  # consecutive samples over the limit (largest unit for `each`)
-    verdict: str
+    verdict: Verdict
 
 
 @dataclass(frozen=True)
@@ -87,7 +109,7 @@ class Decision:
 def decide(
     processes: Sequence[ProcessInfo],
     samples: Mapping[str, Sample],
-    config: Config,
+    rules: Rules,
     state: PolicyState,
     now: float,
     busy: frozenset[str] = frozenset(),
@@ -99,8 +121,10 @@ def decide(
     samples: keyed by namespec. busy: namespecs with a restart in flight. self_names and
     self_pids identify the listener itself, which is never a target."""
     over_counts: dict[tuple[str, int], int] = {}
-    history = _prune(state.history, now - config.restart_window)
-    warned = {n for n in state.warned if not _budget_left(history.get(n, ()), config)}
+    strategies = {p.namespec: _strategy(rules, p) for p in processes}
+    history = _prune(state.history, now, strategies)
+    warned = {n for n in state.warned
+              if n in strategies and not _budget_left(history.get(n, ()), strategies[n])}
     newly_warned: list[str] = []
     restarting_per_group: dict[str, int] = {}
     for namespec in busy:
@@ -113,90 +137,80 @@ def decide(
     for proc in processes:
         namespec = proc.namespec
         sample = samples.get(namespec)
-        found = config.limits.limit_for(proc.group, proc.name)
-        limit, rule = found if found else (None, "")
+        rule = rules.rule_for(proc.group, proc.name)
+        limit = rule.limit if rule else None
         over = limit is not None and sample is not None and sample.value > limit
 
-        def judged(verdict: str, count: int = 0, *, p: ProcessInfo = proc, s: Sample | None = sample,
-                   lim: int | None = limit, r: str = rule, o: bool = over) -> Judgement:
+        def judged(verdict: Verdict, count: int = 0, *, p: ProcessInfo = proc,
+                   s: Sample | None = sample, lim: int | None = limit,
+                   r: str = rule.target if rule else "", o: bool = over) -> Judgement:
             return Judgement(p, s, lim, r, o, count, verdict)
 
         if namespec in self_names or proc.pid in self_pids:
-            judgements.append(judged(SELF))
+            judgements.append(judged(Verdict.SELF))
             continue
-        if config.excluded(proc.group, proc.name):
-            judgements.append(judged(EXCLUDED))
+        if rules.excluded(proc.group, proc.name):
+            judgements.append(judged(Verdict.EXCLUDED))
             continue
         if proc.statename != RUNNING or proc.pid <= 0:
-            judgements.append(judged(NOT_RUNNING))
+            judgements.append(judged(Verdict.STOPPED))
             continue
         if namespec in busy:
-            judgements.append(judged(BUSY))
+            judgements.append(judged(Verdict.BUSY))
             continue
-        if limit is None:
-            judgements.append(judged(NO_LIMIT))
+        if rule is None:
+            judgements.append(judged(Verdict.NO_LIMIT))
             continue
         if sample is None:
-            judgements.append(judged(NO_SAMPLE))
+            judgements.append(judged(Verdict.NO_SAMPLE))
             continue
+        strategy = rule.strategy
 
         # Count consecutive samples per unit; the worst unit over the limit is the candidate.
-        units = _units(proc, sample, config)
+        units = _units(proc, sample, strategy)
         candidate: tuple[Unit, int] | None = None
         max_count = 0
         for unit in units:
-            if unit.bytes <= limit:
+            if unit.bytes <= rule.limit:
                 continue
             count = state.over_counts.get((namespec, unit.pid), 0) + 1
             over_counts[(namespec, unit.pid)] = count
             max_count = max(max_count, count)
-            in_grace = now - unit.started < config.grace
-            if count >= config.consecutive and not in_grace and (
+            in_grace = now - unit.started < strategy.grace
+            if count >= strategy.consecutive and not in_grace and (
                 candidate is None or unit.bytes > candidate[0].bytes
             ):
                 candidate = (unit, count)
         if candidate is None:
-            in_grace = any(u.bytes > limit and now - u.started < config.grace for u in units)
-            verdict = GRACE if in_grace else (COUNTING if max_count else OK)
+            in_grace = any(u.bytes > rule.limit and now - u.started < strategy.grace for u in units)
+            verdict = Verdict.GRACE if in_grace else (Verdict.COUNTING if max_count else Verdict.OK)
             judgements.append(judged(verdict, max_count))
             continue
 
         unit, count = candidate
-        if not _budget_left(history.get(namespec, ()), config):
-            suppressed.append(judged(SUPPRESSED, count))
+        if not _budget_left(history.get(namespec, ()), strategy):
+            suppressed.append(judged(Verdict.SUPPRESSED, count))
             judgements.append(suppressed[-1])
             if namespec not in warned:
                 warned.add(namespec)
                 newly_warned.append(namespec)
             continue
 
-        signal_child = config.child_signal is not None and unit.pid != proc.pid
-        if not signal_child:
+        target = Target(proc.group, proc.name, proc.pid, unit.bytes, rule.limit, sample.measure,
+                        rule.target)
+        if strategy.child_signal is not None and unit.pid != proc.pid:
+            actions.append(SignalChild(target, unit.pid, unit.started, strategy.child_signal))
+        else:
             group_busy = restarting_per_group.get(proc.group, 0)
-            if group_busy >= config.max_parallel:
-                judgements.append(judged(DEFERRED, count))
+            if group_busy >= strategy.max_parallel:
+                judgements.append(judged(Verdict.DEFERRED, count))
                 continue
             restarting_per_group[proc.group] = group_busy + 1
-
-        actions.append(Action(
-            kind=SIGNAL if signal_child else RESTART,
-            group=proc.group,
-            name=proc.name,
-            pid=unit.pid if signal_child else proc.pid,
-            memory=unit.bytes,
-            limit=limit,
-            measure=sample.measure,
-            rule=rule,
-            uptime=max(0.0, now - proc.start),
-            signal=config.child_signal if signal_child else None,
-            started=unit.started if signal_child else proc.start,
-            process_pid=proc.pid,
-        ))
+            actions.append(Restart(target, uptime=max(0.0, now - proc.start)))
         history[namespec] = history.get(namespec, ()) + (now,)
         del over_counts[(namespec, unit.pid)]  # acted on: a new run of samples starts
-        judgements.append(judged(ACT, count))
+        judgements.append(judged(Verdict.ACT, count))
 
-    seen = {p.namespec for p in processes}
     return Decision(
         actions=tuple(actions),
         judgements=tuple(judgements),
@@ -204,27 +218,38 @@ def decide(
         newly_suppressed=tuple(newly_warned),
         state=PolicyState(
             over_counts=over_counts,
-            history={n: h for n, h in history.items() if n in seen},
-            warned=frozenset(w for w in warned if w in seen),
+            history={n: h for n, h in history.items() if n in strategies},
+            warned=frozenset(w for w in warned if w in strategies),
         ),
     )
 
 
-def _units(proc: ProcessInfo, sample: Sample, config: Config) -> tuple[Unit, ...]:
+def _strategy(rules: Rules, proc: ProcessInfo) -> Strategy:
+    rule = rules.rule_for(proc.group, proc.name)
+    return rule.strategy if rule else rules.strategy
+
+
+def _units(proc: ProcessInfo, sample: Sample, strategy: Strategy) -> tuple[Unit, ...]:
     """The pids judged on their own: every unit for `each`, else the whole figure as one."""
-    if config.children == "each" and sample.units:
+    if strategy.children == "each" and sample.units:
         return sample.units
     return (Unit(proc.pid, sample.value, proc.start),)
 
 
-def _prune(history: Mapping[str, tuple[float, ...]], since: float) -> dict[str, tuple[float, ...]]:
+def _prune(history: Mapping[str, tuple[float, ...]], now: float,
+           strategies: Mapping[str, Strategy]) -> dict[str, tuple[float, ...]]:
+    """Keep the action times still inside each listed process's restart window."""
     pruned = {}
     for namespec, times in history.items():
-        kept = tuple(t for t in times if t > since)
+        strategy = strategies.get(namespec)
+        if strategy is None:
+            continue
+        kept = tuple(t for t in times if t > now - strategy.restart_window)
         if kept:
             pruned[namespec] = kept
     return pruned
 
 
-def _budget_left(times: tuple[float, ...], config: Config) -> bool:
-    return config.max_restarts == 0 or len(times) < config.max_restarts
+def _budget_left(times: tuple[float, ...], strategy: Strategy) -> bool:
+    return strategy.max_restarts == 0 or len(times) < strategy.max_restarts
+

@@ -26,23 +26,6 @@ class Event:
     def name(self) -> str:
         return self.headers.get("eventname", "")
 
-    @property
-    def payload_headers(self) -> dict[str, str]:
-        """The first line of the payload as key:value tokens (TICK: 'when:1700000000')."""
-        first = self.payload.split("\n", 1)[0]
-        return parse_tokens(first)
-
-
-def parse_tokens(line: str) -> dict[str, str]:
-    """'ver:3.0 server:supervisor len:15' -> dict; raises ProtocolError on a bad token."""
-    tokens: dict[str, str] = {}
-    for token in line.split():
-        key, sep, value = token.partition(":")
-        if not sep or not key:
-            raise ProtocolError(f"bad header token {token!r}")
-        tokens[key] = value
-    return tokens
-
 
 def _lenient_tokens(line: str) -> tuple[dict[str, str], list[str]]:
     tokens: dict[str, str] = {}

@@ -2,34 +2,37 @@
 
 One pass per tick: with --children sum/each, a single scan of /proc builds the parent->children
 map for every supervised tree at once, so the cost stays linear in the number of processes.
-RSS is read from /proc/PID/statm, as psutil's memory_info() reads it, without its per-call
-overhead (/proc/PID/stat's rss field is not used: since Linux 6.2 it is an approximate per-CPU
-count); stat and statm files stay open across ticks (ProcFiles). PSS/USS come from psutil,
-whose Process objects are cached across ticks, keyed by (pid, start time) so a reused pid is
-never mistaken for the process we knew.
+RSS is read from /proc/PID/statm (listener.procfs); PSS/USS come from psutil.
+
+A figure is trusted only if the pid still belongs to the process supervisord listed: its
+kernel start time must not be later than the listing (else the pid was reused), and it must
+not be a zombie (which holds no memory). One failed read skips one pid, counted by reason;
+it never costs the tick.
 """
 
 from __future__ import annotations
 
-import errno
 import logging
-import os
-import resource
 from collections import Counter
-from collections.abc import Container, Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import psutil
 
-from listener.model import ProcessInfo, Sample, Unit
+from listener.model import (
+    ACCESS_DENIED,
+    PID_REUSED,
+    RUNNING,
+    UNREADABLE,
+    VANISHED,
+    ZOMBIE,
+    ProcessInfo,
+    Sample,
+    Unit,
+)
+from listener.procfs import ProcReader, ProcStat, children_map, descendants
 
 log = logging.getLogger("memwatch.sampler")
-
-PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
-
-VANISHED = "vanished"
-ZOMBIE = "zombie"
-ACCESS_DENIED = "access_denied"
 
 
 @dataclass
@@ -38,190 +41,34 @@ class SampleResult:
     errors: Counter[str]
 
 
-@dataclass(frozen=True)
-class ProcEntry:
-    ppid: int
-    started: float  # epoch seconds
-
-
-class ProcFiles:
-    """One kind of /proc/PID file (stat, statm), kept open across ticks: a read is one
-    pread(2) instead of open+read+close, a third of the cost. A kept descriptor belongs to one
-    process: once that process is gone its reads fail with ESRCH, even if the pid has been
-    reused, and the file is opened anew. At most `limit` descriptors are kept (an eighth of the
-    open-file limit by default); beyond that, files are opened and closed as they are read. If
-    the process runs out of descriptors all the same, the kept ones are given back and fewer
-    are kept from then on: a watchdog must not starve its own sockets."""
-
-    def __init__(self, proc_root: str, name: str, limit: int | None = None) -> None:
-        self.proc_root = proc_root
-        self.name = name
-        self.limit = _default_fd_limit() if limit is None else limit
-        self._fds: dict[int, int] = {}
-
-    def read(self, pid: int) -> bytes | None:
-        """The file's content now; None if the process is gone. Other errors (permission...)
-        propagate."""
-        fd = self._fds.get(pid)
-        if fd is not None:
-            try:
-                return os.pread(fd, 4096, 0)
-            except ProcessLookupError:  # that process is gone; the pid may be another's now
-                pass
-            except OSError:
-                self._close(pid)
-                raise
-            self._close(pid)
-        try:
-            fd = self._open(f"{self.proc_root}/{pid}/{self.name}")
-        except (FileNotFoundError, ProcessLookupError):
-            return None
-        try:
-            data = os.pread(fd, 4096, 0)
-        except ProcessLookupError:  # exited between open and read
-            os.close(fd)
-            return None
-        except BaseException:
-            os.close(fd)
-            raise
-        if len(self._fds) < self.limit:
-            self._fds[pid] = fd
-        else:
-            os.close(fd)
-        return data
-
-    def _open(self, path: str) -> int:
-        try:
-            return os.open(path, os.O_RDONLY)
-        except OSError as exc:
-            if exc.errno not in (errno.EMFILE, errno.ENFILE) or not self._fds:
-                raise
-        self.limit = len(self._fds) // 2
-        self.close()
-        return os.open(path, os.O_RDONLY)
-
-    def keep_only(self, pids: Container[int]) -> None:
-        """Close the files of processes not in pids (gone, or no longer watched)."""
-        for pid in [p for p in self._fds if p not in pids]:
-            self._close(pid)
-
-    def close(self) -> None:
-        self.keep_only(())
-
-    def _close(self, pid: int) -> None:
-        os.close(self._fds.pop(pid))
-
-
-def _default_fd_limit() -> int:
-    soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
-    return 512 if soft == resource.RLIM_INFINITY else max(0, min(soft // 8, 2048))
-
-
-class ProcScanner:
-    """One read of /proc/*/stat per process: parent pid and start time of everything running.
-    Also holds the kept-open /proc files of the processes it reads (see ProcFiles)."""
-
-    def __init__(self, proc_root: str = "/proc") -> None:
-        self.proc_root = proc_root
-        self.boot_time = psutil.boot_time()
-        self.ticks = os.sysconf("SC_CLK_TCK")
-        self.stat = ProcFiles(proc_root, "stat")
-        self.statm = ProcFiles(proc_root, "statm")
-
-    def scan(self) -> dict[int, ProcEntry]:
-        table: dict[int, ProcEntry] = {}
-        listed: set[int] = set()
-        for name in os.listdir(self.proc_root):
-            if not name.isdigit():
-                continue
-            pid = int(name)
-            listed.add(pid)
-            try:
-                data = self.stat.read(pid)
-            except OSError:
-                continue
-            if data is None:  # exited since the listdir
-                continue
-            # comm may hold spaces and parentheses: the fields start after the last ')'
-            fields = data[data.rfind(b")") + 2:].split(None, 20)
-            try:
-                table[pid] = ProcEntry(
-                    ppid=int(fields[1]),
-                    started=self.boot_time + int(fields[19]) / self.ticks,
-                )
-            except (IndexError, ValueError):
-                continue
-        self.stat.keep_only(listed)
-        return table
-
-    def close(self) -> None:
-        self.stat.close()
-        self.statm.close()
-
-
-def children_map(table: dict[int, ProcEntry]) -> dict[int, list[int]]:
-    children: dict[int, list[int]] = {}
-    for pid, entry in table.items():
-        children.setdefault(entry.ppid, []).append(pid)
-    return children
-
-
-def descendants(pid: int, children: dict[int, list[int]]) -> Iterator[int]:
-    """Every descendant of pid, parents before their children."""
-    seen = {pid}
-    stack = list(reversed(children.get(pid, ())))
-    while stack:
-        child = stack.pop()
-        if child in seen:
-            continue
-        seen.add(child)
-        yield child
-        stack.extend(reversed(children.get(child, ())))
+def identity_problem(proc: ProcessInfo, stat: ProcStat) -> str | None:
+    """Why the process at proc.pid cannot stand for the one supervisord listed, if it can't."""
+    if stat.state == "Z":
+        return ZOMBIE
+    if stat.since_boot > proc.listed_at:
+        return PID_REUSED
+    return None
 
 
 class Sampler:
     def __init__(self, measure: str = "rss", children: str = "none",
-                 scanner: ProcScanner | None = None) -> None:
+                 reader: ProcReader | None = None) -> None:
         self.measure = measure
         self.children = children
-        self.scanner = scanner or ProcScanner()
-        self._cache: dict[tuple[int, float], psutil.Process] = {}
+        self.reader = reader or ProcReader()
         self._reported: set[str] = set()
 
     def sample(self, processes: Iterable[ProcessInfo]) -> SampleResult:
         errors: Counter[str] = Counter()
         samples: dict[str, Sample] = {}
-        used: dict[tuple[int, float], psutil.Process] = {}
-        rss = self.measure == "rss"
-        read_pids: set[int] = set()
-        running = [p for p in processes if p.pid > 0 and p.statename == "RUNNING"]
-        table: dict[int, ProcEntry] = {}
-        kids: dict[int, list[int]] = {}
+        running = [p for p in processes if p.pid > 0 and p.statename == RUNNING]
+        table: dict[int, ProcStat] = {}
         if self.children != "none" and running:
-            table = self.scanner.scan()
-            kids = children_map(table)
+            table = self.reader.scan()
+        kids = children_map(table)
         for proc in running:
-            units: list[Unit] = []
-            measures: set[str] = set()
-            pids = [(proc.pid, proc.start)]
-            if self.children != "none":
-                if proc.pid not in table:
-                    errors[VANISHED] += 1
-                    continue
-                pids = [(proc.pid, table[proc.pid].started)]
-                pids += [(p, table[p].started) for p in descendants(proc.pid, kids)]
-            for index, (pid, started) in enumerate(pids):
-                read_pids.add(pid)
-                read = (self._read_rss(pid, errors) if rss
-                        else self._read(pid, started, used, errors))
-                if read is None:
-                    if index == 0:  # the supervised pid itself is gone: no figure at all
-                        break
-                    continue
-                value, measure = read
-                measures.add(measure)
-                units.append(Unit(pid, value, started))
-            if not units or units[0].pid != proc.pid:
+            units, measures = self._units(proc, table, kids, errors)
+            if not units:
                 continue
             if self.children == "sum":
                 value = sum(u.bytes for u in units)
@@ -235,42 +82,85 @@ class Sampler:
                 children=len(units) - 1,
                 units=tuple(units) if self.children == "each" else (),
             )
-        self._cache = used
-        # keep the files of what was read now, close the others (all of them after a reload
-        # to another measure or mode)
-        self.scanner.statm.keep_only(read_pids if rss else ())
-        if self.children == "none":
-            self.scanner.stat.keep_only(())
         return SampleResult(samples, errors)
 
-    def _read_rss(self, pid: int, errors: Counter[str]) -> tuple[int, str] | None:
-        """Resident pages from /proc/PID/statm, as psutil's memory_info().rss reads them."""
+    def _units(self, proc: ProcessInfo, table: dict[int, ProcStat], kids: dict[int, list[int]],
+               errors: Counter[str]) -> tuple[list[Unit], set[str]]:
+        """The supervised pid first (none if it cannot be trusted), then its descendants."""
+        measures: set[str] = set()
+        if self.children == "none":
+            read = self._memory(proc.pid, errors)
+            # stat after the memory: if the pid was still ours then, it was ours before too
+            root = self._stat(proc.pid, errors) if read else None
+            if read is None or root is None or self._untrusted(proc, root, errors):
+                return [], measures
+            measures.add(read[1])
+            return [Unit(proc.pid, read[0], root.started)], measures
+        root = table.get(proc.pid)
+        if root is None:
+            errors[VANISHED] += 1
+            return [], measures
+        if self._untrusted(proc, root, errors):
+            return [], measures
+        units: list[Unit] = []
+        for pid in (proc.pid, *descendants(proc.pid, kids)):
+            stat = table[pid]
+            if stat.state == "Z":
+                errors[ZOMBIE] += 1
+                continue
+            read = self._memory(pid, errors)
+            if read is None:
+                if pid == proc.pid:  # the supervised pid itself is gone: no figure at all
+                    return [], measures
+                continue
+            measures.add(read[1])
+            units.append(Unit(pid, read[0], stat.started))
+        return units, measures
+
+    def _untrusted(self, proc: ProcessInfo, stat: ProcStat, errors: Counter[str]) -> bool:
+        problem = identity_problem(proc, stat)
+        if problem is not None:
+            errors[problem] += 1
+        return problem is not None
+
+    def _stat(self, pid: int, errors: Counter[str]) -> ProcStat | None:
         try:
-            data = self.scanner.statm.read(pid)
-        except PermissionError:
-            errors[ACCESS_DENIED] += 1
-            self._report_once(ACCESS_DENIED, f"memory of pid {pid} is not readable (permissions)")
+            stat = self.reader.stat(pid)
+        except OSError as exc:
+            self._failed(pid, exc, errors)
             return None
-        if data is None:
+        if stat is None:
+            errors[VANISHED] += 1
+        return stat
+
+    def _memory(self, pid: int, errors: Counter[str]) -> tuple[int, str] | None:
+        """(bytes, measure used) of one pid; None, counted, when it cannot be read."""
+        try:
+            if self.measure != "rss":
+                return self._full(pid, errors)
+            rss = self.reader.rss(pid)
+        except OSError as exc:
+            self._failed(pid, exc, errors)
+            return None
+        if rss is None:
             errors[VANISHED] += 1
             return None
-        return int(data.split()[1]) * PAGE_SIZE, "rss"
+        return rss, "rss"
 
-    def _read(self, pid: int, started: float, used: dict[tuple[int, float], psutil.Process],
-              errors: Counter[str]) -> tuple[int, str] | None:
-        key = (pid, round(started, 1))
+    def _full(self, pid: int, errors: Counter[str]) -> tuple[int, str] | None:
         try:
-            process = self._cache.get(key) or psutil.Process(pid)
-            used[key] = process
+            process = psutil.Process(pid)
             try:
-                full = process.memory_full_info()
+                return int(getattr(process.memory_full_info(), self.measure)), self.measure
             except psutil.AccessDenied:
                 reason = f"{self.measure}_denied"
                 errors[reason] += 1
                 self._report_once(reason, f"{self.measure} of pid {pid} is not readable "
                                   "(permissions or kernel); using rss for such pids")
-                return process.memory_info().rss, "rss"
-            return int(getattr(full, self.measure)), self.measure
+                rss = self.reader.rss(pid)
+                if rss is not None:
+                    return rss, "rss"
+                errors[VANISHED] += 1
         except psutil.ZombieProcess:
             errors[ZOMBIE] += 1
         except psutil.NoSuchProcess:
@@ -278,8 +168,16 @@ class Sampler:
         except psutil.AccessDenied:
             errors[ACCESS_DENIED] += 1
             self._report_once(ACCESS_DENIED, f"memory of pid {pid} is not readable (permissions)")
-        used.pop(key, None)
         return None
+
+    def _failed(self, pid: int, exc: OSError, errors: Counter[str]) -> None:
+        if isinstance(exc, PermissionError):
+            errors[ACCESS_DENIED] += 1
+            self._report_once(ACCESS_DENIED, f"memory of pid {pid} is not readable (permissions)")
+        else:
+            errors[UNREADABLE] += 1
+            self._report_once(UNREADABLE, f"/proc of pid {pid} could not be read: "
+                              f"{exc.strerror or exc}")
 
     def _report_once(self, reason: str, message: str) -> None:
         if reason not in self._reported:

@@ -1,22 +1,44 @@
 """The daemon's own record of what it saw and did; metrics are rendered from it.
 
-Written by the event loop and the actuator's threads, read by the metrics thread: every
+Written by the event loop and the restart threads, read by the metrics thread: every
 access goes through one lock, and readers get copies.
 """
 
 from __future__ import annotations
 
+import enum
 import threading
 from bisect import bisect_left
-from collections import Counter
-from collections.abc import Iterable
+from collections import Counter as Tally
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 
-from listener.policy import SELF, Judgement
+from listener.model import SAMPLE_ERRORS
 
 TICK_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
-SAMPLE_ERROR_REASONS = ("vanished", "zombie", "access_denied", "pss_denied", "uss_denied")
-COUNTERS = ("restarts", "restart_failures", "restarts_suppressed", "child_signals", "dry_run_actions")
+
+
+class Counter(str, enum.Enum):
+    """The per-process counters; the value is the ProcessStats field and the metric's stem."""
+
+    RESTARTS = "restarts"
+    RESTART_FAILURES = "restart_failures"
+    RESTARTS_SUPPRESSED = "restarts_suppressed"
+    CHILD_SIGNALS = "child_signals"
+    DRY_RUN_ACTIONS = "dry_run_actions"
+
+
+@dataclass(frozen=True)
+class ProcessRow:
+    """One watched process as a tick saw it (no counters: those are the daemon's to add)."""
+
+    group: str
+    process: str
+    memory: int | None  # None: no sample this tick
+    measure: str
+    limit: int
+    over_samples: int
+    children: int | None
 
 
 @dataclass(frozen=True)
@@ -53,8 +75,8 @@ class Stats:
         self._processes: dict[str, ProcessStats] = {}
         # born at 0, so that increase() sees the first one (Prometheus cannot see a counter
         # that starts life at 1)
-        self._events: Counter[str] = Counter({"malformed": 0})
-        self._sample_errors: Counter[str] = Counter({r: 0 for r in SAMPLE_ERROR_REASONS})
+        self._events: Tally[str] = Tally({"malformed": 0})
+        self._sample_errors: Tally[str] = Tally({r: 0 for r in SAMPLE_ERRORS})
         self._supervisor_up = 0
         self._last_tick = 0.0
         self._bucket_counts = [0] * (len(TICK_BUCKETS) + 1)
@@ -65,7 +87,7 @@ class Stats:
         with self._lock:
             self._events[name] += 1
 
-    def sample_errors(self, errors: Counter[str]) -> None:
+    def sample_errors(self, errors: Mapping[str, int]) -> None:
         with self._lock:
             self._sample_errors.update(errors)
 
@@ -77,27 +99,19 @@ class Stats:
         with self._lock:
             self._stopped_not_running = n
 
-    def observe(self, judgements: Iterable[Judgement]) -> None:
-        """Record a tick's figures, before any action is counted. Processes no longer listed
-        lose their series; new ones start with every counter at 0, so that increase() sees
-        their first restart."""
+    def observe(self, rows: Iterable[ProcessRow]) -> None:
+        """Record a tick's figures, before any action is counted. Processes not in `rows` lose
+        their series; new ones start with every counter at 0, so that increase() sees their
+        first restart."""
         with self._lock:
             current: dict[str, ProcessStats] = {}
-            for j in judgements:
-                # only watched processes have series: a process with no limit (or the listener
-                # itself) belongs to another listener's dashboards, if any
-                if j.verdict == SELF or j.limit is None:
-                    continue
-                namespec = j.process.namespec
-                old = self._processes.get(namespec) or ProcessStats(j.process.group, j.process.name)
+            for row in rows:
+                namespec = f"{row.group}:{row.process}"
+                old = self._processes.get(namespec) or ProcessStats(row.group, row.process)
                 current[namespec] = replace(
-                    old,
-                    memory=j.sample.value if j.sample else None,
-                    measure=j.sample.measure if j.sample else old.measure,
-                    limit=j.limit,
-                    over_samples=j.over_samples,
-                    children=j.sample.children if j.sample else None,
-                )
+                    old, memory=row.memory, measure=row.measure if row.memory is not None
+                    else old.measure, limit=row.limit, over_samples=row.over_samples,
+                    children=row.children)
             self._processes = current
 
     def tick_done(self, finished: float, duration: float) -> None:
@@ -106,17 +120,13 @@ class Stats:
             self._bucket_counts[bisect_left(TICK_BUCKETS, duration)] += 1
             self._tick_sum += duration
 
-    def count(self, namespec: str, counter: str, n: int = 1) -> None:
+    def count(self, namespec: str, counter: Counter, n: int = 1) -> None:
         """Add to a per-process counter; a process that is gone has no series left to add to."""
-        assert counter in COUNTERS, counter
+        field = Counter(counter).value
         with self._lock:
             old = self._processes.get(namespec)
             if old is not None:
-                self._processes[namespec] = replace(old, **{counter: getattr(old, counter) + n})
-
-    def get(self, namespec: str) -> ProcessStats | None:
-        with self._lock:
-            return self._processes.get(namespec)
+                self._processes[namespec] = replace(old, **{field: getattr(old, field) + n})
 
     def snapshot(self) -> Snapshot:
         with self._lock:

@@ -6,7 +6,7 @@ import os
 import signal
 import subprocess
 
-from conftest import PY, ROOT, hog, value, wait_for
+from tests.harness import PY, ROOT, hog, value, wait_for
 
 PROGRAMS = f"""
 [program:big]

@@ -13,9 +13,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import scrape
 
 from listener.journal import default_state_dir, journal_name
+from tests.harness import scrape
 
 try:
     from . import deploy_helpers as h

@@ -24,7 +24,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import HOG, PY, Supervisord, scrape, value
+
+from tests.harness import HOG, PY, Supervisord, scrape, value
 
 try:
     from . import deploy_helpers as h

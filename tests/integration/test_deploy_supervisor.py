@@ -33,10 +33,10 @@ from pathlib import Path
 
 import psutil
 import pytest
-from conftest import HOG, PY, Samples, Supervisord, scrape, value, wait_for
 
 from listener.config import parse
 from listener.daemon import SHUTDOWN_GRACE
+from tests.harness import HOG, PY, Samples, Supervisord, scrape, value, wait_for
 
 try:
     from . import deploy_helpers as h
@@ -155,16 +155,17 @@ def test_the_file_has_sentrys_programs_and_two_listeners() -> None:
         assert "stdout_logfile" not in opts, f"{name}: stdout is the event protocol"
         config = listener_config(opts["command"])
         assert config.metrics_port == LISTENERS[name], name
-        assert config.measure == "pss", name
-        assert (config.consecutive, config.grace, config.max_restarts, config.restart_window,
-                config.max_parallel) == (3, 60.0, 5, 3600.0, 1), name
-        assert config.limits.any is None, f"{name}: -a would watch the other listener"
+        strategy = config.strategy
+        assert strategy.measure == "pss", name
+        assert (strategy.consecutive, strategy.grace, strategy.max_restarts,
+                strategy.restart_window, strategy.max_parallel) == (3, 60.0, 5, 3600.0, 1), name
+        assert config.rules.any is None, f"{name}: -a would watch the other listener"
         assert not config.dry_run
         # supervisord must not SIGKILL a listener that waits for a restart in flight
         assert int(opts["stopwaitsecs"]) > SHUTDOWN_GRACE, name
     web = listener_config(listeners["memwatch-web"]["command"])
-    assert (web.children, web.child_signal) == ("each", signal.SIGHUP)
-    workers = listener_config(listeners["memwatch-workers"]["command"])
+    assert (web.strategy.children, web.strategy.child_signal) == ("each", signal.SIGHUP)
+    workers = listener_config(listeners["memwatch-workers"]["command"]).strategy
     assert workers.children in {"each", "sum"} and workers.child_signal is None
 
 
@@ -174,7 +175,7 @@ def test_every_program_is_guarded_by_exactly_one_listener_that_waits_long_enough
     guards: dict[str, list[str]] = {}
     for name, opts in sections(parser, "eventlistener").items():
         config = listener_config(opts["command"])
-        for group, size in config.limits.groups:
+        for group, size in config.rules.groups:
             assert 300 * MiB <= size <= 1024 * MiB, (name, group, size)
             guards.setdefault(group, []).append(name)
             # A restart waits for the stop and then the start in one XML-RPC call each: a

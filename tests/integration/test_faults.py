@@ -10,7 +10,7 @@ import subprocess
 import threading
 import time
 
-from conftest import PY, hog, value, wait_for
+from tests.harness import PY, hog, value, wait_for
 
 SLOW = f"""
 [program:stubborn]

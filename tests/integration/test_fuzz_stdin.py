@@ -8,9 +8,10 @@ import re
 import subprocess
 
 import psutil
-from conftest import PY, ROOT
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
+from tests.harness import PY, ROOT
 
 TOKENS = re.compile(rb"(READY\n|RESULT 2\nOK|RESULT 4\nFAIL)*")
 GOOD = b"ver:3.0 server:supervisor serial:1 pool:m poolserial:1 eventname:TICK_5 len:15\nwhen:1700000000"

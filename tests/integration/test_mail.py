@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from conftest import hog, value, wait_for
+from tests.harness import hog, value, wait_for
 
 PROGRAMS = f"""
 [program:big]

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import psutil
 import pytest
-from conftest import ROOT, free_port, hog, value, wait_for
+
+from tests.harness import ROOT, free_port, hog, value, wait_for
 
 UWSGI = shutil.which("uwsgi", path=str(Path(sys.executable).parent)) or shutil.which("uwsgi")
 WEBAPP = ROOT / "deploy" / "demo" / "webapp.py"

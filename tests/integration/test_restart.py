@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from conftest import hog, listener_command, scrape, value, wait_for
+from tests.harness import hog, listener_command, scrape, value, wait_for
 
 PROGRAMS = f"""
 [program:small]
@@ -79,7 +79,7 @@ def test_one_tick_restarts_exactly_the_processes_over_their_limit(supervisord, l
 
 
 def test_supervisord_runs_the_listener_on_its_own_ticks_and_it_stays_running(supervisord, short_tmp):
-    from conftest import free_port
+    from tests.harness import free_port
     port = free_port()
     sv = supervisord(PROGRAMS + f"""
 [eventlistener:memwatch]

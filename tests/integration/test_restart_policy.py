@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from conftest import hog, value, wait_for
+from tests.harness import hog, value, wait_for
 
 
 def test_events_are_answered_promptly_while_a_slow_stop_is_in_flight(supervisord, listener):

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import psutil
 import pytest
-from conftest import PY, ROOT, hog, scrape, value, wait_for
+
+from tests.harness import PY, ROOT, hog, scrape, value, wait_for
 
 needs_openssl = pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl not installed")
 
@@ -121,40 +122,40 @@ startsecs=0
         assert PASSWORD not in text
 
 
-def test_a_child_signal_is_never_sent_to_a_pid_outside_the_supervised_tree():
+@pytest.mark.parametrize("pidfd", [True, False], ids=["pidfd", "kill"])
+def test_a_child_signal_is_never_sent_to_a_pid_outside_the_supervised_tree(pidfd: bool):
     import signal
     import sys
 
-    from listener.actuator import Actuator
-    from listener.model import ProcessInfo, Sample
-    from listener.policy import SIGNAL, Action, Judgement
-    from listener.stats import Stats
+    from listener.policy import SignalChild, Target
+    from listener.procfs import ProcReader
+    from listener.signals import PIDFD_OPEN, ChildSignaller
+    from listener.stats import ProcessRow, Stats
 
     stranger = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
         stats = Stats()
-        proc = ProcessInfo("web", "web", os.getpid(), "RUNNING", 0.0)
-        stats.observe([Judgement(proc, Sample(1, "rss", 1, ()), 0, "any", True, 1, "act")])
-        started = psutil.Process(stranger.pid).create_time()
-        actuator = Actuator(lambda: None, stats)  # type: ignore[arg-type,return-value]
+        stats.observe([ProcessRow("web", "web", 1, "rss", 0, 1, 1)])
+        started = ProcReader().stat(stranger.pid).started  # type: ignore[union-attr]
+        signaller = ChildSignaller(stats, pidfd_open=PIDFD_OPEN if pidfd else None)
+
+        def signal_as_child_of(parent: int, start: float) -> bool:
+            target = Target("web", "web", parent, memory=1, limit=0, measure="rss", rule="any")
+            return signaller.send(SignalChild(target, stranger.pid, start, int(signal.SIGTERM)))
+
+        def signals_sent() -> int:
+            return stats.snapshot().processes[0].child_signals
+
         # claimed as a child of a process it does not descend from, or with another start
         # time (a reused pid): refused
-        for claimed_parent, claimed_start in ((other.pid, started), (os.getpid(), started - 100)):
-            actuator.submit(Action(kind=SIGNAL, group="web", name="web", pid=stranger.pid,
-                                   memory=1, limit=0, measure="rss", rule="any", uptime=1.0,
-                                   signal=int(signal.SIGTERM), started=claimed_start,
-                                   process_pid=claimed_parent))
-        # submit() signals synchronously: had it sent anything, the counter would say so
-        assert stranger.poll() is None
-        assert stats.get("web:web").child_signals == 0  # type: ignore[union-attr]
+        assert not signal_as_child_of(other.pid, started)
+        assert not signal_as_child_of(os.getpid(), started - 100)
+        assert stranger.poll() is None and signals_sent() == 0
         # and the real thing is signalled: right parent, right start time
-        actuator.submit(Action(kind=SIGNAL, group="web", name="web", pid=stranger.pid, memory=1,
-                               limit=0, measure="rss", rule="any", uptime=1.0,
-                               signal=int(signal.SIGTERM), started=started,
-                               process_pid=os.getpid()))
+        assert signal_as_child_of(os.getpid(), started)
         assert stranger.wait(10) == -signal.SIGTERM
-        assert stats.get("web:web").child_signals == 1  # type: ignore[union-attr]
+        assert signals_sent() == 1
     finally:
         for p in (stranger, other):
             p.kill()

@@ -9,7 +9,7 @@ import signal
 import subprocess
 import time
 
-from conftest import PY, hog, value, wait_for
+from tests.harness import PY, hog, value, wait_for
 
 EVENTS = 2000
 

@@ -14,18 +14,20 @@ import pytest
 
 from listener import policy
 from listener.check import check, render, verdict_text
-from listener.config import Config, Limits
+from listener.config import Config
 from listener.model import ProcessInfo, Sample
+from listener.policy import Verdict
+from listener.rules import Rules
 from listener.sampler import SampleResult
 
 MiB = 1024**2
 LIMIT = 100 * MiB
-ANY_100MB = Config(limits=Limits(any=LIMIT))
+ANY_100MB = Config(rules=Rules(any=LIMIT))
 
 WEB = ProcessInfo("web", "web_00", 4242, "RUNNING", 0.0)
 
 
-def judgement(verdict: str, over: bool, sample: Sample | None = None, limit: int | None = LIMIT,
+def judgement(verdict: Verdict, over: bool, sample: Sample | None = None, limit: int | None = LIMIT,
               process: ProcessInfo = WEB) -> policy.Judgement:
     return policy.Judgement(process, sample, limit, "any", over, 1 if over else 0, verdict)
 
@@ -33,26 +35,32 @@ def judgement(verdict: str, over: bool, sample: Sample | None = None, limit: int
 # --- verdicts ---
 
 
-@pytest.mark.parametrize(
-    ("verdict", "over", "text"),
-    [
-        (policy.OK, False, "ok"),
-        (policy.COUNTING, True, "OVER"),
-        (policy.ACT, True, "OVER"),
-        (policy.DEFERRED, True, "OVER"),
-        (policy.SUPPRESSED, True, "OVER"),
-        (policy.GRACE, True, "OVER (grace)"),
-        (policy.BUSY, False, "ok"),
-        (policy.SELF, True, "self"),  # over or not, these say why the process is not judged
-        (policy.SELF, False, "self"),
-        (policy.EXCLUDED, True, "excluded"),
-        (policy.NOT_RUNNING, False, "not running"),
-        (policy.NO_LIMIT, False, "no limit"),
-        (policy.NO_SAMPLE, False, "no sample"),
-    ],
-)
-def test_verdict_text(verdict: str, over: bool, text: str) -> None:
-    assert verdict_text(judgement(verdict, over)) == text
+VERDICT_TEXTS = [
+    (Verdict.OK, False, "ok"),
+    (Verdict.COUNTING, True, "OVER"),
+    (Verdict.ACT, True, "OVER"),
+    (Verdict.DEFERRED, True, "OVER"),
+    (Verdict.SUPPRESSED, True, "OVER"),
+    (Verdict.GRACE, True, "OVER (grace)"),
+    (Verdict.BUSY, False, "ok"),
+    (Verdict.SELF, True, "self"),  # over or not, these say why the process is not judged
+    (Verdict.SELF, False, "self"),
+    (Verdict.EXCLUDED, True, "excluded"),
+    (Verdict.STOPPED, False, "not running"),
+    (Verdict.NO_LIMIT, False, "no limit"),
+    (Verdict.NO_SAMPLE, False, "no sample"),
+]
+
+
+@pytest.mark.parametrize(("verdict", "over", "text"), VERDICT_TEXTS)
+def test_verdict_text(verdict: Verdict, over: bool, text: str) -> None:
+    said = verdict_text(judgement(verdict, over))
+    assert said == text
+    assert type(said) is str  # the plain word, not the enum
+
+
+def test_every_verdict_has_a_text() -> None:
+    assert {verdict for verdict, _, _ in VERDICT_TEXTS} == set(Verdict)
 
 
 # --- the table ---
@@ -64,10 +72,10 @@ def columns(line: str) -> list[str]:
 
 def test_render_a_table() -> None:
     judgements = [
-        judgement(policy.ACT, True, Sample(150 * MiB, "rss", 3, ())),
-        judgement(policy.OK, False, Sample(50 * MiB, "rss", 0, ()),
+        judgement(Verdict.ACT, True, Sample(150 * MiB, "rss", 3, ())),
+        judgement(Verdict.OK, False, Sample(50 * MiB, "rss", 0, ()),
                   process=ProcessInfo("worker", "worker_00", 11, "RUNNING", 0.0)),
-        judgement(policy.NOT_RUNNING, False, None, None,
+        judgement(Verdict.STOPPED, False, None, None,
                   process=ProcessInfo("cron", "cron", 0, "STOPPED", 0.0)),
     ]
     lines = render(judgements, "rss").splitlines()
@@ -81,9 +89,9 @@ def test_render_a_table() -> None:
 
 def test_render_aligns_columns_and_ends_with_a_newline() -> None:
     judgements = [
-        judgement(policy.OK, False, Sample(5 * MiB, "pss", 0, ()),
+        judgement(Verdict.OK, False, Sample(5 * MiB, "pss", 0, ()),
                   process=ProcessInfo("a-very-long-group-name", "p", 1, "RUNNING", 0.0)),
-        judgement(policy.OK, False, Sample(5 * 1024**3, "pss", 0, ()),
+        judgement(Verdict.OK, False, Sample(5 * 1024**3, "pss", 0, ()),
                   process=ProcessInfo("g", "a-very-long-process-name", 123456, "RUNNING", 0.0)),
     ]
     text = render(judgements, "pss")
@@ -103,7 +111,7 @@ def test_render_with_no_processes_is_just_the_header() -> None:
 
 
 def test_render_without_children_says_nothing_about_them() -> None:
-    text = render([judgement(policy.OK, False, Sample(5 * MiB, "rss", 0, ()))], "rss")
+    text = render([judgement(Verdict.OK, False, Sample(5 * MiB, "rss", 0, ()))], "rss")
     assert "children" not in text
 
 
@@ -132,6 +140,12 @@ def run_check(config: Config, memory: dict[str, int], processes: Sequence[Proces
     code = check(config, processes, sampler, out, environ=SUPERVISED if environ is None else environ)
     assert sampler.asked == [processes]
     return code, [columns(line) for line in out.getvalue().splitlines()[1:]]
+
+
+def with_strategy(config: Config, **knobs: object) -> Config:
+    """`config` with some strategy knobs changed (--consecutive, --grace...)."""
+    rules = config.rules
+    return replace(config, rules=replace(rules, strategy=replace(rules.strategy, **knobs)))
 
 
 def verdict_column(rows: list[list[str]]) -> dict[str, str]:
@@ -165,14 +179,14 @@ def test_check_ignores_its_own_pid() -> None:
 
 
 def test_check_ignores_excluded_processes() -> None:
-    config = replace(ANY_100MB, exclude=("web:*",))
+    config = replace(ANY_100MB, rules=replace(ANY_100MB.rules, exclude=("web:*",)))
     code, rows = run_check(config, {"web:web_00": 500 * MiB})
     assert code == 0
     assert verdict_column(rows)["web:web_00"] == "excluded"
 
 
 def test_check_reports_over_at_the_first_look_whatever_consecutive_says() -> None:
-    config = replace(ANY_100MB, consecutive=5)
+    config = with_strategy(ANY_100MB, consecutive=5)
     code, rows = run_check(config, {"web:web_00": 150 * MiB})
     assert code == 1
     assert verdict_column(rows)["web:web_00"] == "OVER"
@@ -180,10 +194,18 @@ def test_check_reports_over_at_the_first_look_whatever_consecutive_says() -> Non
 
 def test_check_shows_a_young_process_over_its_limit_as_in_grace() -> None:
     young = replace(WEB, start=time.time())
-    config = replace(ANY_100MB, grace=3600.0)
+    config = with_strategy(ANY_100MB, grace=3600.0)
     code, rows = run_check(config, {"web:web_00": 150 * MiB}, [young])
     assert code == 1
     assert verdict_column(rows) == {"web:web_00": "OVER (grace)"}
+
+
+def test_check_heads_the_memory_column_with_the_configured_measure() -> None:
+    out = io.StringIO()
+    config = with_strategy(ANY_100MB, measure="pss")
+    check(config, PROCESSES, FakeSampler({"web:web_00": 50 * MiB}), out, environ=SUPERVISED)
+    header = columns(out.getvalue().splitlines()[0])
+    assert header[4] == "MEMORY (PSS)"
 
 
 def test_check_without_limits_exits_0() -> None:

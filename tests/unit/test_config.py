@@ -10,8 +10,9 @@ import pytest
 from superlance.memmon import memmon_from_args
 
 from listener import policy
-from listener.config import DEFAULT_SERVER_URL, Config, ConfigError, Limits, parse
+from listener.config import DEFAULT_SERVER_URL, Config, ConfigError, parse
 from listener.model import ProcessInfo, Sample
+from listener.rules import Rule, Rules, Strategy
 
 KiB, MiB, GiB = 1024, 1024**2, 1024**3
 
@@ -38,7 +39,7 @@ def error(command_line: str) -> str:
 
 def test_memmon_documented_sample_invocation() -> None:
     config = cfg(MEMMON_SAMPLE)
-    assert config.limits == Limits(
+    assert config.rules == Rules(
         programs=(("program1", 200 * MiB), ("theprog:thegroup", 100 * MiB)),
         groups=(("thegroup", 100 * MiB),),
         any=GiB,
@@ -46,16 +47,16 @@ def test_memmon_documented_sample_invocation() -> None:
     assert config.sendmail == "/usr/sbin/sendmail -t -i"
     assert config.email == "chrism@plope.com"
     assert config.name == "Project 1"
-    assert config.children == "none"
+    assert config.strategy.children == "none"
 
 
 def test_memmon_test_suite_invocation_with_every_option() -> None:
     # superlance's own test_argparser: -c, a lower-case kB, a long --any, -u with a suffix
     config = cfg("-c -p foo=50MB -g bar=10kB --any 250 -s mutt -m me@you.com -u 1d -n myproject")
-    assert config.children == "sum"
-    assert config.limits.programs == (("foo", 50 * MiB),)
-    assert config.limits.groups == (("bar", 10 * KiB),)
-    assert config.limits.any == 250
+    assert config.strategy.children == "sum"
+    assert config.rules.programs == (("foo", 50 * MiB),)
+    assert config.rules.groups == (("bar", 10 * KiB),)
+    assert config.rules.any == 250
     assert config.sendmail == "mutt"
     assert config.email == "me@you.com"
     assert config.uptime == 86400
@@ -79,10 +80,10 @@ def test_memmon_invocations_mean_the_same_here(command_line: str) -> None:
     """Whatever memmon itself makes of an invocation, memwatch makes the same of it."""
     memmon = memmon_from_args(shlex.split(command_line))
     config = cfg(command_line)
-    assert dict(config.limits.programs) == memmon.programs
-    assert dict(config.limits.groups) == memmon.groups
-    assert config.limits.any == memmon.any
-    assert (config.children == "sum") == memmon.cumulative
+    assert dict(config.rules.programs) == memmon.programs
+    assert dict(config.rules.groups) == memmon.groups
+    assert config.rules.any == memmon.any
+    assert (config.strategy.children == "sum") == memmon.cumulative
     assert config.sendmail == memmon.sendmail
     assert config.email == memmon.email
     if config.uptime is not None:
@@ -105,7 +106,7 @@ def test_sendmail_program_also_has_a_dashed_long_form() -> None:
 def test_check_subcommand_takes_the_same_flags() -> None:
     config, is_check = parse(["check", "-a", "1GB"], environ={})
     assert is_check
-    assert config.limits.any == GiB
+    assert config.rules.any == GiB
 
 
 # --- memmon's defects, fixed ---
@@ -113,10 +114,10 @@ def test_check_subcommand_takes_the_same_flags() -> None:
 
 def test_regression_group_colon_name_limit_applies_to_that_process() -> None:
     """memmon raised KeyError for -p group:name=SIZE."""
-    config = cfg("-p sentry-web:web_00=400MB")
-    assert config.limits.limit_for("sentry-web", "web_00") == (400 * MiB, "program sentry-web:web_00")
-    assert config.limits.limit_for("sentry-web", "web_01") is None
-    assert config.limits.limit_for("other", "web_00") is None
+    rules = cfg("-p sentry-web:web_00=400MB").rules
+    assert rules.rule_for("sentry-web", "web_00") == Rule("program sentry-web:web_00", 400 * MiB, Strategy())
+    assert rules.rule_for("sentry-web", "web_01") is None
+    assert rules.rule_for("other", "web_00") is None
 
 
 def test_regression_process_matched_by_program_and_group_and_any_gets_one_action() -> None:
@@ -124,11 +125,13 @@ def test_regression_process_matched_by_program_and_group_and_any_gets_one_action
     config = cfg("-p web:web_00=100MB -g web=200MB -a 300MB")
     process = ProcessInfo("web", "web_00", 4242, "RUNNING", start=0.0)
     sample = Sample(value=500 * MiB, measure="rss", children=0, units=())
-    decision = policy.decide([process], {"web:web_00": sample}, config, policy.PolicyState(), now=1000.0)
+    decision = policy.decide([process], {"web:web_00": sample}, config.rules, policy.PolicyState(),
+                             now=1000.0)
     assert len(decision.actions) == 1
     action = decision.actions[0]
-    assert (action.kind, action.namespec, action.limit, action.rule) == (
-        policy.RESTART, "web:web_00", 100 * MiB, "program web:web_00")
+    assert isinstance(action, policy.Restart)
+    assert (action.target.namespec, action.target.limit, action.target.rule) == (
+        "web:web_00", 100 * MiB, "program web:web_00")
 
 
 def test_regression_program_flag_does_not_set_the_name() -> None:
@@ -144,40 +147,49 @@ PRECEDENCE = "-a 1GB -g web=500MB -p web:*=300MB -p web:web_00=100MB -p worker=2
 
 
 @pytest.mark.parametrize(
-    ("group", "name", "expected"),
+    ("group", "name", "target", "limit"),
     [
-        ("web", "web_00", (100 * MiB, "program web:web_00")),  # program beats everything
-        ("web", "web_01", (300 * MiB, "program web:*")),  # group:* beats group
-        ("jobs", "worker", (200 * MiB, "program worker")),  # a bare name matches in any group
-        ("worker", "worker", (200 * MiB, "program worker")),
-        ("cron", "cron", (GiB, "any")),  # any is the fallback
+        ("web", "web_00", "program web:web_00", 100 * MiB),  # program beats everything
+        ("web", "web_01", "program web:*", 300 * MiB),  # group:* beats group
+        ("jobs", "worker", "program worker", 200 * MiB),  # a bare name matches in any group
+        ("worker", "worker", "program worker", 200 * MiB),
+        ("cron", "cron", "any", GiB),  # any is the fallback
     ],
 )
-def test_most_specific_limit_wins(group: str, name: str, expected: tuple[int, str]) -> None:
-    assert cfg(PRECEDENCE).limits.limit_for(group, name) == expected
+def test_most_specific_limit_wins(group: str, name: str, target: str, limit: int) -> None:
+    assert cfg(PRECEDENCE).rules.rule_for(group, name) == Rule(target, limit, Strategy())
 
 
 def test_group_limit_beats_any() -> None:
-    limits = cfg("-a 1GB -g web=500MB").limits
-    assert limits.limit_for("web", "web_03") == (500 * MiB, "group web")
-    assert limits.limit_for("other", "web_03") == (GiB, "any")
+    rules = cfg("-a 1GB -g web=500MB").rules
+    assert rules.rule_for("web", "web_03") == Rule("group web", 500 * MiB, Strategy())
+    assert rules.rule_for("other", "web_03") == Rule("any", GiB, Strategy())
 
 
 def test_group_star_applies_to_every_process_of_the_group() -> None:
-    limits = cfg("-p sentry-worker:*=1GB").limits
-    assert limits.limit_for("sentry-worker", "worker_00") == (GiB, "program sentry-worker:*")
-    assert limits.limit_for("sentry-worker", "worker_17") == (GiB, "program sentry-worker:*")
-    assert limits.limit_for("sentry-web", "worker_00") is None
+    rules = cfg("-p sentry-worker:*=1GB").rules
+    assert rules.rule_for("sentry-worker", "worker_00") == Rule("program sentry-worker:*", GiB, Strategy())
+    assert rules.rule_for("sentry-worker", "worker_17") == Rule("program sentry-worker:*", GiB, Strategy())
+    assert rules.rule_for("sentry-web", "worker_00") is None
+
+
+def test_every_rule_carries_the_configured_strategy() -> None:
+    config = cfg("-p web=100MB -g jobs=200MB -a 1GB --children sum --consecutive 3")
+    assert config.strategy == Strategy(children="sum", consecutive=3)
+    for group, name in (("web", "web"), ("jobs", "worker"), ("cron", "cron")):
+        rule = config.rules.rule_for(group, name)
+        assert rule is not None
+        assert rule.strategy == config.strategy
 
 
 def test_no_flags_means_no_limits() -> None:
-    limits = cfg("").limits
-    assert limits.empty
-    assert limits.limit_for("web", "web") is None
+    rules = cfg("").rules
+    assert (rules.programs, rules.groups, rules.any) == ((), (), None)
+    assert rules.rule_for("web", "web") is None
 
 
 def test_repeated_program_flag_last_one_wins() -> None:
-    assert cfg("-p web=100MB -p web=200MB").limits.programs == (("web", 200 * MiB),)
+    assert cfg("-p web=100MB -p web=200MB").rules.programs == (("web", 200 * MiB),)
 
 
 # --- errors: one line that names the flag and the value ---
@@ -226,14 +238,14 @@ def test_unknown_flag_is_a_config_error() -> None:
 
 
 def test_cumulative_means_children_sum() -> None:
-    assert cfg("-c").children == "sum"
-    assert cfg("--cumulative").children == "sum"
-    assert cfg("-c --children sum").children == "sum"
+    assert cfg("-c").strategy.children == "sum"
+    assert cfg("--cumulative").strategy.children == "sum"
+    assert cfg("-c --children sum").strategy.children == "sum"
 
 
 @pytest.mark.parametrize("mode", ["none", "sum", "each"])
 def test_children_modes(mode: str) -> None:
-    assert cfg(f"--children {mode}").children == mode
+    assert cfg(f"--children {mode}").strategy.children == mode
 
 
 @pytest.mark.parametrize("command_line", ["-c --children each", "--children none -c"])
@@ -252,7 +264,7 @@ def test_child_signal_needs_children_each(command_line: str) -> None:
 @pytest.mark.parametrize("spelling", ["HUP", "hup", "SIGHUP", "sighup", "1", " HUP "])
 def test_child_signal_spellings(spelling: str) -> None:
     config, _ = parse(["--children", "each", "--child-signal", spelling], environ={})
-    assert config.child_signal == signal.SIGHUP
+    assert config.strategy.child_signal == signal.SIGHUP
 
 
 def test_metrics_tls_cert_and_key_go_together() -> None:
@@ -267,18 +279,19 @@ def test_metrics_tls_cert_and_key_go_together() -> None:
 
 def test_defaults_reproduce_memmon() -> None:
     config = cfg("-a 400MB")
-    assert config.consecutive == 1
-    assert config.grace == 0
-    assert config.max_restarts == 0  # unlimited
+    strategy = config.strategy
+    assert strategy.consecutive == 1
+    assert strategy.grace == 0
+    assert strategy.max_restarts == 0  # unlimited
     assert config.dry_run is False
-    assert config.children == "none"
-    assert config.measure == "rss"
+    assert strategy.children == "none"
+    assert strategy.measure == "rss"
     assert config.sendmail == "/usr/sbin/sendmail -t -i"
     assert config.email is None
     assert config.uptime is None  # memmon: mail after every restart
     assert config.name is None
-    assert config.exclude == ()
-    assert config.child_signal is None
+    assert config.rules.exclude == ()
+    assert strategy.child_signal is None
 
 
 def test_other_defaults() -> None:
@@ -287,14 +300,14 @@ def test_other_defaults() -> None:
     assert config.server_url == DEFAULT_SERVER_URL
     assert config.metrics_addr == "127.0.0.1"
     assert config.metrics_port == 9870
-    assert config.restart_window == 3600
+    assert config.strategy.restart_window == 3600
     assert config.log_level == "INFO"
     assert config.log_format == "text"
 
 
 def test_zero_values_that_mean_something_are_kept() -> None:
     config = cfg("--grace 0 --max-restarts 0 --metrics-port 0")
-    assert (config.grace, config.max_restarts, config.metrics_port) == (0, 0, 0)
+    assert (config.strategy.grace, config.strategy.max_restarts, config.metrics_port) == (0, 0, 0)
 
 
 def test_zero_restart_window_is_not_silently_replaced_by_the_default() -> None:
@@ -302,22 +315,17 @@ def test_zero_restart_window_is_not_silently_replaced_by_the_default() -> None:
         config = cfg("--max-restarts 3 --restart-window 0")
     except ConfigError:
         return
-    assert config.restart_window == 0
+    assert config.strategy.restart_window == 0
 
 
 def test_memwatch_options() -> None:
     config = cfg("--measure pss --children each --child-signal HUP --consecutive 3 --grace 2m "
                  "--max-restarts 2 --restart-window 10m --max-parallel 2 --exclude 'memwatch:*' "
                  "--exclude 'cron:*' --dry-run --log-level debug --log-format json --rpc-timeout 5s")
-    assert config.measure == "pss"
-    assert config.children == "each"
-    assert config.child_signal == signal.SIGHUP
-    assert config.consecutive == 3
-    assert config.grace == 120
-    assert config.max_restarts == 2
-    assert config.restart_window == 600
-    assert config.max_parallel == 2
-    assert config.exclude == ("memwatch:*", "cron:*")
+    assert config.strategy == Strategy(measure="pss", children="each", child_signal=signal.SIGHUP,
+                                       consecutive=3, grace=120, max_restarts=2, restart_window=600,
+                                       max_parallel=2)
+    assert config.rules.exclude == ("memwatch:*", "cron:*")
     assert config.dry_run is True
     assert config.log_level == "DEBUG"
     assert config.log_format == "json"
@@ -337,7 +345,7 @@ def test_memwatch_options() -> None:
 )
 def test_exclude_is_a_glob_on_group_colon_process(pattern: str, group: str, name: str,
                                                   excluded: bool) -> None:
-    assert cfg(f"--exclude '{pattern}'").excluded(group, name) is excluded
+    assert cfg(f"--exclude '{pattern}'").rules.excluded(group, name) is excluded
 
 
 # --- supervisord connection from the environment ---
@@ -398,20 +406,17 @@ metrics-port = 0
 log-format = json
 """)
     config = cfg(f"--config {path}")
-    assert config.limits == Limits(programs=(("web", 400 * MiB),), groups=(("sentry-worker", 2 * GiB),),
-                                   any=3 * GiB)
+    assert config.rules == Rules(
+        programs=(("web", 400 * MiB),),
+        groups=(("sentry-worker", 2 * GiB),),
+        any=3 * GiB,
+        strategy=Strategy(measure="pss", children="each", child_signal=signal.SIGHUP, consecutive=3,
+                          grace=120, max_restarts=2, restart_window=600, max_parallel=2),
+    )
     assert config.sendmail == "/usr/sbin/sendmail -t -i"
     assert config.email == "ops@example.com"
     assert config.uptime == 3600
     assert config.name == "Sentry"
-    assert config.measure == "pss"
-    assert config.children == "each"
-    assert config.child_signal == signal.SIGHUP
-    assert config.consecutive == 3
-    assert config.grace == 120
-    assert config.max_restarts == 2
-    assert config.restart_window == 600
-    assert config.max_parallel == 2
     assert config.dry_run is True
     assert config.server_url == "http://127.0.0.1:9001"
     assert config.metrics_port == 0
@@ -429,29 +434,29 @@ exclude = memwatch:*
   other:*
 """)
     config = cfg(f"--config {path}")
-    assert config.limits.programs == (("web", 400 * MiB), ("worker:*", GiB), ("cron:cron_daily", 50 * MiB),
-                                      ("beat", 100 * MiB))
-    assert config.exclude == ("memwatch:*", "other:*")
+    assert config.rules.programs == (("web", 400 * MiB), ("worker:*", GiB), ("cron:cron_daily", 50 * MiB),
+                                     ("beat", 100 * MiB))
+    assert config.rules.exclude == ("memwatch:*", "other:*")
 
 
 def test_config_file_key_colon_value_lines(tmp_path: Path) -> None:
     path = write(tmp_path, "[memwatch]\nany: 1GB\nexclude: memwatch:*\n")
     config = cfg(f"--config {path}")
-    assert config.limits.any == GiB
-    assert config.exclude == ("memwatch:*",)
+    assert config.rules.any == GiB
+    assert config.rules.exclude == ("memwatch:*",)
 
 
 def test_config_file_key_colon_value_whose_value_holds_an_equals_sign(tmp_path: Path) -> None:
     path = write(tmp_path, "[memwatch]\nprogram: web=400MB\n")
-    assert cfg(f"--config {path}").limits.programs == (("web", 400 * MiB),)
+    assert cfg(f"--config {path}").rules.programs == (("web", 400 * MiB),)
 
 
 def test_command_line_wins_over_the_config_file(tmp_path: Path) -> None:
     path = write(tmp_path, "[memwatch]\nany = 1GB\nconsecutive = 3\nprogram = web=400MB worker=1GB\n")
     config = cfg(f"--config {path} -a 2GB --consecutive 5 -p web=500MB")
-    assert config.limits.any == 2 * GiB
-    assert config.consecutive == 5
-    assert dict(config.limits.programs) == {"web": 500 * MiB, "worker": GiB}
+    assert config.rules.any == 2 * GiB
+    assert config.strategy.consecutive == 5
+    assert dict(config.rules.programs) == {"web": 500 * MiB, "worker": GiB}
 
 
 @pytest.mark.parametrize("value", ["true", "yes", "on", "1", "TRUE"])
@@ -459,7 +464,7 @@ def test_config_file_switch_on(tmp_path: Path, value: str) -> None:
     path = write(tmp_path, f"dry-run = {value}\ncumulative = {value}\n")
     config = cfg(f"--config {path}")
     assert config.dry_run is True
-    assert config.children == "sum"
+    assert config.strategy.children == "sum"
 
 
 @pytest.mark.parametrize("value", ["false", "no", "off", "0", ""])
@@ -467,7 +472,7 @@ def test_config_file_switch_off(tmp_path: Path, value: str) -> None:
     path = write(tmp_path, f"dry-run = {value}\ncumulative = {value}\n")
     config = cfg(f"--config {path}")
     assert config.dry_run is False
-    assert config.children == "none"
+    assert config.strategy.children == "none"
 
 
 @pytest.mark.parametrize(
@@ -507,4 +512,4 @@ def test_config_file_value_may_start_with_a_dash(tmp_path: Path) -> None:
 
 def test_children_on_the_command_line_wins_over_cumulative_in_the_file(tmp_path: Path) -> None:
     path = write(tmp_path, "cumulative = true\n")
-    assert cfg(f"--config {path} --children each").children == "each"
+    assert cfg(f"--config {path} --children each").strategy.children == "each"

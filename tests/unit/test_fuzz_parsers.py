@@ -5,7 +5,9 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from listener.config import ConfigError, build_parser, file_to_argv, parse
+from listener.config import parse
+from listener.flags import ConfigError, build_parser
+from listener.inifile import file_to_argv
 from listener.units import parse_duration, parse_size
 
 FLAGS = ["-p", "-g", "-a", "-c", "-m", "-s", "-u", "-n", "--measure", "--children",

@@ -1,21 +1,26 @@
-"""listener.stats + listener.metrics: the daemon's record, read back through prometheus_client."""
+"""listener.stats + listener.metrics + listener.httpserver: the daemon's record, read back through
+prometheus_client, and served over HTTP."""
 
 from __future__ import annotations
 
+import socket
 import threading
-from collections import Counter
-from collections.abc import Iterable
+import time
+import urllib.request
+from collections.abc import Iterable, Iterator
 
 import pytest
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, make_wsgi_app
 from prometheus_client.exposition import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from listener import __version__, policy
-from listener.config import Config, Limits
+from listener.daemon import watched_rows
+from listener.httpserver import HttpServer
 from listener.metrics import make_registry
-from listener.model import ProcessInfo, Sample
-from listener.stats import COUNTERS, TICK_BUCKETS, Stats
+from listener.model import SAMPLE_ERRORS, ProcessInfo, Sample
+from listener.rules import Rules, Strategy
+from listener.stats import TICK_BUCKETS, Counter, ProcessStats, Stats
 
 MiB = 1024**2
 LIMIT = 100 * MiB
@@ -37,17 +42,22 @@ def labels(p: ProcessInfo) -> dict[str, str]:
     return {"group": p.group, "process": p.name}
 
 
-def judgements(memory: dict[ProcessInfo, int | None], config: Config | None = None,
+def judgements(memory: dict[ProcessInfo, int | None], rules: Rules | None = None,
                **kwargs: frozenset) -> tuple[policy.Judgement, ...]:
-    config = config or Config(limits=Limits(any=LIMIT), consecutive=3)
+    rules = rules or Rules(any=LIMIT, strategy=Strategy(consecutive=3))
     samples = {p.namespec: Sample(m, "pss", 2, ()) for p, m in memory.items() if m is not None}
-    return policy.decide(list(memory), samples, config, policy.PolicyState(), 1000.0, **kwargs).judgements
+    return policy.decide(list(memory), samples, rules, policy.PolicyState(), 1000.0, **kwargs).judgements
 
 
 def tick(stats: Stats, judged: Iterable[policy.Judgement], finished: float, duration: float) -> None:
-    """What the daemon does with a tick: observe the judgements, count actions, then close it."""
-    stats.observe(judged)
+    """What the daemon does with a tick: observe the watched processes, count actions, then close it."""
+    stats.observe(watched_rows(judged))
     stats.tick_done(finished, duration)
+
+
+def process_stats(stats: Stats, namespec: str) -> ProcessStats | None:
+    by_name = {f"{p.group}:{p.process}": p for p in stats.snapshot().processes}
+    return by_name.get(namespec)
 
 
 @pytest.fixture
@@ -87,8 +97,8 @@ def test_per_process_gauges(stats: Stats, registry: CollectorRegistry) -> None:
 
 def test_a_process_without_a_sample_has_no_memory_series_and_one_without_a_limit_no_series(
         stats: Stats, registry: CollectorRegistry) -> None:
-    config = Config(limits=Limits(groups=(("web", LIMIT),)))
-    tick(stats, judgements({WEB: None, WORKER: 10 * MiB}, config), finished=1000.0, duration=0.01)
+    rules = Rules(groups=(("web", LIMIT),))
+    tick(stats, judgements({WEB: None, WORKER: 10 * MiB}, rules), finished=1000.0, duration=0.01)
     assert value(registry, "memwatch_process_memory_bytes", measure="pss", **labels(WEB)) is None
     assert value(registry, "memwatch_process_memory_limit_bytes", **labels(WEB)) == LIMIT
     # counters are there all the same: an alert on restarts must see the first one
@@ -102,35 +112,40 @@ def test_a_process_without_a_sample_has_no_memory_series_and_one_without_a_limit
 
 def test_stats_count_increments_the_processes_counter(stats: Stats, registry: CollectorRegistry) -> None:
     tick(stats, judgements({WEB: 50 * MiB, WORKER: 150 * MiB}), finished=1000.0, duration=0.01)
-    stats.count(WORKER.namespec, "restarts")
-    stats.count(WORKER.namespec, "restarts")
-    stats.count(WORKER.namespec, "restart_failures", 3)
-    stats.count(WEB.namespec, "dry_run_actions")
+    stats.count(WORKER.namespec, Counter.RESTARTS)
+    stats.count(WORKER.namespec, Counter.RESTARTS)
+    stats.count(WORKER.namespec, Counter.RESTART_FAILURES, 3)
+    stats.count(WEB.namespec, Counter.DRY_RUN_ACTIONS)
     assert value(registry, "memwatch_restarts_total", **labels(WORKER)) == 2
     assert value(registry, "memwatch_restart_failures_total", **labels(WORKER)) == 3
     assert value(registry, "memwatch_dry_run_actions_total", **labels(WEB)) == 1
     assert value(registry, "memwatch_restarts_total", **labels(WEB)) == 0
 
 
-@pytest.mark.parametrize("counter", COUNTERS)
-def test_each_counter_has_its_metric(stats: Stats, registry: CollectorRegistry, counter: str) -> None:
+@pytest.mark.parametrize("counter", list(Counter))
+def test_each_counter_has_its_metric(stats: Stats, registry: CollectorRegistry, counter: Counter) -> None:
     tick(stats, judgements({WEB: 50 * MiB}), finished=1000.0, duration=0.01)
     stats.count(WEB.namespec, counter)
-    assert value(registry, f"memwatch_{counter}_total", **labels(WEB)) == 1
+    assert value(registry, f"memwatch_{counter.value}_total", **labels(WEB)) == 1
+    assert getattr(process_stats(stats, WEB.namespec), counter.value) == 1
+
+
+def test_the_counters_are_the_documented_per_process_counters() -> None:
+    assert [f"memwatch_{c.value}_total" for c in Counter] == PER_PROCESS_COUNTERS
 
 
 def test_an_action_counted_in_the_tick_a_process_is_first_seen_is_kept(
         stats: Stats, registry: CollectorRegistry) -> None:
     """The daemon counts a dry-run action (or a suppression) between observe() and tick_done()."""
-    stats.observe(judgements({WEB: 150 * MiB}))
-    stats.count(WEB.namespec, "dry_run_actions")
+    stats.observe(watched_rows(judgements({WEB: 150 * MiB})))
+    stats.count(WEB.namespec, Counter.DRY_RUN_ACTIONS)
     stats.tick_done(1000.0, 0.01)
     assert value(registry, "memwatch_dry_run_actions_total", **labels(WEB)) == 1
 
 
 def test_counters_survive_the_next_tick(stats: Stats, registry: CollectorRegistry) -> None:
     tick(stats, judgements({WEB: 150 * MiB}), finished=1000.0, duration=0.01)
-    stats.count(WEB.namespec, "restarts")
+    stats.count(WEB.namespec, Counter.RESTARTS)
     tick(stats, judgements({WEB: 50 * MiB}), finished=1005.0, duration=0.01)
     assert value(registry, "memwatch_restarts_total", **labels(WEB)) == 1
     assert value(registry, "memwatch_process_memory_bytes", measure="pss", **labels(WEB)) == 50 * MiB
@@ -139,20 +154,20 @@ def test_counters_survive_the_next_tick(stats: Stats, registry: CollectorRegistr
 def test_a_process_missing_from_the_next_tick_loses_all_its_series(
         stats: Stats, registry: CollectorRegistry) -> None:
     tick(stats, judgements({WEB: 50 * MiB, WORKER: 150 * MiB}), finished=1000.0, duration=0.01)
-    stats.count(WORKER.namespec, "restarts")
+    stats.count(WORKER.namespec, Counter.RESTARTS)
     tick(stats, judgements({WEB: 50 * MiB}), finished=1005.0, duration=0.01)
     text = generate_latest(registry).decode()
     assert 'process="worker_00"' not in text
     assert 'process="web_00"' in text
     # and counting for it afterwards is a no-op, not a resurrection
-    stats.count(WORKER.namespec, "restarts")
-    assert stats.get(WORKER.namespec) is None
+    stats.count(WORKER.namespec, Counter.RESTARTS)
+    assert process_stats(stats, WORKER.namespec) is None
     assert 'process="worker_00"' not in generate_latest(registry).decode()
 
 
 def test_a_process_that_comes_back_starts_again_at_zero(stats: Stats, registry: CollectorRegistry) -> None:
     tick(stats, judgements({WORKER: 150 * MiB}), finished=1000.0, duration=0.01)
-    stats.count(WORKER.namespec, "restarts")
+    stats.count(WORKER.namespec, Counter.RESTARTS)
     tick(stats, judgements({}), finished=1005.0, duration=0.01)
     tick(stats, judgements({WORKER: 150 * MiB}), finished=1010.0, duration=0.01)
     assert value(registry, "memwatch_restarts_total", **labels(WORKER)) == 0
@@ -172,12 +187,20 @@ def test_events_and_sample_errors(stats: Stats, registry: CollectorRegistry) -> 
     stats.event("TICK_5")
     stats.event("TICK_5")
     stats.event("malformed")
-    stats.sample_errors(Counter(vanished=2, access_denied=1))
-    stats.sample_errors(Counter(vanished=1))
+    stats.sample_errors({"vanished": 2, "access_denied": 1})
+    stats.sample_errors({"vanished": 1})
     assert value(registry, "memwatch_events_total", event="TICK_5") == 2
     assert value(registry, "memwatch_events_total", event="malformed") == 1
     assert value(registry, "memwatch_sample_errors_total", reason="vanished") == 3
     assert value(registry, "memwatch_sample_errors_total", reason="access_denied") == 1
+    assert value(registry, "memwatch_sample_errors_total", reason="zombie") == 0
+
+
+def test_every_sample_error_reason_is_exported_at_zero_from_the_start(registry: CollectorRegistry) -> None:
+    """So that increase() sees the first one: Prometheus cannot see a counter born at 1."""
+    assert {"pid_reused", "unreadable"} <= set(SAMPLE_ERRORS)
+    for reason in SAMPLE_ERRORS:
+        assert value(registry, "memwatch_sample_errors_total", reason=reason) == 0, reason
 
 
 def test_gauges_of_the_daemon(stats: Stats, registry: CollectorRegistry) -> None:
@@ -232,9 +255,9 @@ def test_histogram_buckets_are_cumulative_and_complete(stats: Stats) -> None:
 def test_exposition_text_parses_and_holds_every_documented_family(stats: Stats,
                                                                   registry: CollectorRegistry) -> None:
     tick(stats, judgements({WEB: 50 * MiB, WORKER: 150 * MiB}), finished=1000.0, duration=0.01)
-    stats.count(WORKER.namespec, "restarts")
+    stats.count(WORKER.namespec, Counter.RESTARTS)
     stats.event("TICK_5")
-    stats.sample_errors(Counter(vanished=1))
+    stats.sample_errors({"vanished": 1})
     stats.supervisor_up(True)
     text = generate_latest(registry).decode()
     families = {f.name: f for f in text_string_to_metric_families(text)}
@@ -242,6 +265,7 @@ def test_exposition_text_parses_and_holds_every_documented_family(stats: Stats,
         "memwatch_process_memory_bytes": "gauge",
         "memwatch_process_memory_limit_bytes": "gauge",
         "memwatch_process_over_limit_samples": "gauge",
+        "memwatch_process_children": "gauge",
         "memwatch_restarts": "counter",
         "memwatch_restart_failures": "counter",
         "memwatch_restarts_suppressed": "counter",
@@ -251,6 +275,7 @@ def test_exposition_text_parses_and_holds_every_documented_family(stats: Stats,
         "memwatch_tick_duration_seconds": "histogram",
         "memwatch_last_tick_timestamp_seconds": "gauge",
         "memwatch_supervisor_up": "gauge",
+        "memwatch_stopped_not_running": "gauge",
         "memwatch_sample_errors": "counter",
         "memwatch_build_info": "gauge",
     }
@@ -296,7 +321,7 @@ def test_concurrent_counting_loses_nothing(stats: Stats) -> None:
 
     def work() -> None:
         for _ in range(500):
-            stats.count(WEB.namespec, "restarts")
+            stats.count(WEB.namespec, Counter.RESTARTS)
             stats.event("TICK_5")
 
     threads = [threading.Thread(target=work) for _ in range(4)]
@@ -304,5 +329,120 @@ def test_concurrent_counting_loses_nothing(stats: Stats) -> None:
         t.start()
     for t in threads:
         t.join()
-    assert stats.get(WEB.namespec).restarts == 2000
+    web = process_stats(stats, WEB.namespec)
+    assert web is not None and web.restarts == 2000
     assert stats.snapshot().events["TICK_5"] == 2000
+
+
+# --- over HTTP: prometheus_client's WSGI app on listener.httpserver ---
+
+DEADLINE = 5.0  # seconds any wait below may take before the test fails
+
+
+@pytest.fixture
+def served() -> Iterator[tuple[Stats, HttpServer]]:
+    stats = Stats()
+    server = HttpServer(make_wsgi_app(make_registry(stats)), "127.0.0.1", 0)
+    yield stats, server
+    server.close()
+
+
+def get(port: int, path: str = "/metrics", accept: str | None = None) -> tuple[int, str, str]:
+    request = urllib.request.Request(f"http://127.0.0.1:{port}{path}",
+                                     headers={"Accept": accept} if accept else {})
+    with urllib.request.urlopen(request, timeout=DEADLINE) as response:
+        return response.status, response.headers["Content-Type"], response.read().decode()
+
+
+def test_metrics_over_http(served: tuple[Stats, HttpServer]) -> None:
+    stats, server = served
+    tick(stats, judgements({WEB: 50 * MiB, WORKER: 150 * MiB}), finished=1000.0, duration=0.01)
+    stats.count(WORKER.namespec, Counter.RESTARTS)
+    status, content_type, text = get(server.port)
+    assert status == 200
+    assert content_type.startswith("text/plain")
+    families = {f.name: f for f in text_string_to_metric_families(text)}
+    restarts = {(s.labels["group"], s.labels["process"]): s.value
+                for s in families["memwatch_restarts"].samples}
+    assert restarts == {("web", "web_00"): 0.0, ("worker", "worker_00"): 1.0}
+    memory = {s.labels["process"]: s.value for s in families["memwatch_process_memory_bytes"].samples}
+    assert memory == {"web_00": 50 * MiB, "worker_00": 150 * MiB}
+    assert text == generate_latest(make_registry(stats)).decode()  # what prometheus_client encodes
+
+
+def test_metrics_over_http_follow_the_stats(served: tuple[Stats, HttpServer]) -> None:
+    stats, server = served
+    assert 'process="web_00"' not in get(server.port)[2]
+    tick(stats, judgements({WEB: 50 * MiB}), finished=1000.0, duration=0.01)
+    assert 'process="web_00"' in get(server.port)[2]
+
+
+def test_metrics_over_http_in_openmetrics_when_asked(served: tuple[Stats, HttpServer]) -> None:
+    stats, server = served
+    tick(stats, judgements({WEB: 50 * MiB}), finished=1000.0, duration=0.01)
+    status, content_type, text = get(server.port, accept="application/openmetrics-text; version=1.0.0")
+    assert status == 200
+    assert content_type.startswith("application/openmetrics-text")
+    assert text.endswith("# EOF\n")
+
+
+def still_open(sock: socket.socket) -> bool:
+    """The server has not closed the connection: nothing to read, no end of file."""
+    timeout = sock.gettimeout()
+    sock.settimeout(0)
+    try:
+        return sock.recv(1, socket.MSG_PEEK) != b""
+    except BlockingIOError:
+        return True
+    except ConnectionResetError:
+        return False
+    finally:
+        sock.settimeout(timeout)
+
+
+def closed_by_server(sock: socket.socket) -> bool:
+    """Wait (up to DEADLINE) for the server to close a connection we send nothing on."""
+    sock.settimeout(DEADLINE)
+    try:
+        return sock.recv(1) == b""
+    except ConnectionResetError:
+        return True
+    except TimeoutError:
+        return False
+
+
+def test_http_server_caps_connections_and_times_out_idle_ones(stats: Stats) -> None:
+    """Silent clients can hold at most max_connections slots, and only for `timeout`: one more is
+    closed at once (no thread, no wait), and once the silent ones time out a scrape gets through."""
+    server = HttpServer(make_wsgi_app(make_registry(stats)), "127.0.0.1", 0, max_connections=2,
+                        timeout=0.5)
+    address = ("127.0.0.1", server.port)
+    idle = [socket.create_connection(address, timeout=DEADLINE) for _ in range(2)]
+    try:
+        # accepted in order: the two idle connections hold both slots, the third finds none
+        with socket.create_connection(address, timeout=DEADLINE) as third:
+            began = time.monotonic()
+            assert closed_by_server(third)
+            closed_after = time.monotonic() - began
+        # closed for want of a slot, not for being silent: the idle ones, accepted earlier and
+        # timed out earlier, are still open
+        assert all(still_open(sock) for sock in idle)
+        assert closed_after < 0.5
+
+        # the idle connections time out by themselves...
+        for sock in idle:
+            assert closed_by_server(sock)
+        # ...and free their slots (released just after the close): a scrape soon gets through
+        deadline = time.monotonic() + DEADLINE
+        while True:
+            try:
+                status, _, text = get(server.port)
+                break
+            except OSError:  # still full: closed at once
+                assert time.monotonic() < deadline, "no slot freed after the idle connections timed out"
+        assert status == 200
+        assert any(f.name == "memwatch_build_info" for f in text_string_to_metric_families(text))
+    finally:
+        for sock in idle:
+            sock.close()
+        server.close()

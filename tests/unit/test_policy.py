@@ -11,32 +11,21 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from listener import policy
-from listener.config import Config, Limits
+from listener.config import Config
 from listener.model import ProcessInfo, Sample, Unit
-from listener.policy import (
-    ACT,
-    BUSY,
-    COUNTING,
-    DEFERRED,
-    EXCLUDED,
-    GRACE,
-    NO_LIMIT,
-    NO_SAMPLE,
-    NOT_RUNNING,
-    OK,
-    RESTART,
-    SELF,
-    SIGNAL,
-    SUPPRESSED,
-    Decision,
-    PolicyState,
-)
+from listener.policy import Decision, PolicyState, Restart, SignalChild, Target, Verdict
+from listener.rules import Rules
 
 MiB = 1024**2
 LIMIT = 100 * MiB
 OVER = 150 * MiB
 UNDER = 50 * MiB
-ANY_100MB = Config(limits=Limits(any=LIMIT))
+ANY_100MB = Rules(any=LIMIT)
+
+
+def tuned(rules: Rules, **knobs: object) -> Rules:
+    """`rules` with some strategy knobs changed (--consecutive, --grace, --children...)."""
+    return replace(rules, strategy=replace(rules.strategy, **knobs))
 
 
 def proc(namespec: str, pid: int, state: str = "RUNNING", start: float = 0.0) -> ProcessInfo:
@@ -49,35 +38,35 @@ def sample(value: int, units: Iterable[Unit] = (), measure: str = "rss") -> Samp
     return Sample(value, measure, max(0, len(units) - 1), units)
 
 
-def verdicts(decision: Decision) -> dict[str, str]:
+def verdicts(decision: Decision) -> dict[str, Verdict]:
     return {j.process.namespec: j.verdict for j in decision.judgements}
 
 
 def acted(decision: Decision) -> list[str]:
-    return [a.namespec for a in decision.actions]
+    return [a.target.namespec for a in decision.actions]
 
 
 class Ticks:
     """Feeds decide() one tick at a time, carrying its state like the daemon does."""
 
-    def __init__(self, config: Config, **identity: frozenset) -> None:
-        self.config = config
+    def __init__(self, rules: Rules, **identity: frozenset) -> None:
+        self.rules = rules
         self.identity = identity
         self.state = PolicyState()
 
     def tick(self, now: float, processes: Iterable[ProcessInfo], memory: Mapping[str, int | Sample],
              busy: Iterable[str] = ()) -> Decision:
         samples = {n: m if isinstance(m, Sample) else sample(m) for n, m in memory.items()}
-        decision = policy.decide(list(processes), samples, self.config, self.state, now,
+        decision = policy.decide(list(processes), samples, self.rules, self.state, now,
                                  busy=frozenset(busy), **self.identity)
         self.state = decision.state
         return decision
 
 
-def decide_once(config: Config, processes: list[ProcessInfo], memory: Mapping[str, int | Sample],
+def decide_once(rules: Rules, processes: list[ProcessInfo], memory: Mapping[str, int | Sample],
                 now: float = 1000.0, **kwargs: frozenset) -> Decision:
     samples = {n: m if isinstance(m, Sample) else sample(m) for n, m in memory.items()}
-    return policy.decide(processes, samples, config, PolicyState(), now, **kwargs)
+    return policy.decide(processes, samples, rules, PolicyState(), now, **kwargs)
 
 
 # --- one tick: limit, state, identity, exclusions ---
@@ -86,14 +75,14 @@ def decide_once(config: Config, processes: list[ProcessInfo], memory: Mapping[st
 @pytest.mark.parametrize(
     ("memory", "verdict", "actions"),
     [
-        (OVER, ACT, 1),
-        (LIMIT + 1, ACT, 1),
-        (LIMIT, OK, 0),  # at the limit is not over it
-        (UNDER, OK, 0),
-        (0, OK, 0),
+        (OVER, Verdict.ACT, 1),
+        (LIMIT + 1, Verdict.ACT, 1),
+        (LIMIT, Verdict.OK, 0),  # at the limit is not over it
+        (UNDER, Verdict.OK, 0),
+        (0, Verdict.OK, 0),
     ],
 )
-def test_over_the_limit_is_restarted(memory: int, verdict: str, actions: int) -> None:
+def test_over_the_limit_is_restarted(memory: int, verdict: Verdict, actions: int) -> None:
     decision = decide_once(ANY_100MB, [proc("web:web", 10)], {"web:web": memory})
     assert verdicts(decision) == {"web:web": verdict}
     assert len(decision.actions) == actions
@@ -101,13 +90,13 @@ def test_over_the_limit_is_restarted(memory: int, verdict: str, actions: int) ->
 
 
 def test_restart_action_describes_what_was_decided() -> None:
-    config = Config(limits=Limits(groups=(("web", LIMIT),)))
-    decision = decide_once(config, [proc("web:web_00", 4242, start=400.0)],
+    rules = Rules(groups=(("web", LIMIT),))
+    decision = decide_once(rules, [proc("web:web_00", 4242, start=400.0)],
                            {"web:web_00": sample(OVER, measure="pss")}, now=1000.0)
     (action,) = decision.actions
-    assert action == policy.Action(kind=RESTART, group="web", name="web_00", pid=4242, memory=OVER,
-                                   limit=LIMIT, measure="pss", rule="group web", uptime=600.0,
-                                   signal=None, started=400.0, process_pid=4242)
+    assert action == Restart(Target(group="web", name="web_00", pid=4242, memory=OVER, limit=LIMIT,
+                                    measure="pss", rule="group web"), uptime=600.0)
+    assert action.target.namespec == "web:web_00"
 
 
 @pytest.mark.parametrize(
@@ -117,15 +106,16 @@ def test_restart_action_describes_what_was_decided() -> None:
 )
 def test_process_not_running_is_skipped(state: str, pid: int) -> None:
     decision = decide_once(ANY_100MB, [proc("web:web", pid, state)], {"web:web": OVER})
-    assert verdicts(decision) == {"web:web": NOT_RUNNING}
+    assert verdicts(decision) == {"web:web": Verdict.STOPPED}
     assert decision.actions == ()
 
 
 def test_no_limit_and_no_sample() -> None:
-    config = Config(limits=Limits(groups=(("web", LIMIT),)))
-    decision = decide_once(config, [proc("web:web", 10), proc("cron:cron", 11), proc("web:gone", 12)],
+    rules = Rules(groups=(("web", LIMIT),))
+    decision = decide_once(rules, [proc("web:web", 10), proc("cron:cron", 11), proc("web:gone", 12)],
                            {"web:web": UNDER, "cron:cron": OVER})
-    assert verdicts(decision) == {"web:web": OK, "cron:cron": NO_LIMIT, "web:gone": NO_SAMPLE}
+    assert verdicts(decision) == {"web:web": Verdict.OK, "cron:cron": Verdict.NO_LIMIT,
+                                  "web:gone": Verdict.NO_SAMPLE}
     assert decision.actions == ()
 
 
@@ -141,24 +131,24 @@ def test_the_listener_itself_is_never_a_target_even_with_any(identity: dict) -> 
     processes = [proc("memwatch:memwatch", 77), proc("web:web", 10)]
     memory = {"memwatch:memwatch": 10 * OVER, "web:web": OVER}
     decision = decide_once(ANY_100MB, processes, memory, **identity)
-    assert verdicts(decision) == {"memwatch:memwatch": SELF, "web:web": ACT}
+    assert verdicts(decision) == {"memwatch:memwatch": Verdict.SELF, "web:web": Verdict.ACT}
     assert acted(decision) == ["web:web"]
 
 
 def test_the_listener_itself_is_never_a_target_even_when_named_by_program() -> None:
-    config = Config(limits=Limits(programs=(("memwatch", LIMIT),)))
-    decision = decide_once(config, [proc("memwatch:memwatch", 77)], {"memwatch:memwatch": OVER},
+    rules = Rules(programs=(("memwatch", LIMIT),))
+    decision = decide_once(rules, [proc("memwatch:memwatch", 77)], {"memwatch:memwatch": OVER},
                            self_names=frozenset({"memwatch:memwatch"}))
     assert decision.actions == ()
 
 
 def test_excluded_processes_are_left_alone() -> None:
-    config = replace(ANY_100MB, exclude=("cron:*", "*:beat"))
+    rules = replace(ANY_100MB, exclude=("cron:*", "*:beat"))
     processes = [proc("cron:daily", 10), proc("worker:beat", 11), proc("worker:worker_00", 12)]
-    decision = decide_once(config, processes, dict.fromkeys(["cron:daily", "worker:beat",
-                                                             "worker:worker_00"], OVER))
-    assert verdicts(decision) == {"cron:daily": EXCLUDED, "worker:beat": EXCLUDED,
-                                  "worker:worker_00": ACT}
+    decision = decide_once(rules, processes, dict.fromkeys(["cron:daily", "worker:beat",
+                                                            "worker:worker_00"], OVER))
+    assert verdicts(decision) == {"cron:daily": Verdict.EXCLUDED, "worker:beat": Verdict.EXCLUDED,
+                                  "worker:worker_00": Verdict.ACT}
 
 
 def test_one_judgement_per_process_in_supervisord_order() -> None:
@@ -168,23 +158,23 @@ def test_one_judgement_per_process_in_supervisord_order() -> None:
 
 
 def test_a_process_matched_by_several_rules_gets_one_action_at_the_most_specific_limit() -> None:
-    config = Config(limits=Limits(programs=(("web:web_00", 300 * MiB), ("web:*", 200 * MiB)),
-                                  groups=(("web", 150 * MiB),), any=LIMIT))
-    decision = decide_once(config, [proc("web:web_00", 10), proc("web:web_01", 11)],
+    rules = Rules(programs=(("web:web_00", 300 * MiB), ("web:*", 200 * MiB)),
+                  groups=(("web", 150 * MiB),), any=LIMIT)
+    decision = decide_once(rules, [proc("web:web_00", 10), proc("web:web_01", 11)],
                            {"web:web_00": 400 * MiB, "web:web_01": 250 * MiB})
-    assert verdicts(decision) == {"web:web_00": ACT, "web:web_01": DEFERRED}
+    assert verdicts(decision) == {"web:web_00": Verdict.ACT, "web:web_01": Verdict.DEFERRED}
     (action,) = decision.actions
-    assert (action.limit, action.rule) == (300 * MiB, "program web:web_00")
+    assert (action.target.limit, action.target.rule) == (300 * MiB, "program web:web_00")
     assert decision.judgements[1].limit == 200 * MiB
 
 
 def test_decide_does_not_change_the_state_it_is_given() -> None:
-    config = replace(ANY_100MB, consecutive=3, max_restarts=1)
+    rules = tuned(ANY_100MB, consecutive=3, max_restarts=1)
     state = PolicyState(over_counts={("web:web", 10): 1}, history={"web:web": (900.0,)},
                         warned=frozenset({"web:web"}))
     before = (dict(state.over_counts), dict(state.history), state.warned)
-    first = policy.decide([proc("web:web", 10)], {"web:web": sample(OVER)}, config, state, 1000.0)
-    second = policy.decide([proc("web:web", 10)], {"web:web": sample(OVER)}, config, state, 1000.0)
+    first = policy.decide([proc("web:web", 10)], {"web:web": sample(OVER)}, rules, state, 1000.0)
+    second = policy.decide([proc("web:web", 10)], {"web:web": sample(OVER)}, rules, state, 1000.0)
     assert (dict(state.over_counts), dict(state.history), state.warned) == before
     assert first == second
 
@@ -193,36 +183,40 @@ def test_decide_does_not_change_the_state_it_is_given() -> None:
 
 
 def test_consecutive_samples_over_the_limit_before_acting() -> None:
-    ticks = Ticks(replace(ANY_100MB, consecutive=3))
+    ticks = Ticks(tuned(ANY_100MB, consecutive=3))
     web = [proc("web:web", 10)]
     timeline = [  # (memory, verdict, over_samples)
-        (OVER, COUNTING, 1),
-        (OVER, COUNTING, 2),
-        (UNDER, OK, 0),  # one sample under the limit starts the count again
-        (OVER, COUNTING, 1),
-        (OVER, COUNTING, 2),
-        (OVER, ACT, 3),
-        (OVER, COUNTING, 1),  # acted on: a new run of samples starts
+        (OVER, Verdict.COUNTING, 1),
+        (OVER, Verdict.COUNTING, 2),
+        (UNDER, Verdict.OK, 0),  # one sample under the limit starts the count again
+        (OVER, Verdict.COUNTING, 1),
+        (OVER, Verdict.COUNTING, 2),
+        (OVER, Verdict.ACT, 3),
+        (OVER, Verdict.COUNTING, 1),  # acted on: a new run of samples starts
     ]
     for i, (memory, verdict, count) in enumerate(timeline):
         decision = ticks.tick(1000.0 + 5 * i, web, {"web:web": memory})
         (judgement,) = decision.judgements
         assert (judgement.verdict, judgement.over_samples) == (verdict, count), f"tick {i}"
-        assert len(decision.actions) == (verdict == ACT)
+        assert len(decision.actions) == (verdict == Verdict.ACT)
 
 
 def test_a_new_pid_starts_a_new_count() -> None:
-    ticks = Ticks(replace(ANY_100MB, consecutive=2))
-    assert verdicts(ticks.tick(1000.0, [proc("web:web", 10)], {"web:web": OVER})) == {"web:web": COUNTING}
-    # restarted by someone else in between: the new process has its own count
-    assert verdicts(ticks.tick(1005.0, [proc("web:web", 11)], {"web:web": OVER})) == {"web:web": COUNTING}
-    assert verdicts(ticks.tick(1010.0, [proc("web:web", 11)], {"web:web": OVER})) == {"web:web": ACT}
+    ticks = Ticks(tuned(ANY_100MB, consecutive=2))
+    timeline = [
+        (1000.0, 10, Verdict.COUNTING),
+        (1005.0, 11, Verdict.COUNTING),  # restarted by someone else in between: its own count
+        (1010.0, 11, Verdict.ACT),
+    ]
+    for now, pid, verdict in timeline:
+        assert verdicts(ticks.tick(now, [proc("web:web", pid)], {"web:web": OVER})) == {"web:web": verdict}
 
 
 def test_grace_leaves_a_young_process_alone_then_acts() -> None:
-    ticks = Ticks(replace(ANY_100MB, grace=60.0))
+    ticks = Ticks(tuned(ANY_100MB, grace=60.0))
     web = [proc("web:web", 10, start=1000.0)]
-    timeline = [(1000.0, GRACE), (1030.0, GRACE), (1059.0, GRACE), (1060.0, ACT)]
+    timeline = [(1000.0, Verdict.GRACE), (1030.0, Verdict.GRACE), (1059.0, Verdict.GRACE),
+                (1060.0, Verdict.ACT)]
     for now, verdict in timeline:
         decision = ticks.tick(now, web, {"web:web": OVER})
         assert verdicts(decision) == {"web:web": verdict}, now
@@ -231,34 +225,34 @@ def test_grace_leaves_a_young_process_alone_then_acts() -> None:
 
 
 def test_grace_does_not_apply_to_a_process_under_the_limit() -> None:
-    decision = decide_once(replace(ANY_100MB, grace=60.0), [proc("web:web", 10, start=990.0)],
+    decision = decide_once(tuned(ANY_100MB, grace=60.0), [proc("web:web", 10, start=990.0)],
                            {"web:web": UNDER})
-    assert verdicts(decision) == {"web:web": OK}
+    assert verdicts(decision) == {"web:web": Verdict.OK}
 
 
 def test_restart_budget() -> None:
     """--max-restarts 2 --restart-window 600: the third action in the window is withheld."""
-    ticks = Ticks(replace(ANY_100MB, max_restarts=2, restart_window=600.0))
+    ticks = Ticks(tuned(ANY_100MB, max_restarts=2, restart_window=600.0))
     timeline = [  # (now, verdict)
-        (1000.0, ACT),
-        (1010.0, ACT),
-        (1020.0, SUPPRESSED),
-        (1030.0, SUPPRESSED),
-        (1599.0, SUPPRESSED),
-        (1600.0, ACT),  # the action of 1000 has left the window
-        (1605.0, SUPPRESSED),  # 1010 and 1600 are in it
-        (1610.0, ACT),  # 1010 has left it
-        (1615.0, SUPPRESSED),
+        (1000.0, Verdict.ACT),
+        (1010.0, Verdict.ACT),
+        (1020.0, Verdict.SUPPRESSED),
+        (1030.0, Verdict.SUPPRESSED),
+        (1599.0, Verdict.SUPPRESSED),
+        (1600.0, Verdict.ACT),  # the action of 1000 has left the window
+        (1605.0, Verdict.SUPPRESSED),  # 1010 and 1600 are in it
+        (1610.0, Verdict.ACT),  # 1010 has left it
+        (1615.0, Verdict.SUPPRESSED),
     ]
     suppressed_any = False
     for now, verdict in timeline:
         decision = ticks.tick(now, [proc("web:web", 10)], {"web:web": OVER})
         assert verdicts(decision) == {"web:web": verdict}, now
-        assert len(decision.actions) == (verdict == ACT)
-        assert [j.process.namespec for j in decision.suppressed] == (["web:web"] if verdict == SUPPRESSED
-                                                                     else [])
+        assert len(decision.actions) == (verdict == Verdict.ACT)
+        suppressed = ["web:web"] if verdict == Verdict.SUPPRESSED else []
+        assert [j.process.namespec for j in decision.suppressed] == suppressed
         suppressed_any |= bool(decision.newly_suppressed)
-        if verdict == SUPPRESSED and now == 1020.0:
+        if verdict == Verdict.SUPPRESSED and now == 1020.0:
             assert decision.newly_suppressed == ("web:web",)
     assert suppressed_any
 
@@ -266,13 +260,14 @@ def test_restart_budget() -> None:
 def test_no_budget_by_default() -> None:
     ticks = Ticks(ANY_100MB)
     for i in range(20):
-        assert verdicts(ticks.tick(1000.0 + i, [proc("web:web", 10)], {"web:web": OVER})) == {"web:web": ACT}
+        decision = ticks.tick(1000.0 + i, [proc("web:web", 10)], {"web:web": OVER})
+        assert verdicts(decision) == {"web:web": Verdict.ACT}
 
 
 def test_budget_exhaustion_is_reported_once_per_exhaustion() -> None:
     """Regression: `warned` was kept only while the budget was NOT used up, so the daemon logged
     'restart budget used up' on every suppressed tick."""
-    ticks = Ticks(replace(ANY_100MB, max_restarts=2, restart_window=600.0))
+    ticks = Ticks(tuned(ANY_100MB, max_restarts=2, restart_window=600.0))
     reported = {}
     for now in (1000.0, 1010.0, 1020.0, 1030.0, 1040.0, 1600.0, 1610.0, 1620.0, 1630.0):
         reported[now] = ticks.tick(now, [proc("web:web", 10)], {"web:web": OVER}).newly_suppressed
@@ -285,12 +280,11 @@ def test_budget_exhaustion_is_reported_once_per_exhaustion() -> None:
 
 
 def test_suppressed_process_keeps_counting_and_does_not_take_a_parallel_slot() -> None:
-    config = replace(ANY_100MB, max_restarts=1, max_parallel=1)
-    ticks = Ticks(config)
+    ticks = Ticks(tuned(ANY_100MB, max_restarts=1, max_parallel=1))
     web = [proc("web:web_00", 10), proc("web:web_01", 11)]
-    assert verdicts(ticks.tick(1000.0, web[:1], {"web:web_00": OVER})) == {"web:web_00": ACT}
+    assert verdicts(ticks.tick(1000.0, web[:1], {"web:web_00": OVER})) == {"web:web_00": Verdict.ACT}
     decision = ticks.tick(1010.0, web, {"web:web_00": OVER, "web:web_01": OVER})
-    assert verdicts(decision) == {"web:web_00": SUPPRESSED, "web:web_01": ACT}
+    assert verdicts(decision) == {"web:web_00": Verdict.SUPPRESSED, "web:web_01": Verdict.ACT}
 
 
 # --- rolling restarts: --max-parallel per group ---
@@ -302,8 +296,8 @@ WEB_ALL_OVER = {p.namespec: OVER for p in WEB}
 def test_max_parallel_one_action_per_group_per_tick() -> None:
     decision = decide_once(ANY_100MB, WEB, WEB_ALL_OVER)
     assert acted(decision) == ["web:web_00"]
-    assert verdicts(decision) == {"web:web_00": ACT, "web:web_01": DEFERRED, "web:web_02": DEFERRED,
-                                  "web:web_03": DEFERRED}
+    assert verdicts(decision) == {"web:web_00": Verdict.ACT, "web:web_01": Verdict.DEFERRED,
+                                  "web:web_02": Verdict.DEFERRED, "web:web_03": Verdict.DEFERRED}
 
 
 def test_max_parallel_busy_restart_blocks_the_group_but_not_other_groups() -> None:
@@ -311,8 +305,9 @@ def test_max_parallel_busy_restart_blocks_the_group_but_not_other_groups() -> No
     memory = {**WEB_ALL_OVER, "worker:worker_00": OVER, "worker:worker_01": OVER}
     decision = decide_once(ANY_100MB, processes, memory, busy=frozenset({"web:web_00"}))
     assert verdicts(decision) == {
-        "web:web_00": BUSY, "web:web_01": DEFERRED, "web:web_02": DEFERRED, "web:web_03": DEFERRED,
-        "worker:worker_00": ACT, "worker:worker_01": DEFERRED,
+        "web:web_00": Verdict.BUSY, "web:web_01": Verdict.DEFERRED, "web:web_02": Verdict.DEFERRED,
+        "web:web_03": Verdict.DEFERRED,
+        "worker:worker_00": Verdict.ACT, "worker:worker_01": Verdict.DEFERRED,
     }
     assert acted(decision) == ["worker:worker_00"]
 
@@ -329,8 +324,8 @@ def test_max_parallel_busy_process_of_a_group_not_listed_still_counts() -> None:
     (4, ("web:web_00", "web:web_01"), ["web:web_02", "web:web_03"]),
 ])
 def test_max_parallel_n(max_parallel: int, busy: tuple[str, ...], expected: list[str]) -> None:
-    config = replace(ANY_100MB, max_parallel=max_parallel)
-    assert acted(decide_once(config, WEB, WEB_ALL_OVER, busy=frozenset(busy))) == expected
+    rules = tuned(ANY_100MB, max_parallel=max_parallel)
+    assert acted(decide_once(rules, WEB, WEB_ALL_OVER, busy=frozenset(busy))) == expected
 
 
 def test_rolling_restart_of_a_group_all_over_the_limit() -> None:
@@ -362,77 +357,83 @@ def tree(master: int, a: int, b: int, started: float = 0.0) -> Sample:
     return sample(max(master, a, b), units)
 
 
-EACH = replace(ANY_100MB, children="each")
-EACH_HUP = replace(EACH, child_signal=int(signal.SIGHUP))
+EACH = tuned(ANY_100MB, children="each")
+EACH_HUP = tuned(EACH, child_signal=int(signal.SIGHUP))
 
 
 def test_each_the_largest_over_limit_child_is_signalled_with_child_signal() -> None:
-    decision = decide_once(EACH_HUP, [proc("web:web", MASTER)], {"web:web": tree(UNDER, OVER, 2 * OVER)})
+    decision = decide_once(EACH_HUP, [proc("web:web", MASTER, start=500.0)],
+                           {"web:web": tree(UNDER, OVER, 2 * OVER, started=800.0)})
     (action,) = decision.actions
-    assert (action.kind, action.pid, action.process_pid, action.signal, action.memory) == (
-        SIGNAL, CHILD_B, MASTER, signal.SIGHUP, 2 * OVER)
-    assert verdicts(decision) == {"web:web": ACT}
+    assert action == SignalChild(
+        Target(group="web", name="web", pid=MASTER, memory=2 * OVER, limit=LIMIT, measure="rss", rule="any"),
+        child_pid=CHILD_B, child_started=800.0, signal=signal.SIGHUP)  # the child's start, checked again
+    assert verdicts(decision) == {"web:web": Verdict.ACT}
 
 
 def test_each_without_child_signal_an_over_limit_child_restarts_the_program() -> None:
     decision = decide_once(EACH, [proc("web:web", MASTER)], {"web:web": tree(UNDER, OVER, UNDER)})
     (action,) = decision.actions
-    assert (action.kind, action.namespec, action.process_pid, action.signal) == (
-        RESTART, "web:web", MASTER, None)
+    assert isinstance(action, Restart)
+    assert (action.target.namespec, action.target.pid) == ("web:web", MASTER)
 
 
 def test_each_restart_for_a_child_targets_the_supervised_pid() -> None:
-    """The actuator checks pid and start time against supervisord's before restarting: they must be
-    the supervised process's, not the child's (a child's pid made it refuse to act)."""
+    """The restarter checks the pid against supervisord's before restarting: it must be the
+    supervised process's, not the child's (a child's pid made it refuse to act); the uptime too
+    is the supervised process's."""
     decision = decide_once(EACH, [proc("web:web", MASTER, start=500.0)],
-                           {"web:web": tree(UNDER, OVER, UNDER, started=800.0)})
+                           {"web:web": tree(UNDER, OVER, UNDER, started=800.0)}, now=1000.0)
     (action,) = decision.actions
-    assert (action.kind, action.pid, action.started, action.process_pid) == (RESTART, MASTER, 500.0, MASTER)
-    assert action.memory == OVER  # the child's figure, which is what went over
+    assert isinstance(action, Restart)
+    assert (action.target.pid, action.uptime) == (MASTER, 500.0)
+    assert action.target.memory == OVER  # the child's figure, which is what went over
 
 
-@pytest.mark.parametrize("config", [EACH, EACH_HUP], ids=["restart", "child-signal"])
-def test_each_the_master_over_the_limit_restarts_the_program(config: Config) -> None:
-    decision = decide_once(config, [proc("web:web", MASTER)], {"web:web": tree(2 * OVER, OVER, UNDER)})
+@pytest.mark.parametrize("rules", [EACH, EACH_HUP], ids=["restart", "child-signal"])
+def test_each_the_master_over_the_limit_restarts_the_program(rules: Rules) -> None:
+    decision = decide_once(rules, [proc("web:web", MASTER)], {"web:web": tree(2 * OVER, OVER, UNDER)})
     (action,) = decision.actions
-    assert (action.kind, action.pid, action.signal) == (RESTART, MASTER, None)
+    assert isinstance(action, Restart)
+    assert (action.target.pid, action.target.memory) == (MASTER, 2 * OVER)
 
 
 def test_each_children_under_the_limit_are_fine_even_if_their_sum_is_not() -> None:
     memory = {"web:web": tree(90 * MiB, 90 * MiB, 90 * MiB)}
     decision = decide_once(EACH_HUP, [proc("web:web", MASTER)], memory)
-    assert verdicts(decision) == {"web:web": OK}
+    assert verdicts(decision) == {"web:web": Verdict.OK}
 
 
 def test_each_counts_consecutive_samples_per_child() -> None:
-    ticks = Ticks(replace(EACH_HUP, consecutive=2))
+    ticks = Ticks(tuned(EACH_HUP, consecutive=2))
     web = [proc("web:web", MASTER)]
     timeline = [  # (master, child A, child B) -> verdict, over_samples, signalled pid
-        ((UNDER, OVER, UNDER), COUNTING, 1, None),
-        ((UNDER, UNDER, OVER), COUNTING, 1, None),  # A went under: its count is gone; B starts at 1
-        ((UNDER, OVER, OVER), ACT, 2, CHILD_B),  # B has two in a row; A starts again at 1
-        ((UNDER, OVER, UNDER), ACT, 2, CHILD_A),
+        ((UNDER, OVER, UNDER), Verdict.COUNTING, 1, None),
+        ((UNDER, UNDER, OVER), Verdict.COUNTING, 1, None),  # A went under: its count is gone; B starts at 1
+        ((UNDER, OVER, OVER), Verdict.ACT, 2, CHILD_B),  # B has two in a row; A starts again at 1
+        ((UNDER, OVER, UNDER), Verdict.ACT, 2, CHILD_A),
     ]
     for i, (memory, verdict, count, pid) in enumerate(timeline):
         decision = ticks.tick(1000.0 + 5 * i, web, {"web:web": tree(*memory)})
         (judgement,) = decision.judgements
         assert (judgement.verdict, judgement.over_samples) == (verdict, count), f"tick {i}"
-        assert [a.pid for a in decision.actions] == ([pid] if pid else []), f"tick {i}"
+        assert [a.child_pid for a in decision.actions] == ([pid] if pid else []), f"tick {i}"
 
 
 def test_each_grace_applies_to_each_child_by_its_own_start_time() -> None:
-    config = replace(EACH_HUP, grace=60.0)
+    rules = tuned(EACH_HUP, grace=60.0)
     units = (Unit(MASTER, UNDER, 0.0), Unit(CHILD_A, 2 * OVER, 990.0), Unit(CHILD_B, OVER, 0.0))
-    decision = decide_once(config, [proc("web:web", MASTER)], {"web:web": sample(2 * OVER, units)})
+    decision = decide_once(rules, [proc("web:web", MASTER)], {"web:web": sample(2 * OVER, units)})
     (action,) = decision.actions  # A is larger but young: B, old enough, is the one signalled
-    assert action.pid == CHILD_B
+    assert isinstance(action, SignalChild)
+    assert action.child_pid == CHILD_B
 
 
 def test_each_young_child_alone_over_the_limit_is_in_grace() -> None:
-    config = replace(EACH_HUP, grace=60.0)
+    rules = tuned(EACH_HUP, grace=60.0)
     units = (Unit(MASTER, UNDER, 0.0), Unit(CHILD_A, OVER, 990.0))
-    decision = decide_once(config, [proc("web:web", MASTER)], {"web:web": sample(OVER, units)})
-    assert verdicts(decision) == {"web:web": GRACE}
+    decision = decide_once(rules, [proc("web:web", MASTER)], {"web:web": sample(OVER, units)})
+    assert verdicts(decision) == {"web:web": Verdict.GRACE}
 
 
 def test_each_child_signals_are_not_held_back_by_max_parallel() -> None:
@@ -440,21 +441,22 @@ def test_each_child_signals_are_not_held_back_by_max_parallel() -> None:
     memory = {"web:web_00": tree(UNDER, OVER, UNDER),
               "web:web_01": sample(OVER, (Unit(20, UNDER, 0.0), Unit(21, OVER, 0.0)))}
     decision = decide_once(EACH_HUP, processes, memory)
-    assert [(a.kind, a.pid) for a in decision.actions] == [(SIGNAL, CHILD_A), (SIGNAL, 21)]
+    assert [(type(a), a.child_pid) for a in decision.actions] == [(SignalChild, CHILD_A), (SignalChild, 21)]
 
 
 def test_sum_mode_judges_the_whole_figure_as_one() -> None:
-    config = replace(ANY_100MB, children="sum")
-    decision = decide_once(config, [proc("web:web", MASTER)], {"web:web": sample(OVER)})
+    rules = tuned(ANY_100MB, children="sum")
+    decision = decide_once(rules, [proc("web:web", MASTER)], {"web:web": sample(OVER)})
     (action,) = decision.actions
-    assert (action.kind, action.pid, action.memory) == (RESTART, MASTER, OVER)
+    assert isinstance(action, Restart)
+    assert (action.target.pid, action.target.memory) == (MASTER, OVER)
 
 
 # --- dry run, memory of the policy, everything at once ---
 
 
-def run_scenario(config: Config) -> list[tuple]:
-    ticks = Ticks(config)
+def run_scenario(rules: Rules) -> list[tuple]:
+    ticks = Ticks(rules)
     processes = WEB + [proc("worker:worker", 20, start=1000.0)]
     record = []
     for i in range(10):
@@ -466,14 +468,18 @@ def run_scenario(config: Config) -> list[tuple]:
 
 
 def test_dry_run_does_not_change_decisions() -> None:
-    """Dry run is the daemon's business (it does not act); the policy decides exactly the same."""
-    config = replace(ANY_100MB, consecutive=2, grace=30.0, max_restarts=2, restart_window=60.0)
-    assert run_scenario(replace(config, dry_run=True)) == run_scenario(config)
-    assert any(actions for actions, *_ in run_scenario(config))
+    """Dry run is the daemon's business (it does not act): the policy is given the config's rules,
+    which --dry-run leaves alone, so it decides exactly the same."""
+    rules = tuned(ANY_100MB, consecutive=2, grace=30.0, max_restarts=2, restart_window=60.0)
+    wet = Config(rules=rules)
+    dry = replace(wet, dry_run=True)
+    assert dry.rules == wet.rules
+    assert run_scenario(dry.rules) == run_scenario(wet.rules)
+    assert any(actions for actions, *_ in run_scenario(wet.rules))
 
 
 def test_state_only_keeps_processes_seen_this_tick() -> None:
-    ticks = Ticks(replace(ANY_100MB, consecutive=3, max_restarts=1))
+    ticks = Ticks(tuned(ANY_100MB, consecutive=3, max_restarts=1))
     a, b = proc("web:a", 10), proc("web:b", 11)
     ticks.tick(1000.0, [a, b], {"web:a": OVER, "web:b": OVER})
     assert set(ticks.state.over_counts) == {("web:a", 10), ("web:b", 11)}
@@ -489,7 +495,7 @@ def test_state_only_keeps_processes_seen_this_tick() -> None:
 
 def test_state_does_not_grow_with_churn() -> None:
     """A thousand short-lived processes (and pids) leave no trace once they are gone."""
-    ticks = Ticks(replace(ANY_100MB, consecutive=5, max_restarts=3, restart_window=3600.0))
+    ticks = Ticks(tuned(ANY_100MB, consecutive=5, max_restarts=3, restart_window=3600.0))
     for i in range(1000):
         processes = [proc(f"jobs:job_{i}", 1000 + i), proc("web:web", 50_000 + i)]
         ticks.tick(1000.0 + i, processes, {p.namespec: OVER for p in processes})
@@ -499,35 +505,42 @@ def test_state_does_not_grow_with_churn() -> None:
 
 
 def test_processes_not_over_the_limit_leave_no_state() -> None:
-    ticks = Ticks(replace(ANY_100MB, consecutive=3))
+    ticks = Ticks(tuned(ANY_100MB, consecutive=3))
     ticks.tick(1000.0, WEB, {p.namespec: UNDER for p in WEB})
     assert ticks.state == PolicyState(over_counts={}, history={}, warned=frozenset())
 
 
 def test_consecutive_grace_budget_and_parallel_together() -> None:
-    config = replace(ANY_100MB, consecutive=2, grace=30.0, max_restarts=1, restart_window=600.0,
-                     max_parallel=1)
-    ticks = Ticks(config)
+    ticks = Ticks(tuned(ANY_100MB, consecutive=2, grace=30.0, max_restarts=1, restart_window=600.0,
+                        max_parallel=1))
     web_00, web_01 = proc("web:web_00", 10, start=0.0), proc("web:web_01", 11, start=990.0)
     new_00, new_01 = proc("web:web_00", 110, start=1025.0), proc("web:web_01", 111, start=1035.0)
+    newer_00 = proc("web:web_00", 210, start=1635.0)
     timeline = [
         # now, processes, memory (00, 01), busy, expected verdicts (00, 01)
-        (1000.0, (web_00, web_01), (OVER, OVER), (), (COUNTING, GRACE)),
-        (1010.0, (web_00, web_01), (OVER, OVER), (), (ACT, GRACE)),  # 01 has run 20s of its 30s
-        (1020.0, (web_00, web_01), (OVER, OVER), ("web:web_00",), (BUSY, DEFERRED)),  # 00 in flight
-        (1030.0, (new_00, web_01), (UNDER, OVER), (), (OK, ACT)),
-        (1040.0, (new_00, web_01), (OVER, OVER), ("web:web_01",), (GRACE, BUSY)),  # 00 is 15s old
-        (1060.0, (new_00, new_01), (OVER, UNDER), (), (SUPPRESSED, OK)),  # 00's one restart is used
-        (1070.0, (new_00, new_01), (OVER, OVER), (), (SUPPRESSED, COUNTING)),
-        (1080.0, (new_00, new_01), (OVER, OVER), (), (SUPPRESSED, SUPPRESSED)),
-        (1611.0, (new_00, new_01), (OVER, OVER), (), (ACT, SUPPRESSED)),  # 00's restart of 1010 expired
-        (1631.0, (new_00, new_01), (OVER, OVER), ("web:web_00",), (BUSY, DEFERRED)),  # 01's too
-        (1641.0, (proc("web:web_00", 210, start=1635.0), new_01), (UNDER, OVER), (), (OK, ACT)),
+        (1000.0, (web_00, web_01), (OVER, OVER), (), (Verdict.COUNTING, Verdict.GRACE)),
+        # 01 has run 20s of its 30s
+        (1010.0, (web_00, web_01), (OVER, OVER), (), (Verdict.ACT, Verdict.GRACE)),
+        # 00 in flight
+        (1020.0, (web_00, web_01), (OVER, OVER), ("web:web_00",), (Verdict.BUSY, Verdict.DEFERRED)),
+        (1030.0, (new_00, web_01), (UNDER, OVER), (), (Verdict.OK, Verdict.ACT)),
+        # 00 is 15s old
+        (1040.0, (new_00, web_01), (OVER, OVER), ("web:web_01",), (Verdict.GRACE, Verdict.BUSY)),
+        # 00's one restart is used
+        (1060.0, (new_00, new_01), (OVER, UNDER), (), (Verdict.SUPPRESSED, Verdict.OK)),
+        (1070.0, (new_00, new_01), (OVER, OVER), (), (Verdict.SUPPRESSED, Verdict.COUNTING)),
+        (1080.0, (new_00, new_01), (OVER, OVER), (), (Verdict.SUPPRESSED, Verdict.SUPPRESSED)),
+        # 00's restart of 1010 expired
+        (1611.0, (new_00, new_01), (OVER, OVER), (), (Verdict.ACT, Verdict.SUPPRESSED)),
+        # 01's too
+        (1631.0, (new_00, new_01), (OVER, OVER), ("web:web_00",), (Verdict.BUSY, Verdict.DEFERRED)),
+        (1641.0, (newer_00, new_01), (UNDER, OVER), (), (Verdict.OK, Verdict.ACT)),
     ]
     for now, processes, (m00, m01), busy, (v00, v01) in timeline:
         decision = ticks.tick(now, processes, {"web:web_00": m00, "web:web_01": m01}, busy=busy)
         assert verdicts(decision) == {"web:web_00": v00, "web:web_01": v01}, now
-        assert acted(decision) == [n for n, v in (("web:web_00", v00), ("web:web_01", v01)) if v == ACT]
+        expected = [n for n, v in (("web:web_00", v00), ("web:web_01", v01)) if v == Verdict.ACT]
+        assert acted(decision) == expected, now
 
 
 # --- invariants over random histories ---
@@ -537,17 +550,19 @@ _NAMESPECS = ["web:web_00", "web:web_01", "web:web_02", "worker:worker_00", "wor
 
 
 @st.composite
-def histories(draw: st.DrawFn) -> tuple[Config, list[tuple[list[ProcessInfo], dict[str, Sample], set[str]]]]:
+def histories(draw: st.DrawFn) -> tuple[Rules, list[tuple[list[ProcessInfo], dict[str, Sample], set[str]]]]:
     children = draw(st.sampled_from(["none", "sum", "each"]))
-    config = replace(
-        ANY_100MB,
-        children=children,
-        child_signal=draw(st.sampled_from([None, int(signal.SIGHUP)])) if children == "each" else None,
-        consecutive=draw(st.integers(1, 3)),
-        grace=draw(st.sampled_from([0.0, 12.0])),
-        max_restarts=draw(st.integers(0, 2)),
-        restart_window=draw(st.sampled_from([10.0, 60.0])),
-        max_parallel=draw(st.integers(1, 2)),
+    rules = replace(
+        tuned(
+            ANY_100MB,
+            children=children,
+            child_signal=draw(st.sampled_from([None, int(signal.SIGHUP)])) if children == "each" else None,
+            consecutive=draw(st.integers(1, 3)),
+            grace=draw(st.sampled_from([0.0, 12.0])),
+            max_restarts=draw(st.integers(0, 2)),
+            restart_window=draw(st.sampled_from([10.0, 60.0])),
+            max_parallel=draw(st.integers(1, 2)),
+        ),
         exclude=draw(st.sampled_from([(), ("worker:*",)])),
     )
     memory = st.sampled_from([UNDER, LIMIT, OVER, 2 * OVER])
@@ -566,52 +581,57 @@ def histories(draw: st.DrawFn) -> tuple[Config, list[tuple[list[ProcessInfo], di
                 samples[namespec] = Sample(max(u.bytes for u in units), "rss", len(units) - 1, units)
         busy = set(draw(st.lists(st.sampled_from(_NAMESPECS), max_size=2)))
         ticks.append((processes, samples, busy))
-    return config, ticks
+    return rules, ticks
 
 
 @settings(max_examples=150, deadline=None)
 @given(histories())
-def test_invariants_of_decide(history: tuple[Config, list]) -> None:
-    config, ticks = history
+def test_invariants_of_decide(history: tuple[Rules, list]) -> None:
+    rules, ticks = history
+    strategy = rules.strategy
     state = PolicyState()
     for i, (processes, samples, busy) in enumerate(ticks):
         now = 1000.0 + 5 * i
-        decision = policy.decide(processes, samples, config, state, now, busy=frozenset(busy),
+        decision = policy.decide(processes, samples, rules, state, now, busy=frozenset(busy),
                                  self_names=frozenset({"memwatch:memwatch"}))
         by_name = {p.namespec: p for p in processes}
         # one judgement per process, at most one action per process
         assert [j.process for j in decision.judgements] == processes
-        targets = [a.namespec for a in decision.actions]
+        targets = acted(decision)
         assert len(targets) == len(set(targets))
         for action in decision.actions:
-            p = by_name[action.namespec]
+            target = action.target
+            p = by_name[target.namespec]
             # never the listener, an excluded, a stopped or a busy process; always over the limit
-            assert action.namespec != "memwatch:memwatch"
-            assert not config.excluded(p.group, p.name)
+            assert target.namespec != "memwatch:memwatch"
+            assert not rules.excluded(p.group, p.name)
             assert p.statename == "RUNNING" and p.pid > 0
-            assert action.namespec not in busy
-            assert action.memory > action.limit
-            assert action.process_pid == p.pid
-            if action.kind == RESTART:
-                assert action.pid == p.pid and action.signal is None
+            assert target.namespec not in busy
+            assert target.memory > target.limit
+            assert target.pid == p.pid  # the supervised pid, whatever the action
+            if isinstance(action, Restart):
+                assert action.uptime == max(0.0, now - p.start)
             else:
-                assert action.pid != p.pid and action.signal == config.child_signal
+                assert isinstance(action, SignalChild)
+                assert action.child_pid != p.pid and action.signal == strategy.child_signal
         # rolling restarts: busy plus new restarts never exceed --max-parallel in a group
         for group in {p.group for p in processes}:
-            restarts = [a for a in decision.actions if a.kind == RESTART and a.group == group]
+            restarts = [a for a in decision.actions
+                        if isinstance(a, Restart) and a.target.group == group]
             in_flight = [n for n in busy if n.startswith(f"{group}:")]
             if restarts:
-                assert len(restarts) + len(in_flight) <= config.max_parallel
+                assert len(restarts) + len(in_flight) <= strategy.max_parallel
         # acted on = judged ACT
         assert sorted(targets) == sorted(j.process.namespec for j in decision.judgements
-                                         if j.verdict == ACT)
+                                         if j.verdict == Verdict.ACT)
         # the state remembers only processes listed this tick
         seen = set(by_name)
         assert {n for n, _ in decision.state.over_counts} <= seen
         assert set(decision.state.history) <= seen
         assert decision.state.warned <= seen
         # the restart budget holds within the window
-        if config.max_restarts:
+        if strategy.max_restarts:
             for times in decision.state.history.values():
-                assert len([t for t in times if t > now - config.restart_window]) <= config.max_restarts
+                in_window = [t for t in times if t > now - strategy.restart_window]
+                assert len(in_window) <= strategy.max_restarts
         state = decision.state

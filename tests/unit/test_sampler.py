@@ -1,18 +1,23 @@
-"""The sampler on real processes (this test's own), with a scanner that injects races."""
+"""The sampler on real processes (this test's own and its children), with readers that inject
+races and failures."""
 
 from __future__ import annotations
 
+import errno
 import os
 import subprocess
 import sys
 import time
 
 from listener.model import ProcessInfo
-from listener.sampler import ProcEntry, ProcScanner, Sampler, descendants
+from listener.procfs import ProcReader, ProcStat, descendants
+from listener.sampler import Sampler
+from listener.supervisor import boot_clock
 
 
-def me() -> ProcessInfo:
-    return ProcessInfo("tests", "me", os.getpid(), "RUNNING", time.time())
+def me(listed_at: float | None = None) -> ProcessInfo:
+    return ProcessInfo("tests", "me", os.getpid(), "RUNNING", time.time(),
+                       listed_at=boot_clock() if listed_at is None else listed_at)
 
 
 def dead_pid() -> int:
@@ -21,23 +26,36 @@ def dead_pid() -> int:
     return child.pid
 
 
-class ScannerWithAGhostChild(ProcScanner):
+class ReaderWithAGhostChild(ProcReader):
     """A child that the scan saw but that exits before its memory is read."""
 
     def __init__(self, ghost: int) -> None:
         super().__init__()
         self.ghost = ghost
 
-    def scan(self) -> dict[int, ProcEntry]:
+    def scan(self) -> dict[int, ProcStat]:
         table = super().scan()
-        table[self.ghost] = ProcEntry(ppid=os.getpid(), started=time.time())
+        table[self.ghost] = ProcStat(ppid=os.getpid(), state="S", since_boot=0.0, started=time.time())
         return table
+
+
+class ReaderOutOfDescriptors(ProcReader):
+    """Every read of one pid's files fails as with EMFILE."""
+
+    def __init__(self, failing: int) -> None:
+        super().__init__()
+        self.failing = failing
+
+    def _read(self, pid: int, name: str) -> bytes | None:
+        if pid == self.failing:
+            raise OSError(errno.EMFILE, "Too many open files")
+        return super()._read(pid, name)
 
 
 def test_a_child_that_exits_between_scan_and_read_is_skipped_and_counted():
     ghost = dead_pid()
     for mode in ("sum", "each"):
-        sampler = Sampler("rss", mode, ScannerWithAGhostChild(ghost))
+        sampler = Sampler("rss", mode, ReaderWithAGhostChild(ghost))
         result = sampler.sample([me()])
         sample = result.samples["tests:me"]
         assert sample.value > 0
@@ -53,6 +71,61 @@ def test_a_supervised_pid_that_is_gone_has_no_sample_and_is_counted():
         assert result.errors["vanished"] == 1
 
 
+def test_a_pid_that_started_after_the_listing_is_another_process_and_is_not_sampled():
+    listed_before_this_process_began = boot_clock() - time.monotonic() - 3600  # long before
+    for measure in ("rss", "pss"):
+        for mode in ("none", "sum", "each"):
+            result = Sampler(measure, mode).sample([me(listed_at=listed_before_this_process_began)])
+            assert result.samples == {}, (measure, mode)
+            assert result.errors == {"pid_reused": 1}, (measure, mode)
+
+
+def test_a_zombie_is_counted_as_such_not_sampled_as_zero_bytes():
+    zombie = subprocess.Popen([sys.executable, "-c", "pass"])
+    deadline = time.monotonic() + 30
+    while ProcReader().stat(zombie.pid).state != "Z":  # type: ignore[union-attr]
+        assert time.monotonic() < deadline, "child never exited"
+        time.sleep(0.01)
+    try:
+        info = ProcessInfo("tests", "zombie", zombie.pid, "RUNNING", time.time(),
+                           listed_at=boot_clock())
+        for measure in ("rss", "pss"):
+            for mode in ("none", "sum", "each"):
+                result = Sampler(measure, mode).sample([info])
+                assert result.samples == {}, (measure, mode)
+                assert result.errors == {"zombie": 1}, (measure, mode)
+    finally:
+        zombie.wait()
+
+
+def test_a_zombie_child_is_left_out_of_its_parents_tree():
+    zombie = subprocess.Popen([sys.executable, "-c", "pass"])
+    deadline = time.monotonic() + 30
+    while ProcReader().stat(zombie.pid).state != "Z":  # type: ignore[union-attr]
+        assert time.monotonic() < deadline, "child never exited"
+        time.sleep(0.01)
+    try:
+        result = Sampler("rss", "each").sample([me()])
+        assert zombie.pid not in {u.pid for u in result.samples["tests:me"].units}
+        assert result.errors["zombie"] == 1
+    finally:
+        zombie.wait()
+
+
+def test_one_failed_read_skips_one_pid_counted_and_the_others_are_sampled():
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        listed = boot_clock()
+        procs = [ProcessInfo("tests", "other", other.pid, "RUNNING", time.time(), listed_at=listed),
+                 me(listed)]
+        result = Sampler("rss", "none", ReaderOutOfDescriptors(other.pid)).sample(procs)
+        assert set(result.samples) == {"tests:me"}
+        assert result.errors == {"unreadable": 1}
+    finally:
+        other.kill()
+        other.wait()
+
+
 def test_processes_not_running_are_not_sampled():
     stopped = ProcessInfo("tests", "stopped", 0, "STOPPED", 0.0)
     assert Sampler().sample([stopped]).samples == {}
@@ -63,6 +136,13 @@ def test_pss_and_uss_are_read_and_labelled_with_the_measure_used():
         sample = Sampler(measure).sample([me()]).samples["tests:me"]
         assert sample.measure == measure
         assert 0 < sample.value <= Sampler("rss").sample([me()]).samples["tests:me"].value * 1.2
+
+
+def test_rss_is_what_psutil_reads():
+    import psutil
+
+    sample = Sampler("rss").sample([me()]).samples["tests:me"]
+    assert abs(sample.value - psutil.Process().memory_info().rss) < 8 * 2**20
 
 
 def test_descendants_are_listed_parents_first_and_cycles_do_not_hang():

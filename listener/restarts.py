@@ -1,98 +1,92 @@
-"""Carries out the policy's actions off the event loop.
+"""Restarts (stop, then start) carried out off the event loop, with nothing we stopped forgotten.
 
-A restart is stop then start (supervisord has no restartProcess); each runs in a worker
-thread with its own XML-RPC client, so a slow stop never delays the answer to an event.
-Every stop is written to the journal first; a process we stopped stays there until it runs
-again, and is retried with backoff, on later ticks too, until it runs or a human takes it
-over: a watchdog must never turn a leak into an outage. The journal outlives the listener, so
-a restart cut short by SIGKILL or the OOM killer is finished by the next run.
+supervisord has no restartProcess; each restart runs in a worker thread with its own XML-RPC
+client, so a slow stop never delays the answer to an event. Every stop is written to the
+journal first; a process we stopped stays there until it runs again, and is retried with
+backoff, on later ticks too, until it runs or a human takes it over: a watchdog must never turn
+a leak into an outage. The journal outlives the listener, so a restart cut short by SIGKILL or
+the OOM killer is finished by the next run. What the loop asks (busy, stopped) is answered from
+memory: no disk write is ever on the loop's path.
 """
 
 from __future__ import annotations
 
 import logging
-import signal
 import threading
 import time
 import xmlrpc.client
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
-
-import psutil
+from concurrent.futures import Executor, ThreadPoolExecutor
 
 from listener.journal import Journal
 from listener.log import fields
 from listener.model import RUNNING
 from listener.notify import Mailer
-from listener.policy import Action
-from listener.stats import Stats
-from listener.supervisor import BAD_NAME, RACE_FAULTS, Supervisor, SupervisorError, describe_error
+from listener.policy import Restart
+from listener.stats import Counter, Stats
+from listener.supervisor import RACE_FAULTS, Fault, Supervisor, SupervisorError, describe_error
 from listener.units import format_size
 
-log = logging.getLogger("memwatch.actuator")
+log = logging.getLogger("memwatch.restarts")
 
 START_RETRY_DELAYS = (1.0, 2.0, 4.0)  # within one attempt; later ticks keep trying
 HUMAN_MARGIN = 5.0  # a stop this long after ours was someone else's
 
 
-class Actuator:
+class Restarter:
     def __init__(self, connect: Callable[[], Supervisor], stats: Stats,
-                 mailer: Mailer | None = None, mail_uptime: float | None = None,
-                 max_workers: int = 8, sleep: Callable[[float], None] = time.sleep,
-                 clock: Callable[[], float] = time.monotonic, journal: Journal | None = None,
+                 journal: Journal | None = None, mailer: Mailer | None = None,
+                 executor: Executor | None = None, sleep: Callable[[float], None] = time.sleep,
+                 monotonic: Callable[[], float] = time.monotonic,
                  wall: Callable[[], float] = time.time) -> None:
         self._connect = connect
         self._stats = stats
+        self._journal = journal or Journal(None)  # stopped by us, not yet running again
         self._mailer = mailer
-        self._mail_uptime = mail_uptime
+        self._pool = executor or ThreadPoolExecutor(max_workers=8, thread_name_prefix="memwatch-act")
         self._sleep = sleep
-        self._clock = clock
+        self._monotonic = monotonic
+        self._wall = wall
         self._local = threading.local()
         self._lock = threading.Lock()
         self._busy: set[str] = set()
-        self._journal = journal or Journal(None)  # stopped by us, not yet running again
-        self._wall = wall
         left = self._journal.entries()
         if left:
             log.warning("finishing restarts left unfinished by a previous run", extra=fields(
                 processes=",".join(sorted(e.namespec for e in left))))
-        self._pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="memwatch-act")
 
-    # --- what the loop asks ---
+    # --- what the loop asks: memory only ---
 
     def busy(self) -> frozenset[str]:
         """Processes with a restart in flight or waiting for a successful start."""
-        stopped = {e.namespec for e in self._journal.entries()}
         with self._lock:
-            return frozenset(self._busy | stopped)
+            return frozenset(self._busy) | self.stopped()
 
     def stopped(self) -> frozenset[str]:
         return frozenset(e.namespec for e in self._journal.entries())
 
-    def submit(self, action: Action) -> None:
-        if action.signal is not None:
-            self._signal_child(action)
-            return
+    def submit(self, action: Restart) -> None:
+        namespec = action.target.namespec
         with self._lock:
-            if action.namespec in self._busy:
+            if namespec in self._busy:
                 return
-            self._busy.add(action.namespec)
-        self._pool.submit(self._guarded, self._restart, action.namespec, action)
+            self._busy.add(namespec)
+        self._pool.submit(self._guarded, self._restart, namespec, action)
 
     def retry_stopped(self) -> None:
         """Try again to start what we stopped and could not start (called every tick)."""
-        stopped = [e.namespec for e in self._journal.entries()]
+        stopped = self.stopped()
         with self._lock:
-            pending = [n for n in stopped if n not in self._busy]
+            pending = [n for n in sorted(stopped) if n not in self._busy]
             self._busy.update(pending)
         for namespec in pending:
             self._pool.submit(self._guarded, self._start_again, namespec)
 
     def shutdown(self, timeout: float) -> bool:
         """Take no new work; wait up to `timeout` for in-flight restarts. True if all done."""
-        deadline = self._clock() + timeout
+        deadline = self._monotonic() + timeout
         self._pool.shutdown(wait=False, cancel_futures=False)
-        while self._clock() < deadline:
+        while self._monotonic() < deadline:
             with self._lock:
                 if not self._busy:
                     return True
@@ -117,23 +111,23 @@ class Actuator:
             with self._lock:
                 self._busy.discard(namespec)
 
-    def _restart(self, namespec: str, action: Action) -> None:
+    def _restart(self, namespec: str, action: Restart) -> None:
         client = self._client()
-        ctx = {"process": namespec, "pid": action.pid,
-               action.measure: format_size(action.memory), "limit": format_size(action.limit),
-               "rule": action.rule}
+        t = action.target
+        ctx = {"process": namespec, "pid": t.pid, t.measure: format_size(t.memory),
+               "limit": format_size(t.limit), "rule": t.rule}
         try:
             info = client.process(namespec)
         except SupervisorError as exc:
             self._fail("could not look up process before restart", namespec, exc, ctx)
             return
-        if info.pid != action.pid or info.statename != RUNNING:
+        if info.pid != t.pid or info.statename != RUNNING:
             log.info("process changed since the decision; not restarting",
                      extra=fields(**ctx, now_pid=info.pid, state=info.statename))
             return
         log.warning("restarting process over its memory limit", extra=fields(**ctx))
-        began = self._clock()
-        self._journal.begin(namespec, action.pid, self._wall())
+        began = self._monotonic()
+        self._journal.begin(namespec, t.pid, self._wall())
         try:
             client.stop(namespec)
         except SupervisorError as exc:
@@ -144,20 +138,15 @@ class Actuator:
             # the stop may or may not have happened: the journal entry makes later ticks look
             self._fail("stop failed", namespec, exc, ctx)
             return
-        stopped_after = self._clock() - began
+        stopped_after = self._monotonic() - began
         self._journal.stopped(namespec, self._wall())
-        self._stats.count(namespec, "restarts")
+        self._stats.count(namespec, Counter.RESTARTS)
         if self._start(namespec, ctx):
             log.warning("restarted", extra=fields(
                 **ctx, stop_seconds=round(stopped_after, 3),
-                downtime_seconds=round(self._clock() - began, 3)))
-            if self._mailer and (self._mail_uptime is None or action.uptime <= self._mail_uptime):
-                self._mailer.send(
-                    f"process {namespec} restarted",
-                    f"sentry-memwatch restarted the process named {namespec} at "
-                    f"{time.strftime('%Y-%m-%d %H:%M:%S %Z')} because it was using too much memory "
-                    f"({action.memory} bytes {action.measure.upper()}, limit {action.limit} bytes "
-                    f"from {action.rule}; it had been up {action.uptime:.0f}s).")
+                downtime_seconds=round(self._monotonic() - began, 3)))
+            if self._mailer:
+                self._mailer.restarted(action)
 
     def _start(self, namespec: str, ctx: dict[str, object]) -> bool:
         """Start a process we stopped, retrying with backoff. True once it runs."""
@@ -168,7 +157,7 @@ class Actuator:
             try:
                 client.start(namespec)
             except SupervisorError as exc:
-                if isinstance(exc, xmlrpc.client.Fault) and exc.faultCode == BAD_NAME:
+                if isinstance(exc, xmlrpc.client.Fault) and exc.faultCode == Fault.BAD_NAME:
                     log.info("process was removed from supervisord while we restarted it",
                              extra=fields(**ctx))
                     self._journal.done(namespec)
@@ -176,7 +165,7 @@ class Actuator:
                 if _is_race(exc):  # already started, by a human or supervisord
                     log.info("start not needed: " + describe_error(exc), extra=fields(**ctx))
                     break
-                self._stats.count(namespec, "restart_failures")
+                self._stats.count(namespec, Counter.RESTART_FAILURES)
                 log.error("start failed; the process is not running", extra=fields(
                     **ctx, attempt=attempt + 1, error=describe_error(exc)))
                 continue
@@ -184,9 +173,7 @@ class Actuator:
         else:
             log.error("start still failing; will retry on the next tick", extra=fields(**ctx))
             if self._mailer:
-                self._mailer.send(f"failed to start process {namespec}",
-                                  f"sentry-memwatch stopped {namespec} for memory and could not "
-                                  "start it again; it keeps retrying on every tick.")
+                self._mailer.start_failed(namespec)
             return False
         self._journal.done(namespec)
         return True
@@ -221,32 +208,8 @@ class Actuator:
         self._start(namespec, {"process": namespec})
 
     def _fail(self, message: str, namespec: str, exc: BaseException, ctx: dict[str, object]) -> None:
-        self._stats.count(namespec, "restart_failures")
+        self._stats.count(namespec, Counter.RESTART_FAILURES)
         log.error(message, extra=fields(**ctx, error=describe_error(exc)))
-
-    # --- child signals: instant, on the loop ---
-
-    def _signal_child(self, action: Action) -> None:
-        """Signal one child of a supervised process, after checking it is still that child."""
-        ctx = {"process": action.namespec, "child_pid": action.pid,
-               action.measure: format_size(action.memory), "limit": format_size(action.limit)}
-        try:
-            child = psutil.Process(action.pid)
-            if abs(child.create_time() - action.started) > 1.0 or action.process_pid not in {
-                    p.pid for p in child.parents()}:
-                log.info("child changed since the decision; not signalling", extra=fields(**ctx))
-                return
-            child.send_signal(action.signal or signal.SIGTERM)
-        except psutil.NoSuchProcess:
-            log.info("child exited before the signal", extra=fields(**ctx))
-            return
-        except psutil.AccessDenied:
-            self._stats.count(action.namespec, "restart_failures")
-            log.error("not allowed to signal child", extra=fields(**ctx))
-            return
-        self._stats.count(action.namespec, "child_signals")
-        log.warning("signalled child over its memory limit", extra=fields(
-            **ctx, signal=signal.Signals(action.signal or signal.SIGTERM).name))
 
 
 def _is_race(exc: BaseException) -> bool:

@@ -9,7 +9,7 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from listener.supervisor import fast_struct_array
+from listener.fastxml import fast_struct_array
 
 
 def stdlib(body: bytes) -> Any:

@@ -1,0 +1,79 @@
+"""Wiring: one place that builds the listener's parts from a Config (used by cli and bench)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+from prometheus_client import make_wsgi_app
+
+from listener.config import Config
+from listener.daemon import Daemon
+from listener.httpserver import HttpServer, tls_context
+from listener.journal import Journal, default_state_dir
+from listener.metrics import make_registry
+from listener.notify import Mailer
+from listener.restarts import Restarter
+from listener.sampler import Sampler
+from listener.signals import ChildSignaller
+from listener.stats import Stats
+from listener.supervisor import Supervisor
+
+# A stop waits for the program's stopwaitsecs (Celery's warm shutdown can take minutes) and a
+# start for its startsecs; supervisord itself bounds both (SIGKILL after stopwaitsecs), so the
+# restarts' calls get this long timeout, not --rpc-timeout, which guards the event loop.
+ACTION_TIMEOUT = 3600.0
+
+
+def connect(config: Config, timeout: float | None = None) -> Supervisor:
+    """A client of config's supervisord. Raises ValueError for an unsupported URL."""
+    return Supervisor(config.server_url, config.username, config.password,
+                      timeout or config.rpc_timeout)
+
+
+def sampler_for(config: Config) -> Sampler:
+    return Sampler(config.strategy.measure, config.strategy.children)
+
+
+def serve_metrics(config: Config, stats: Stats) -> HttpServer:
+    """/metrics on config's address. Raises OSError (address in use, unreadable TLS files)."""
+    tls = None
+    if config.metrics_tls_cert and config.metrics_tls_key:
+        tls = tls_context(config.metrics_tls_cert, config.metrics_tls_key,
+                          config.metrics_tls_client_ca)
+    return HttpServer(make_wsgi_app(make_registry(stats)), config.metrics_addr,
+                      config.metrics_port, tls)
+
+
+@dataclass
+class Parts:
+    daemon: Daemon
+    stats: Stats
+    server: HttpServer | None
+
+    def close(self) -> None:
+        if self.server is not None:
+            self.server.close()
+
+
+def build(config: Config, reload: Callable[[], Config] | None = None,
+          environ: Mapping[str, str] = os.environ) -> Parts:
+    """The listener, ready to run; /metrics is served already unless metrics_port is 0.
+    Raises OSError if /metrics cannot be served, ValueError for an unsupported server URL."""
+    stats = Stats()
+    supervisor = connect(config)
+    server = serve_metrics(config, stats) if config.metrics_port else None
+    try:
+        mailer = (Mailer(config.email, config.sendmail, config.name, config.uptime)
+                  if config.email else None)
+        journal = Journal.open(config.state_dir or default_state_dir(), environ, config.server_url)
+        restarter = Restarter(lambda: connect(config, max(config.rpc_timeout, ACTION_TIMEOUT)),
+                              stats, journal, mailer)
+        daemon = Daemon(config, supervisor, sampler_for(config), restarter, ChildSignaller(stats),
+                        stats, reload=reload, environ=environ)
+    except BaseException:
+        if server is not None:
+            server.close()
+        raise
+    return Parts(daemon, stats, server)

@@ -1,0 +1,295 @@
+"""The event loop, replayed: scripted stdin histories through Daemon with small fakes of
+supervisord, the sampler and the clock. Each test reads the protocol stream the loop wrote, the
+calls it made to supervisord and the stats it kept."""
+
+from __future__ import annotations
+
+import io
+import logging
+from collections import Counter as Tally
+from collections.abc import Callable
+from concurrent.futures import Executor, Future
+from dataclasses import dataclass, field, replace
+
+import pytest
+
+from listener.config import Config, ConfigError
+from listener.daemon import Daemon
+from listener.model import ProcessInfo, Sample
+from listener.policy import SignalChild
+from listener.restarts import Restarter
+from listener.rules import Rules, Strategy
+from listener.sampler import SampleResult
+from listener.stats import Stats
+
+MiB = 1024**2
+OK = "READY\nRESULT 2\nOK"
+FAIL = "READY\nRESULT 4\nFAIL"
+
+
+class FakeSupervisor:
+    """supervisord's side: a process table, stop and start that change it, and an off switch."""
+
+    display_url = "unix:///fake.sock"
+
+    def __init__(self, *namespecs: str) -> None:
+        self.table = {n: ProcessInfo(*n.split(":"), pid=100 + i, statename="RUNNING", start=0.0)
+                      for i, n in enumerate(namespecs)}
+        self.up = True
+        self.calls: list[tuple[str, str]] = []
+
+    def processes(self) -> list[ProcessInfo]:
+        if not self.up:
+            raise ConnectionRefusedError(111, "Connection refused")
+        return list(self.table.values())
+
+    def process(self, namespec: str) -> ProcessInfo:
+        return self.table[namespec]
+
+    def stop(self, namespec: str) -> None:
+        self.calls.append(("stop", namespec))
+        self.table[namespec] = replace(self.table[namespec], statename="STOPPED", pid=0)
+
+    def start(self, namespec: str) -> None:
+        self.calls.append(("start", namespec))
+        old = self.table[namespec]
+        self.table[namespec] = replace(old, statename="RUNNING", pid=max(p.pid for p in
+                                                                     self.table.values()) + 1)
+
+
+@dataclass
+class FakeSampler:
+    """Memory by namespec, as the script sets it; the reader is what a reload hands on."""
+
+    memory: dict[str, int] = field(default_factory=dict)
+    reader: object = None
+    fail: bool = False
+
+    def sample(self, processes: list[ProcessInfo]) -> SampleResult:
+        if self.fail:
+            raise RuntimeError("a bug in the sampler")
+        samples = {p.namespec: Sample(self.memory[p.namespec], "rss", 0, ())
+                   for p in processes if p.namespec in self.memory and p.pid}
+        return SampleResult(samples, Tally())
+
+
+@dataclass
+class FakeSignaller:
+    sent: list[SignalChild] = field(default_factory=list)
+
+    def send(self, action: SignalChild) -> bool:
+        self.sent.append(action)
+        return True
+
+
+class Inline(Executor):
+    """The restart pool, run in the loop's thread: each restart is done when submit returns."""
+
+    def submit(self, fn, /, *args, **kwargs):  # type: ignore[no-untyped-def]
+        future: Future[object] = Future()
+        future.set_result(fn(*args, **kwargs))
+        return future
+
+
+class Script(io.TextIOBase):
+    """stdin as supervisord writes it; a step may change the world before its event is read."""
+
+    def __init__(self, *steps: str | Callable[[], object]) -> None:
+        self._steps = list(steps)
+        self._buffer = ""
+
+    def _fill(self) -> None:
+        while not self._buffer and self._steps:
+            step = self._steps.pop(0)
+            if callable(step):
+                step()
+            else:
+                self._buffer = step
+
+    def readline(self, limit: int | None = -1) -> str:  # type: ignore[override]
+        self._fill()
+        end = self._buffer.find("\n") + 1 or len(self._buffer)
+        if limit is not None and limit >= 0:
+            end = min(end, limit)
+        line, self._buffer = self._buffer[:end], self._buffer[end:]
+        return line
+
+    def read(self, size: int | None = -1) -> str:
+        self._fill()
+        size = len(self._buffer) if size is None or size < 0 else size
+        data, self._buffer = self._buffer[:size], self._buffer[size:]
+        return data
+
+
+def event(name: str = "TICK_5", payload: str = "when:1000") -> str:
+    return f"ver:3.0 server:supervisor serial:1 pool:memwatch poolserial:1 eventname:{name} " \
+           f"len:{len(payload)}\n{payload}"
+
+
+TICK = event()
+
+
+class World:
+    """A Daemon wired to fakes, with a clock that the script moves."""
+
+    def __init__(self, config: Config, *namespecs: str,
+                 reload: Callable[[], Config] | None = None) -> None:
+        self.now = 1000.0
+        self.supervisor = FakeSupervisor(*namespecs)
+        self.sampler = FakeSampler()
+        self.signaller = FakeSignaller()
+        self.stats = Stats()
+        self.restarter = Restarter(lambda: self.supervisor, self.stats,  # type: ignore[arg-type,return-value]
+                                   executor=Inline(), sleep=lambda s: None,
+                                   monotonic=lambda: self.now, wall=lambda: self.now)
+        self.daemon = Daemon(config, self.supervisor, self.sampler, self.restarter,  # type: ignore[arg-type]
+                             self.signaller, self.stats, reload=reload,  # type: ignore[arg-type]
+                             clock=lambda: self.now, timer=lambda: self.now, environ={})
+
+    def run(self, *steps: str | Callable[[], object]) -> str:
+        out = io.StringIO()
+        assert self.daemon.run(Script(*steps), out) == 0
+        return out.getvalue()
+
+    def process(self, namespec: str) -> dict[str, object]:
+        (p,) = [p for p in self.stats.snapshot().processes if f"{p.group}:{p.process}" == namespec]
+        return vars(p)
+
+
+def limited(size: int = 100 * MiB, **strategy: object) -> Config:
+    return Config(rules=Rules(any=size, strategy=Strategy(**strategy)))  # type: ignore[arg-type]
+
+
+def test_every_event_is_answered_ready_then_ok_and_the_loop_ends_at_eof():
+    world = World(limited(), "web:web")
+    stream = world.run(TICK, event("PROCESS_STATE_RUNNING", "processname:web groupname:web"), TICK)
+    assert stream == OK * 3 + "READY\n"
+    assert world.stats.snapshot().events == {"malformed": 0, "TICK_5": 2, "PROCESS_STATE_RUNNING": 1}
+
+
+def test_a_malformed_event_is_answered_fail_counted_and_the_next_one_ok():
+    world = World(limited(), "web:web")
+    stream = world.run("this is no header\n", TICK)
+    assert stream == FAIL + OK + "READY\n"
+    assert world.stats.snapshot().events["malformed"] == 1
+
+
+def test_a_process_over_its_limit_is_stopped_then_started_and_counted():
+    world = World(limited(), "web:web", "worker:worker")
+    world.sampler.memory = {"web:web": 150 * MiB, "worker:worker": 50 * MiB}
+    world.run(TICK)
+    assert world.supervisor.calls == [("stop", "web:web"), ("start", "web:web")]
+    assert world.process("web:web")["restarts"] == 1
+    assert world.process("worker:worker")["restarts"] == 0
+    assert world.process("web:web")["memory"] == 150 * MiB
+
+
+def test_consecutive_samples_are_counted_across_ticks_before_acting():
+    world = World(limited(consecutive=3), "web:web")
+    world.sampler.memory = {"web:web": 150 * MiB}
+    over_samples = []
+
+    def seen() -> None:
+        over_samples.append(world.process("web:web")["over_samples"])
+
+    world.run(TICK, seen, TICK, seen, TICK)
+    assert over_samples == [1, 2]
+    assert world.supervisor.calls == [("stop", "web:web"), ("start", "web:web")]
+
+
+def test_supervisord_down_then_up_is_said_once_each_way_and_ticks_are_still_answered(caplog):
+    world = World(limited(), "web:web")
+    world.sampler.memory = {"web:web": 50 * MiB}
+    up: list[int] = []
+
+    def down() -> None:
+        world.supervisor.up = False
+
+    def back() -> None:
+        up.append(world.stats.snapshot().supervisor_up)
+        world.supervisor.up = True
+
+    with caplog.at_level(logging.INFO, logger="memwatch"):
+        stream = world.run(TICK, down, TICK, TICK, TICK, back, TICK)
+    assert stream == OK * 5 + "READY\n"
+    assert up == [0]
+    assert world.stats.snapshot().supervisor_up == 1
+    messages = [r.getMessage() for r in caplog.records]
+    assert messages.count("supervisord unreachable") == 1
+    assert messages.count("supervisord reachable") == 2  # at start, and when it came back
+
+
+def test_a_reload_applies_the_new_rules_at_the_next_tick_and_a_broken_one_keeps_the_old(caplog):
+    configs: list[Config | Exception] = [ConfigError("memwatch.ini:3: bad"), limited(100 * MiB)]
+
+    def reload() -> Config:
+        result = configs.pop(0)
+        if isinstance(result, Exception):
+            raise result
+        return result
+
+    world = World(limited(200 * MiB), "web:web", reload=reload)
+    world.sampler.memory = {"web:web": 150 * MiB}
+    with caplog.at_level(logging.INFO, logger="memwatch"):
+        world.run(TICK, world.daemon.request_reload, TICK, world.daemon.request_reload, TICK)
+    assert world.supervisor.calls == [("stop", "web:web"), ("start", "web:web")]
+    assert any(r.getMessage() == "config reload failed: keeping the old config" for r in caplog.records)
+    assert world.process("web:web")["limit"] == 100 * MiB
+
+
+def test_a_dry_run_counts_what_it_would_do_and_never_calls_supervisord():
+    world = World(replace(limited(), dry_run=True), "web:web")
+    world.sampler.memory = {"web:web": 150 * MiB}
+    world.run(TICK, TICK)
+    assert world.supervisor.calls == []
+    assert world.process("web:web")["dry_run_actions"] == 2
+
+
+def test_a_child_over_its_limit_is_signalled_not_restarted():
+    from listener.model import Unit
+
+    world = World(limited(children="each", child_signal=1), "web:web")
+    big_child = Unit(555, 150 * MiB, 900.0)
+
+    class TreeSampler(FakeSampler):
+        def sample(self, processes):  # type: ignore[no-untyped-def]
+            units = (Unit(100, 10 * MiB, 900.0), big_child)
+            return SampleResult({"web:web": Sample(150 * MiB, "rss", 1, units)}, Tally())
+
+    world.daemon.sampler = TreeSampler()  # type: ignore[assignment]
+    world.run(TICK)
+    assert world.supervisor.calls == []
+    (sent,) = world.signaller.sent
+    assert (sent.child_pid, sent.signal, sent.target.pid) == (555, 1, 100)
+
+
+def test_a_tick_that_fails_inside_is_logged_and_still_answered_ok(caplog):
+    world = World(limited(), "web:web")
+    world.sampler.fail = True
+    with caplog.at_level(logging.ERROR, logger="memwatch"):
+        stream = world.run(TICK, TICK)
+    assert stream == OK * 2 + "READY\n"
+    assert [r.getMessage() for r in caplog.records] == ["tick failed", "tick failed"]
+
+
+def test_processes_that_disappear_lose_their_series():
+    world = World(limited(), "web:web", "worker:worker")
+    world.sampler.memory = {"web:web": 50 * MiB, "worker:worker": 50 * MiB}
+
+    def remove_worker() -> None:
+        del world.supervisor.table["worker:worker"]
+
+    world.run(TICK, remove_worker, TICK)
+    assert [p.process for p in world.stats.snapshot().processes] == ["web"]
+
+
+@pytest.mark.parametrize("answered", [0, 1])
+def test_stdout_closed_by_supervisord_ends_the_loop_cleanly(answered):
+    class Closed(io.StringIO):
+        def write(self, text: str) -> int:
+            if self.tell() >= answered:
+                raise BrokenPipeError(32, "Broken pipe")
+            return super().write(text)
+
+    world = World(limited(), "web:web")
+    assert world.daemon.run(Script(TICK, TICK), Closed()) == 0
