@@ -4,9 +4,11 @@ how much scraping delays the listener's answers to events."""
 from __future__ import annotations
 
 import os
-import threading
+import subprocess
+import sys
 import time
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from prometheus_client import make_wsgi_app
@@ -88,30 +90,48 @@ def synthetic(n: int, reps: int) -> ScrapeRow:
                      series(body), len(body), http, library)
 
 
+SCRAPER = """
+import sys, urllib.request
+url = sys.argv[1]
+while True:
+    with urllib.request.urlopen(url, timeout=30) as resp:
+        resp.read()
+    print(flush=True)
+"""
+
+
 class Scraper:
-    """GET /metrics back to back in a thread, for as long as the `with` block lasts."""
+    """GET /metrics back to back for as long as the `with` block lasts, from a process of its
+    own (a thread here would compete with the benchmark's own timing for its interpreter)."""
 
     def __init__(self, port: int) -> None:
         self.port = port
         self.count = 0
-        self._done = threading.Event()
-        self._thread = threading.Thread(target=self._run)
-
-    def _run(self) -> None:
-        while not self._done.is_set():
-            get(self.port)
-            self.count += 1
 
     def __enter__(self) -> Scraper:
-        self._thread.start()
+        self._proc = subprocess.Popen([sys.executable, "-c", SCRAPER,
+                                       f"http://127.0.0.1:{self.port}/metrics"],
+                                      stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        assert self._proc.stdout is not None
+        self._proc.stdout.readline()  # one scrape done: it is at work
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._done.set()
-        self._thread.join()
+        self._proc.kill()
+        out, _ = self._proc.communicate()
+        self.count = 1 + out.count(b"\n")
 
 
-def latency_under_scrapes(n: int, events: int) -> list[ScrapeLatencyRun]:
+def _for_a_while(timed: Callable[[], float], events: int, seconds: float) -> list[float]:
+    """`events` timings at least, and more until `seconds` have passed."""
+    times: list[float] = []
+    deadline = time.monotonic() + seconds
+    while len(times) < events or time.monotonic() < deadline:
+        times.append(timed())
+    return times
+
+
+def latency_under_scrapes(n: int, events: int, seconds: float = 5.0) -> list[ScrapeLatencyRun]:
     """The real listener watching n processes (a stand-in supervisord lists this process n
     times under n names, so every sample is a real /proc read), events answered with and
     without a client scraping /metrics back to back."""
@@ -134,9 +154,9 @@ def latency_under_scrapes(n: int, events: int) -> list[ScrapeLatencyRun]:
                 assert listener.send(eventname, body) == b"OK"
                 return time.perf_counter() - began
 
-            quiet = [timed() for _ in range(events)]
+            quiet = _for_a_while(timed, events, seconds)
             with Scraper(listener.metrics_port) as scraper:
-                scraped = [timed() for _ in range(events)]
+                scraped = _for_a_while(timed, events, seconds)
             runs.append(ScrapeLatencyRun(name, n, quiet, scraped, scraper.count))
     finally:
         listener.close()

@@ -71,6 +71,9 @@ def run_listener(argv: list[str], config: Config) -> int:
     # at stderr, so that a stray print() or a child's output can never put the listener in
     # supervisord's UNKNOWN state.
     sys.stdout.flush()
+    # An event that arrives while the HTTP thread encodes /metrics waits for the interpreter
+    # lock at most this long (default 5 ms), then the scrape gives way (MemwatchCollector).
+    sys.setswitchinterval(0.001)
     protocol_fd = os.dup(1)
     os.dup2(2, 1)
     sys.stdout = sys.stderr

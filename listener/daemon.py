@@ -82,12 +82,14 @@ class Daemon:
         try:
             while not self._stopping:
                 protocol.send_ready(stdout)
+                self.stats.loop_busy(False)
                 try:
                     self._idle = True
                     try:
                         event = protocol.read_event(stdin)
                     finally:
                         self._idle = False
+                        self.stats.loop_busy(True)
                 except protocol.ProtocolError as exc:
                     log.error("malformed event: answering FAIL", extra=fields(error=str(exc)))
                     self.stats.event("malformed")
@@ -105,6 +107,7 @@ class Daemon:
         return self.stop()
 
     def stop(self) -> int:
+        self.stats.loop_busy(False)  # no more events: scrapes need not wait for any
         log.info("stopping: waiting for in-flight restarts")
         if not self.restarter.shutdown(SHUTDOWN_GRACE):
             log.error("in-flight restarts did not finish in time",
@@ -145,14 +148,12 @@ class Daemon:
         self.state = decision.state
         self.stats.observe(watched_rows(decision.judgements))
         for judgement in decision.suppressed:
-            self.stats.count(judgement.process.namespec, Counter.RESTARTS_SUPPRESSED)
-        for judgement in decision.judgements:
-            if judgement.process.namespec in decision.newly_suppressed:
-                rule = config.rules.rule_for(judgement.process.group, judgement.process.name)
-                strategy = rule.strategy if rule else config.strategy
+            namespec = judgement.process.namespec
+            self.stats.count(namespec, Counter.RESTARTS_SUPPRESSED)
+            if namespec in decision.newly_suppressed and judgement.rule:
+                strategy = judgement.rule.strategy
                 log.warning("restart budget used up: leaving the process alone until the window "
-                            "frees up", extra=fields(process=judgement.process.namespec,
-                                                     max_restarts=strategy.max_restarts,
+                            "frees up", extra=fields(process=namespec, max_restarts=strategy.max_restarts,
                                                      window_seconds=strategy.restart_window))
         for action in decision.actions:
             if config.dry_run:

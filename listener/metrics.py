@@ -3,8 +3,10 @@ prometheus_client itself (listener.httpserver serves it)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import Any
+import time
+from collections.abc import Callable, Iterator
+from operator import attrgetter
+from typing import Any, cast
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import (
@@ -16,7 +18,7 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 from listener import __version__
-from listener.stats import TICK_BUCKETS, Counter, Stats
+from listener.stats import TICK_BUCKETS, Counter, ProcessStats, Snapshot, Stats
 
 LABELS = ["group", "process"]
 
@@ -43,54 +45,74 @@ SUPERVISOR_UP = ("memwatch_supervisor_up", "1 if the last call to supervisord su
 STOPPED = ("memwatch_stopped_not_running",
            "Processes this listener stopped that are not running again yet.")
 BUILD = ("memwatch_build_info", "Version of sentry-memwatch.")
+PATIENCE = 1.0
 BUCKET_BOUNDS = [str(bound) for bound in TICK_BUCKETS] + ["+Inf"]
 
 
-def make_registry(stats: Stats) -> CollectorRegistry:
+def make_registry(stats: Stats, patience: float = PATIENCE) -> CollectorRegistry:
     """A private registry (never the global one) holding the daemon's collector."""
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(MemwatchCollector(stats))
+    registry.register(MemwatchCollector(stats, patience))
     return registry
 
 
 class MemwatchCollector(Collector):
-    def __init__(self, stats: Stats) -> None:
+    def __init__(self, stats: Stats, patience: float = PATIENCE) -> None:
         self.stats = stats
+        self.patience = patience  # seconds a scrape may wait for the event loop, in all
 
     def collect(self) -> Iterator[Metric]:
+        # prometheus_client encodes each family as it is yielded (a few ms for a family of
+        # 1000 processes): before building each, the scrape gives way while the loop handles an
+        # event, up to `patience` in all (a tick stuck on a hung supervisord must not cost the
+        # scrape that reports it)
+        deadline = time.monotonic() + self.patience
+        self.stats.wait_loop_idle(self.patience)
         snap = self.stats.snapshot()
-        memory = GaugeMetricFamily(*MEMORY, labels=[*LABELS, "measure"])
-        limit = GaugeMetricFamily(*LIMIT, labels=LABELS)
-        over = GaugeMetricFamily(*OVER, labels=LABELS)
-        children = GaugeMetricFamily(*CHILDREN, labels=LABELS)
-        counters = {c: CounterMetricFamily(f"memwatch_{c.value}", doc, labels=LABELS)
-                    for c, doc in COUNTER_HELP.items()}
-        for p in snap.processes:
-            labels = [p.group, p.process]
-            if p.memory is not None:
-                memory.add_metric([*labels, p.measure], p.memory)
-            if p.limit is not None:
-                limit.add_metric(labels, p.limit)
-            over.add_metric(labels, p.over_samples)
-            if p.children is not None:
-                children.add_metric(labels, p.children)
-            for c, family in counters.items():
-                family.add_metric(labels, getattr(p, c.value))
-        yield from (memory, limit, over, children, *counters.values())
+        for spec in PER_PROCESS:
+            self.stats.wait_loop_idle(deadline - time.monotonic())
+            yield _process_family(snap, *spec)
+        self.stats.wait_loop_idle(deadline - time.monotonic())
+        yield from _listener_families(snap)
 
-        events = CounterMetricFamily(*EVENTS, labels=["event"])
-        for name, n in sorted(snap.events.items()):
-            events.add_metric([name], n)
-        yield events
-        errors = CounterMetricFamily(*SAMPLE_ERRORS, labels=["reason"])
-        for reason, n in sorted(snap.sample_errors.items()):
-            errors.add_metric([reason], n)
-        yield errors
-        buckets: list[tuple[str, Any]] = list(zip(BUCKET_BOUNDS, snap.tick_buckets, strict=False))
-        yield HistogramMetricFamily(*TICK_DURATION, buckets=buckets, sum_value=snap.tick_sum)
-        yield GaugeMetricFamily(*LAST_TICK, value=snap.last_tick)
-        yield GaugeMetricFamily(*SUPERVISOR_UP, value=snap.supervisor_up)
-        yield GaugeMetricFamily(*STOPPED, value=snap.stopped_not_running)
-        build = GaugeMetricFamily(*BUILD, labels=["version"])
-        build.add_metric([__version__], 1)
-        yield build
+
+PER_PROCESS: list[tuple[Callable[..., Metric], str, str, Callable[[ProcessStats], float | None]]] = [
+    (GaugeMetricFamily, *MEMORY, attrgetter("memory")),
+    (GaugeMetricFamily, *LIMIT, attrgetter("limit")),
+    (GaugeMetricFamily, *OVER, attrgetter("over_samples")),
+    (GaugeMetricFamily, *CHILDREN, attrgetter("children")),
+    *((CounterMetricFamily, f"memwatch_{c.value}", doc, attrgetter(c.value))
+      for c, doc in COUNTER_HELP.items()),
+]
+
+
+def _process_family(snap: Snapshot, kind: Callable[..., Metric], name: str, doc: str,
+                    value: Callable[[ProcessStats], float | None]) -> Metric:
+    """One family with a sample per process that has a value; memory also says its measure."""
+    with_measure = name == MEMORY[0]
+    family: Any = kind(name, doc, labels=[*LABELS, "measure"] if with_measure else LABELS)
+    for p in snap.processes:
+        v = value(p)
+        if v is not None:
+            family.add_metric([p.group, p.process, p.measure] if with_measure
+                              else [p.group, p.process], v)
+    return cast(Metric, family)
+
+
+def _listener_families(snap: Snapshot) -> Iterator[Metric]:
+    events = CounterMetricFamily(*EVENTS, labels=["event"])
+    for name, n in sorted(snap.events.items()):
+        events.add_metric([name], n)
+    yield events
+    errors = CounterMetricFamily(*SAMPLE_ERRORS, labels=["reason"])
+    for reason, n in sorted(snap.sample_errors.items()):
+        errors.add_metric([reason], n)
+    yield errors
+    buckets: list[tuple[str, Any]] = list(zip(BUCKET_BOUNDS, snap.tick_buckets, strict=False))
+    yield HistogramMetricFamily(*TICK_DURATION, buckets=buckets, sum_value=snap.tick_sum)
+    yield GaugeMetricFamily(*LAST_TICK, value=snap.last_tick)
+    yield GaugeMetricFamily(*SUPERVISOR_UP, value=snap.supervisor_up)
+    yield GaugeMetricFamily(*STOPPED, value=snap.stopped_not_running)
+    build = GaugeMetricFamily(*BUILD, labels=["version"])
+    build.add_metric([__version__], 1)
+    yield build

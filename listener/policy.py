@@ -7,11 +7,12 @@ child signals, exclusions) so it can be tested as tables of ticks with an inject
 from __future__ import annotations
 
 import enum
+import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from listener.model import RUNNING, ProcessInfo, Sample, Unit
-from listener.rules import Rules, Strategy
+from listener.rules import Rule, Rules, Strategy
 
 
 class Verdict(str, enum.Enum):
@@ -78,11 +79,14 @@ class Judgement:
 
     process: ProcessInfo
     sample: Sample | None
-    limit: int | None
-    rule: str
+    rule: Rule | None  # the rule that applies; None: no limit
     over: bool  # the figure is above the limit right now
-    over_samples: int  # consecutive samples over the limit (largest unit for `each`)
     verdict: Verdict
+    over_samples: int = 0  # consecutive samples over the limit (largest unit for `each`)
+
+    @property
+    def limit(self) -> int | None:
+        return self.rule.limit if self.rule else None
 
 
 @dataclass(frozen=True)
@@ -138,13 +142,8 @@ def decide(
         namespec = proc.namespec
         sample = samples.get(namespec)
         rule = rules.rule_for(proc.group, proc.name)
-        limit = rule.limit if rule else None
-        over = limit is not None and sample is not None and sample.value > limit
-
-        def judged(verdict: Verdict, count: int = 0, *, p: ProcessInfo = proc,
-                   s: Sample | None = sample, lim: int | None = limit,
-                   r: str = rule.target if rule else "", o: bool = over) -> Judgement:
-            return Judgement(p, s, lim, r, o, count, verdict)
+        over = rule is not None and sample is not None and sample.value > rule.limit
+        judged = functools.partial(Judgement, proc, sample, rule, over)  # (verdict, over_samples)
 
         if namespec in self_names or proc.pid in self_pids:
             judgements.append(judged(Verdict.SELF))

@@ -82,6 +82,21 @@ class Stats:
         self._bucket_counts = [0] * (len(TICK_BUCKETS) + 1)
         self._tick_sum = 0.0
         self._stopped_not_running = 0
+        self._loop_idle = threading.Event()
+        self._loop_idle.set()
+
+    def loop_busy(self, busy: bool) -> None:
+        """The event loop is handling an event (True) or waiting for one (False)."""
+        if busy:
+            self._loop_idle.clear()
+        else:
+            self._loop_idle.set()
+
+    def wait_loop_idle(self, patience: float) -> None:
+        """For the scrape thread: give way to the event loop (at most `patience` seconds), so
+        that encoding /metrics never competes with an event's answer for the interpreter."""
+        if patience > 0:
+            self._loop_idle.wait(patience)
 
     def event(self, name: str) -> None:
         with self._lock:

@@ -17,7 +17,7 @@ from listener.check import check, render, verdict_text
 from listener.config import Config
 from listener.model import ProcessInfo, Sample
 from listener.policy import Verdict
-from listener.rules import Rules
+from listener.rules import Rule, Rules, Strategy
 from listener.sampler import SampleResult
 
 MiB = 1024**2
@@ -29,7 +29,8 @@ WEB = ProcessInfo("web", "web_00", 4242, "RUNNING", 0.0)
 
 def judgement(verdict: Verdict, over: bool, sample: Sample | None = None, limit: int | None = LIMIT,
               process: ProcessInfo = WEB) -> policy.Judgement:
-    return policy.Judgement(process, sample, limit, "any", over, 1 if over else 0, verdict)
+    rule = Rule("any", limit, Strategy()) if limit is not None else None
+    return policy.Judgement(process, sample, rule, over, verdict, 1 if over else 0)
 
 
 # --- verdicts ---

@@ -446,3 +446,34 @@ def test_http_server_caps_connections_and_times_out_idle_ones(stats: Stats) -> N
         for sock in idle:
             sock.close()
         server.close()
+
+
+# --- a scrape gives way to the event loop ---
+
+
+def scrape_in_thread(registry: CollectorRegistry) -> tuple[threading.Thread, list[bytes]]:
+    body: list[bytes] = []
+    thread = threading.Thread(target=lambda: body.append(generate_latest(registry)))
+    thread.start()
+    return thread, body
+
+
+def test_a_scrape_waits_while_the_loop_handles_an_event_and_finishes_once_it_is_idle(
+        stats: Stats) -> None:
+    tick(stats, judgements({WEB: 50 * MiB}), finished=1000.0, duration=0.01)
+    registry = make_registry(stats, patience=60.0)
+    stats.loop_busy(True)
+    thread, body = scrape_in_thread(registry)
+    thread.join(0.3)
+    assert thread.is_alive() and body == []  # encoding nothing while the loop is busy
+    stats.loop_busy(False)
+    thread.join(10)
+    assert not thread.is_alive() and b"memwatch_restarts_total" in body[0]
+
+
+def test_a_loop_busy_for_long_delays_a_scrape_by_its_patience_at_most(stats: Stats) -> None:
+    tick(stats, judgements({WEB: 50 * MiB}), finished=1000.0, duration=0.01)
+    stats.loop_busy(True)  # e.g. a tick waiting for a hung supervisord
+    thread, body = scrape_in_thread(make_registry(stats, patience=0.5))
+    thread.join(4)  # the patience is for the whole scrape, not each of its ~16 families
+    assert not thread.is_alive() and b"memwatch_supervisor_up" in body[0]

@@ -3,11 +3,15 @@ races and failures."""
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+
+import psutil
 
 from listener.model import ProcessInfo
 from listener.procfs import ProcReader, ProcStat, descendants
@@ -80,36 +84,35 @@ def test_a_pid_that_started_after_the_listing_is_another_process_and_is_not_samp
             assert result.errors == {"pid_reused": 1}, (measure, mode)
 
 
-def test_a_zombie_is_counted_as_such_not_sampled_as_zero_bytes():
-    zombie = subprocess.Popen([sys.executable, "-c", "pass"])
+@contextlib.contextmanager
+def zombie_child() -> Iterator[int]:
+    """A child of this process that has exited and is not reaped yet."""
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
     deadline = time.monotonic() + 30
-    while ProcReader().stat(zombie.pid).state != "Z":  # type: ignore[union-attr]
+    while ProcReader().stat(child.pid).state != "Z":  # type: ignore[union-attr]
         assert time.monotonic() < deadline, "child never exited"
         time.sleep(0.01)
     try:
-        info = ProcessInfo("tests", "zombie", zombie.pid, "RUNNING", time.time(),
-                           listed_at=boot_clock())
+        yield child.pid
+    finally:
+        child.wait()
+
+
+def test_a_zombie_is_counted_as_such_not_sampled_as_zero_bytes():
+    with zombie_child() as zombie:
+        info = ProcessInfo("tests", "zombie", zombie, "RUNNING", time.time(), listed_at=boot_clock())
         for measure in ("rss", "pss"):
             for mode in ("none", "sum", "each"):
                 result = Sampler(measure, mode).sample([info])
                 assert result.samples == {}, (measure, mode)
                 assert result.errors == {"zombie": 1}, (measure, mode)
-    finally:
-        zombie.wait()
 
 
 def test_a_zombie_child_is_left_out_of_its_parents_tree():
-    zombie = subprocess.Popen([sys.executable, "-c", "pass"])
-    deadline = time.monotonic() + 30
-    while ProcReader().stat(zombie.pid).state != "Z":  # type: ignore[union-attr]
-        assert time.monotonic() < deadline, "child never exited"
-        time.sleep(0.01)
-    try:
+    with zombie_child() as zombie:
         result = Sampler("rss", "each").sample([me()])
-        assert zombie.pid not in {u.pid for u in result.samples["tests:me"].units}
+        assert zombie not in {u.pid for u in result.samples["tests:me"].units}
         assert result.errors["zombie"] == 1
-    finally:
-        zombie.wait()
 
 
 def test_one_failed_read_skips_one_pid_counted_and_the_others_are_sampled():
@@ -139,8 +142,6 @@ def test_pss_and_uss_are_read_and_labelled_with_the_measure_used():
 
 
 def test_rss_is_what_psutil_reads():
-    import psutil
-
     sample = Sampler("rss").sample([me()]).samples["tests:me"]
     assert abs(sample.value - psutil.Process().memory_info().rss) < 8 * 2**20
 
