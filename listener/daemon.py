@@ -20,7 +20,6 @@ from listener.sampler import Sampler
 from listener.signals import ChildSignaller
 from listener.stats import Counter, ProcessRow, Stats
 from listener.supervisor import Supervisor, SupervisorError, describe_error
-from listener.units import format_size
 
 log = logging.getLogger("memwatch.daemon")
 
@@ -157,12 +156,12 @@ class Daemon:
                                                      window_seconds=strategy.restart_window))
         for action in decision.actions:
             if config.dry_run:
-                t = action.target
-                self.stats.count(t.namespec, Counter.DRY_RUN_ACTIONS)
-                kind = "restart" if isinstance(action, Restart) else "signal"
-                log.warning(f"dry run: would {kind}", extra=fields(
-                    process=t.namespec, pid=t.pid if isinstance(action, Restart) else action.child_pid,
-                    **{t.measure: format_size(t.memory)}, limit=format_size(t.limit), rule=t.rule))
+                self.stats.count(action.target.namespec, Counter.DRY_RUN_ACTIONS)
+                if isinstance(action, Restart):
+                    log.warning("dry run: would restart", extra=fields(**action.target.fields()))
+                else:
+                    log.warning("dry run: would signal child", extra=fields(
+                        **action.target.fields(), child_pid=action.child_pid))
             elif isinstance(action, Restart):
                 self.restarter.submit(action)
             else:

@@ -58,9 +58,9 @@ class Journal:
         self.path = path
         self._lock = threading.Lock()
         self._entries: dict[str, Entry] = load(path) if path else {}
-        self._version = 0  # changes made in memory
-        self._save_lock = threading.Lock()  # one writer at a time, the newest state last
-        self._saved = 0  # the version on disk
+        # one writer at a time, each writing the state as it is when its turn comes: the last
+        # write always holds the newest state
+        self._save_lock = threading.Lock()
         self._failing = False
 
     @classmethod
@@ -105,7 +105,6 @@ class Journal:
                 del self._entries[namespec]
             else:
                 self._entries[namespec] = new
-            self._version += 1
         self._save()
 
     def _save(self) -> None:
@@ -124,9 +123,8 @@ class Journal:
 
     def _write(self) -> None:
         with self._lock:
-            version = self._version
             data = json.dumps({"version": 1, "restarts": [asdict(e) for e in self._entries.values()]})
-        if self.path is None or version < self._saved:
+        if self.path is None:
             return
         fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".journal-")
         try:
@@ -144,7 +142,6 @@ class Journal:
             os.fsync(dir_fd)
         finally:
             os.close(dir_fd)
-        self._saved = version
 
 
 def load(path: Path) -> dict[str, Entry]:

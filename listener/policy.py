@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 from listener.model import RUNNING, ProcessInfo, Sample, Unit
 from listener.rules import Rule, Rules, Strategy
+from listener.units import format_size
 
 
 class Verdict(str, enum.Enum):
@@ -50,6 +51,11 @@ class Target:
     @property
     def namespec(self) -> str:
         return f"{self.group}:{self.name}"
+
+    def fields(self) -> dict[str, object]:
+        """For a log line: process=web:web pid=42 rss=420.0MiB limit=400.0MiB rule=any"""
+        return {"process": self.namespec, "pid": self.pid, self.measure: format_size(self.memory),
+                "limit": format_size(self.limit), "rule": self.rule}
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,6 @@ from listener.notify import Mailer
 from listener.policy import Restart
 from listener.stats import Counter, Stats
 from listener.supervisor import RACE_FAULTS, Fault, Supervisor, SupervisorError, describe_error
-from listener.units import format_size
 
 log = logging.getLogger("memwatch.restarts")
 
@@ -114,8 +113,7 @@ class Restarter:
     def _restart(self, namespec: str, action: Restart) -> None:
         client = self._client()
         t = action.target
-        ctx = {"process": namespec, "pid": t.pid, t.measure: format_size(t.memory),
-               "limit": format_size(t.limit), "rule": t.rule}
+        ctx = t.fields()
         try:
             info = client.process(namespec)
         except SupervisorError as exc:

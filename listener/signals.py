@@ -16,7 +16,6 @@ from listener.log import fields
 from listener.policy import SignalChild
 from listener.procfs import ProcReader
 from listener.stats import Counter, Stats
-from listener.units import format_size
 
 log = logging.getLogger("memwatch.signals")
 
@@ -34,8 +33,7 @@ class ChildSignaller:
     def send(self, action: SignalChild) -> bool:
         """True if the signal was delivered; every outcome is logged, failures counted."""
         target = action.target
-        ctx = {"process": target.namespec, "child_pid": action.child_pid,
-               target.measure: format_size(target.memory), "limit": format_size(target.limit)}
+        ctx = {**target.fields(), "child_pid": action.child_pid}
         pidfd = self._open(action.child_pid)
         try:
             if not self._still_that_child(action):

@@ -42,14 +42,9 @@ class ProcessRow:
 
 
 @dataclass(frozen=True)
-class ProcessStats:
-    group: str
-    process: str
-    memory: int | None = None
-    measure: str = "rss"
-    limit: int | None = None
-    over_samples: int = 0
-    children: int | None = None
+class ProcessStats(ProcessRow):
+    """A row and the counters the daemon added to it since the process was first watched."""
+
     restarts: int = 0
     restart_failures: int = 0
     restarts_suppressed: int = 0
@@ -122,11 +117,9 @@ class Stats:
             current: dict[str, ProcessStats] = {}
             for row in rows:
                 namespec = f"{row.group}:{row.process}"
-                old = self._processes.get(namespec) or ProcessStats(row.group, row.process)
-                current[namespec] = replace(
-                    old, memory=row.memory, measure=row.measure if row.memory is not None
-                    else old.measure, limit=row.limit, over_samples=row.over_samples,
-                    children=row.children)
+                old = self._processes.get(namespec)
+                counts = {c.value: getattr(old, c.value) for c in Counter} if old else {}
+                current[namespec] = ProcessStats(**vars(row), **counts)
             self._processes = current
 
     def tick_done(self, finished: float, duration: float) -> None:
