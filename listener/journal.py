@@ -145,19 +145,24 @@ class Journal:
 
 
 def load(path: Path) -> dict[str, Entry]:
-    """The entries of a journal file; an unreadable file is set aside (renamed) with one error
-    line, never a crash: a listener that cannot start is worse than a lost entry."""
+    """The entries of a journal file. A file that cannot be parsed is set aside (renamed) with
+    one error line, never a crash: a listener that cannot start is worse than a lost entry."""
     try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
+        raw = path.read_bytes()
+    except (FileNotFoundError, NotADirectoryError):
+        return {}
+    except OSError as exc:
+        log.error("cannot read the restart journal: starting without it", extra=fields(
+            path=str(path), error=exc.strerror or str(exc)))
+        return {}
+    try:
         entries = {}
-        for item in raw["restarts"]:
+        for item in json.loads(raw)["restarts"]:
             entry = Entry(str(item["namespec"]), int(item["pid"]), float(item["began"]),
                           None if item.get("stopped") is None else float(item["stopped"]))
             entries[entry.namespec] = entry
         return entries
-    except FileNotFoundError:
-        return {}
-    except (OSError, ValueError, KeyError, TypeError, OverflowError, RecursionError) as exc:
+    except (ValueError, KeyError, TypeError, OverflowError, RecursionError) as exc:
         aside = path.with_name(path.name + ".unreadable")
         with contextlib.suppress(OSError):
             os.replace(path, aside)
