@@ -13,8 +13,8 @@ from typing import TextIO
 from listener import policy, protocol
 from listener.config import Config, ConfigError
 from listener.log import fields
-from listener.model import ProcessInfo, own_namespecs
-from listener.policy import Restart, Verdict
+from listener.model import ProcessInfo, Restart, own_namespecs
+from listener.policy import Verdict
 from listener.restarts import Restarter
 from listener.sampler import Sampler
 from listener.signals import ChildSignaller

@@ -10,7 +10,7 @@ import subprocess
 import time
 
 from listener.log import fields
-from listener.policy import Restart
+from listener.model import Restart
 
 log = logging.getLogger("memwatch.notify")
 

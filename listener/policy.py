@@ -11,9 +11,8 @@ import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from listener.model import RUNNING, ProcessInfo, Sample, Unit
+from listener.model import RUNNING, Action, ProcessInfo, Restart, Sample, SignalChild, Target, Unit
 from listener.rules import Rule, Rules, Strategy
-from listener.units import format_size
 
 
 class Verdict(str, enum.Enum):
@@ -34,49 +33,6 @@ class Verdict(str, enum.Enum):
 
     def __str__(self) -> str:
         return self.value
-
-
-@dataclass(frozen=True)
-class Target:
-    """The process an action is about, and the figure that made the policy act."""
-
-    group: str
-    name: str
-    pid: int  # the supervised pid
-    memory: int
-    limit: int
-    measure: str
-    rule: str  # which rule applied, e.g. "group sentry-worker"
-
-    @property
-    def namespec(self) -> str:
-        return f"{self.group}:{self.name}"
-
-    def fields(self) -> dict[str, object]:
-        """For a log line: process=web:web pid=42 rss=420.0MiB limit=400.0MiB rule=any"""
-        return {"process": self.namespec, "pid": self.pid, self.measure: format_size(self.memory),
-                "limit": format_size(self.limit), "rule": self.rule}
-
-
-@dataclass(frozen=True)
-class Restart:
-    """Stop and start a supervised process (through supervisord)."""
-
-    target: Target
-    uptime: float  # seconds the process had been up
-
-
-@dataclass(frozen=True)
-class SignalChild:
-    """Send `signal` to one descendant of a supervised process (with --children each)."""
-
-    target: Target
-    child_pid: int
-    child_started: float  # the child's kernel start time: checked again before the signal
-    signal: int
-
-
-Action = Restart | SignalChild
 
 
 @dataclass(frozen=True)

@@ -20,9 +20,8 @@ from concurrent.futures import Executor, ThreadPoolExecutor
 
 from listener.journal import Journal
 from listener.log import fields
-from listener.model import RUNNING
+from listener.model import RUNNING, Restart
 from listener.notify import Mailer
-from listener.policy import Restart
 from listener.stats import Counter, Stats
 from listener.supervisor import RACE_FAULTS, Fault, Supervisor, SupervisorError, describe_error
 

@@ -13,7 +13,7 @@ import signal
 from collections.abc import Callable
 
 from listener.log import fields
-from listener.policy import SignalChild
+from listener.model import SignalChild
 from listener.procfs import ProcReader
 from listener.stats import Counter, Stats
 

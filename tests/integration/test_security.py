@@ -127,7 +127,7 @@ def test_a_child_signal_is_never_sent_to_a_pid_outside_the_supervised_tree(pidfd
     import signal
     import sys
 
-    from listener.policy import SignalChild, Target
+    from listener.model import SignalChild, Target
     from listener.procfs import ProcReader
     from listener.signals import PIDFD_OPEN, ChildSignaller
     from listener.stats import ProcessRow, Stats

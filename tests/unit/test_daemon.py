@@ -15,8 +15,7 @@ import pytest
 
 from listener.config import Config, ConfigError
 from listener.daemon import Daemon
-from listener.model import ProcessInfo, Sample
-from listener.policy import SignalChild
+from listener.model import ProcessInfo, Sample, SignalChild
 from listener.restarts import Restarter
 from listener.rules import Rules, Strategy
 from listener.sampler import SampleResult

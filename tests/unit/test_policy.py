@@ -12,8 +12,8 @@ from hypothesis import strategies as st
 
 from listener import policy
 from listener.config import Config
-from listener.model import ProcessInfo, Sample, Unit
-from listener.policy import Decision, PolicyState, Restart, SignalChild, Target, Verdict
+from listener.model import ProcessInfo, Restart, Sample, SignalChild, Target, Unit
+from listener.policy import Decision, PolicyState, Verdict
 from listener.rules import Rules
 
 MiB = 1024**2

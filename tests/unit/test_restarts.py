@@ -10,8 +10,7 @@ from pathlib import Path
 import pytest
 
 from listener.journal import Journal
-from listener.model import ProcessInfo
-from listener.policy import Restart, Target
+from listener.model import ProcessInfo, Restart, Target
 from listener.restarts import Restarter
 from listener.stats import Counter, ProcessRow, Stats
 from listener.supervisor import Fault
