@@ -49,7 +49,7 @@ def run(sv: Supervisord, n: int, events: int, cap_seconds: float = 300.0) -> lis
     for phase, args in (("idle", ["-a", "100GB"]),
                         ("restart in flight", ["-a", "100GB", "-p", f"slow={SLOW_LIMIT}"])):
         sv.wait_running()
-        listener = ListenerProcess(args, sv.url)
+        listener = ListenerProcess(args, sv.url, metrics_port=0)
         times: list[float] = []
         stops: set[int] = set()
         try:

@@ -4,6 +4,7 @@ how much scraping delays the listener's answers to events."""
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -161,4 +162,5 @@ def latency_under_scrapes(n: int, events: int, seconds: float = 5.0) -> list[Scr
     finally:
         listener.close()
         server.close()
+        shutil.rmtree(root, ignore_errors=True)
     return runs

@@ -81,6 +81,11 @@ class _BoundedServer(socketserver.ThreadingMixIn, WSGIServer):
             self.shutdown_request(request)
             self._slots.release()
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # socketserver would print a traceback to stderr (the listener's log) for, e.g., a
+        # thread that cannot be started; one line is enough, and the connection is closed
+        log.warning("HTTP connection not served", extra=fields(client=str(client_address[0])))
+
     def server_bind(self) -> None:
         # HTTPServer's would look up the host's FQDN (DNS) for a name nobody reads
         socketserver.TCPServer.server_bind(self)
