@@ -35,6 +35,9 @@ class Verdict(str, enum.Enum):
         return self.value
 
 
+TRANSITIONS = frozenset({"STARTING", "BACKOFF", "STOPPING"})
+
+
 @dataclass(frozen=True)
 class Judgement:
     """What the policy made of one process this tick (for metrics, logs and `check`)."""
@@ -92,8 +95,12 @@ def decide(
     warned = {n for n in state.warned
               if n in strategies and not _budget_left(history.get(n, ()), strategies[n])}
     newly_warned: list[str] = []
+    # --max-parallel keeps capacity: a group member being restarted by us, or being (re)started
+    # or stopped by supervisord for any reason, takes a slot. FATAL, EXITED and STOPPED members
+    # do not: one that stays down would otherwise hold its group's restarts back for good.
     restarting_per_group: dict[str, int] = {}
-    for namespec in busy:
+    on_the_way = {p.namespec for p in processes if p.statename in TRANSITIONS}
+    for namespec in busy | on_the_way:
         group = namespec.partition(":")[0]
         restarting_per_group[group] = restarting_per_group.get(group, 0) + 1
 

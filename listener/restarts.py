@@ -27,8 +27,10 @@ from listener.supervisor import RACE_FAULTS, Fault, Supervisor, SupervisorError,
 
 log = logging.getLogger("memwatch.restarts")
 
-START_RETRY_DELAYS = (1.0, 2.0, 4.0)  # within one attempt; later ticks keep trying
+RETRY_BACKOFF_FIRST = 5.0  # seconds before a failed start is tried again; doubles each time
+RETRY_BACKOFF_MAX = 300.0
 HUMAN_MARGIN = 5.0  # a stop this long after ours was someone else's
+IN_PROGRESS = ("STARTING", "BACKOFF")  # supervisord is starting it (and retrying by itself)
 
 
 class Restarter:
@@ -48,6 +50,9 @@ class Restarter:
         self._local = threading.local()
         self._lock = threading.Lock()
         self._busy: set[str] = set()
+        self._backoff: dict[str, float] = {}  # namespec -> seconds of the last wait
+        self._retry_at: dict[str, float] = {}  # namespec -> no new start before (monotonic)
+        self._mailed: set[str] = set()  # start failures already mailed about
         left = self._journal.entries()
         if left:
             log.warning("finishing restarts left unfinished by a previous run", extra=fields(
@@ -72,10 +77,12 @@ class Restarter:
         self._pool.submit(self._guarded, self._restart, namespec, action)
 
     def retry_stopped(self) -> None:
-        """Try again to start what we stopped and could not start (called every tick)."""
+        """Look again at what we stopped and is not running yet (called every tick)."""
         stopped = self.stopped()
+        now = self._monotonic()
         with self._lock:
-            pending = [n for n in sorted(stopped) if n not in self._busy]
+            pending = [n for n in sorted(stopped)
+                       if n not in self._busy and self._retry_at.get(n, 0.0) <= now]
             self._busy.update(pending)
         for namespec in pending:
             self._pool.submit(self._guarded, self._start_again, namespec)
@@ -130,7 +137,7 @@ class Restarter:
         except SupervisorError as exc:
             if _is_race(exc):
                 log.info("process was not stopped by us: " + describe_error(exc), extra=fields(**ctx))
-                self._journal.done(namespec)
+                self._forget(namespec)
                 return
             # the stop may or may not have happened: the journal entry makes later ticks look
             self._fail("stop failed", namespec, exc, ctx)
@@ -146,67 +153,106 @@ class Restarter:
                 self._mailer.restarted(action)
 
     def _start(self, namespec: str, ctx: dict[str, object]) -> bool:
-        """Start a process we stopped, retrying with backoff. True once it runs."""
+        """One start of a process we stopped. True once supervisord says it is RUNNING; else it
+        stays in the journal, and a later tick looks again (after a backoff if this failed)."""
         client = self._client()
-        for attempt, delay in enumerate((0.0, *START_RETRY_DELAYS)):
-            if delay:
-                self._sleep(delay)
-            try:
-                client.start(namespec)
-            except SupervisorError as exc:
-                if isinstance(exc, xmlrpc.client.Fault) and exc.faultCode == Fault.BAD_NAME:
-                    log.info("process was removed from supervisord while we restarted it",
-                             extra=fields(**ctx))
-                    self._journal.done(namespec)
-                    return False
-                if _is_race(exc):  # already started, by a human or supervisord
-                    log.info("start not needed: " + describe_error(exc), extra=fields(**ctx))
-                    break
-                self._stats.count(namespec, Counter.RESTART_FAILURES)
-                log.error("start failed; the process is not running", extra=fields(
-                    **ctx, attempt=attempt + 1, error=describe_error(exc)))
-                continue
-            break
-        else:
-            log.error("start still failing; will retry on the next tick", extra=fields(**ctx))
-            if self._mailer:
-                self._mailer.start_failed(namespec)
-            return False
+        try:
+            client.start(namespec)
+        except SupervisorError as exc:
+            code = exc.faultCode if isinstance(exc, xmlrpc.client.Fault) else None
+            if code == Fault.BAD_NAME:
+                log.info("process was removed from supervisord while we restarted it",
+                         extra=fields(**ctx))
+                self._forget(namespec)
+                return False
+            if code != Fault.ALREADY_STARTED:  # already: supervisord's own start, checked below
+                self._start_failed(namespec, exc, ctx)
+                return False
+        try:
+            state = client.process(namespec).statename
+        except SupervisorError:
+            return False  # unreachable: the loop reports it; look again on a later tick
+        if state == RUNNING:
+            self._forget(namespec)
+            return True
+        if state not in IN_PROGRESS:  # FATAL, EXITED: it ran out of supervisord's own retries
+            self._start_failed(namespec, None, {**ctx, "state": state})
+        return False
+
+    def _start_failed(self, namespec: str, exc: BaseException | None,
+                      ctx: dict[str, object]) -> None:
+        """Count it (unless supervisord was only shutting down or out of reach), say so, and
+        try again after a backoff that doubles up to RETRY_BACKOFF_MAX."""
+        with self._lock:
+            delay = min(self._backoff.get(namespec, RETRY_BACKOFF_FIRST / 2) * 2, RETRY_BACKOFF_MAX)
+            self._backoff[namespec] = delay
+            self._retry_at[namespec] = self._monotonic() + delay
+        error = describe_error(exc) if exc else "not running"
+        if exc is not None and not counts_as_failure(exc):
+            log.info("start not done: supervisord is shutting down or out of reach; trying again",
+                     extra=fields(**ctx, error=error, retry_seconds=delay))
+            return
+        self._stats.count(namespec, Counter.RESTART_FAILURES)
+        log.error("start failed; the process is not running", extra=fields(
+            **ctx, error=error, retry_seconds=delay))
+        if self._mailer and namespec not in self._mailed:
+            self._mailed.add(namespec)
+            self._mailer.start_failed(namespec)
+
+    def _forget(self, namespec: str) -> None:
+        """Our responsibility for the process ends: it runs, was removed, or a human took over."""
         self._journal.done(namespec)
-        return True
+        with self._lock:
+            self._backoff.pop(namespec, None)
+            self._retry_at.pop(namespec, None)
+            self._mailed.discard(namespec)
 
     def _start_again(self, namespec: str) -> None:
-        """A later tick's look at a process we stopped: start it, unless it runs again or a
-        human stopped it after us."""
+        """A later tick's look at a process we stopped: start it, unless it runs again, a start
+        is under way, or a human stopped it after us (supervisord says STOPPED, at a later time
+        than our stop). FATAL, EXITED and BACKOFF after our stop are ours to see through."""
         entry = self._journal.get(namespec)
         if entry is None:
             return
         try:
             info = self._client().process(namespec)
         except xmlrpc.client.Fault as exc:
-            if exc.faultCode in RACE_FAULTS:  # removed from supervisord: nothing to start
+            if exc.faultCode == Fault.BAD_NAME:  # removed from supervisord: nothing to start
                 log.info("process we stopped was removed from supervisord",
                          extra=fields(process=namespec))
-                self._journal.done(namespec)
+                self._forget(namespec)
             return
         except SupervisorError:
             return  # supervisord unreachable: the loop reports it; try on a later tick
         if info.statename == RUNNING:
             log.info("process runs again", extra=fields(process=namespec))
-            self._journal.done(namespec)
+            self._forget(namespec)
             return
-        if info.statename in ("STOPPING", "STARTING", "BACKOFF"):
-            return  # a stop or supervisord's own start is under way: look again next tick
-        if entry.stopped is not None and info.stop > entry.stopped + HUMAN_MARGIN:
+        if info.statename in IN_PROGRESS or info.statename == "STOPPING":
+            return  # supervisord's own start, or a stop, is under way: look again next tick
+        if info.statename == "STOPPED" and entry.stopped is not None and (
+                info.stop > entry.stopped + HUMAN_MARGIN):
             log.warning("process was stopped again after our restart, by someone else: "
                         "leaving it as it is", extra=fields(process=namespec, state=info.statename))
-            self._journal.done(namespec)
+            self._forget(namespec)
             return
-        self._start(namespec, {"process": namespec})
+        self._start(namespec, {"process": namespec, "state": info.statename})
 
     def _fail(self, message: str, namespec: str, exc: BaseException, ctx: dict[str, object]) -> None:
-        self._stats.count(namespec, Counter.RESTART_FAILURES)
-        log.error(message, extra=fields(**ctx, error=describe_error(exc)))
+        if counts_as_failure(exc):
+            self._stats.count(namespec, Counter.RESTART_FAILURES)
+            log.error(message, extra=fields(**ctx, error=describe_error(exc)))
+        else:
+            log.info(message + ": supervisord is shutting down or out of reach",
+                     extra=fields(**ctx, error=describe_error(exc)))
+
+
+def counts_as_failure(exc: BaseException) -> bool:
+    """A fault or a timeout is a failed restart; supervisord shutting down (a reload) or its
+    socket being away is not: supervisor_up reports that, and the journal finishes the job."""
+    if isinstance(exc, xmlrpc.client.Fault):
+        return exc.faultCode != Fault.SHUTDOWN_STATE
+    return not isinstance(exc, (ConnectionError, FileNotFoundError))
 
 
 def _is_race(exc: BaseException) -> bool:

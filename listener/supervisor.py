@@ -24,6 +24,7 @@ from listener.model import ProcessInfo
 class Fault(enum.IntEnum):
     """The codes of supervisor.xmlrpc.Faults that the listener tells apart."""
 
+    SHUTDOWN_STATE = 6  # supervisord is shutting down (or reloading)
     BAD_NAME = 10  # no such process (removed by a reread/update)
     ABNORMAL_TERMINATION = 40  # a stop that ended badly
     SPAWN_ERROR = 50  # a start that failed

@@ -239,17 +239,19 @@ def value(samples: Samples, name: str, **labels: str) -> float | None:
 class ListenerProcess:
     """`python -m listener` as a child; the caller plays supervisord's side of the protocol.
     metrics_port None picks a free port, 0 serves no metrics. Its state dir and stderr go to
-    `root` (a temp dir of its own without one)."""
+    `root` (a temp dir of its own without one). `prefix` runs it under another command, e.g.
+    prlimit."""
 
     def __init__(self, args: list[str], server_url: str, root: Path | None = None,
-                 env: dict[str, str] | None = None, metrics_port: int | None = None) -> None:
+                 env: dict[str, str] | None = None, metrics_port: int | None = None,
+                 prefix: tuple[str, ...] = ()) -> None:
         self._own_root = root is None
         self.root = root or short_dir("mwl-")
         self.metrics_port = free_port() if metrics_port is None else metrics_port
         self.stderr_path = self.root / f"listener-{time.monotonic_ns()}.err"
         self._stderr = open(self.stderr_path, "wb")  # noqa: SIM115
         self.proc = subprocess.Popen(
-            [PY, "-m", "listener", "--metrics-port", str(self.metrics_port),
+            [*prefix, PY, "-m", "listener", "--metrics-port", str(self.metrics_port),
              "--state-dir", str(self.root / "state"), *args],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr, cwd=ROOT,
             env={**os.environ, "SUPERVISOR_SERVER_URL": server_url, "PYTHONPATH": str(ROOT),

@@ -38,8 +38,9 @@ def supervisord(short_tmp: Path) -> Iterator[Callable[[str], Supervisord]]:
 def listener(short_tmp: Path) -> Iterator[Callable[..., ListenerProcess]]:
     started: list[ListenerProcess] = []
 
-    def start(*args: object, server_url: str, env: dict[str, str] | None = None) -> ListenerProcess:
-        lst = ListenerProcess([str(a) for a in args], server_url, short_tmp, env)
+    def start(*args: object, server_url: str, env: dict[str, str] | None = None,
+              prefix: tuple[str, ...] = ()) -> ListenerProcess:
+        lst = ListenerProcess([str(a) for a in args], server_url, short_tmp, env, prefix=prefix)
         started.append(lst)
         return lst
 

@@ -317,6 +317,17 @@ def test_max_parallel_busy_process_of_a_group_not_listed_still_counts() -> None:
     assert decision.actions == ()
 
 
+@pytest.mark.parametrize(("state", "takes_a_slot"), [
+    ("STARTING", True), ("BACKOFF", True), ("STOPPING", True),
+    ("FATAL", False), ("EXITED", False), ("STOPPED", False),
+])
+def test_max_parallel_counts_members_on_their_way_up_or_down_whoever_moved_them(
+        state: str, takes_a_slot: bool) -> None:
+    processes = [proc("web:web_00", 10, state=state), *WEB[1:]]
+    decision = decide_once(ANY_100MB, processes, WEB_ALL_OVER)
+    assert acted(decision) == ([] if takes_a_slot else ["web:web_01"])
+
+
 @pytest.mark.parametrize(("max_parallel", "busy", "expected"), [
     (2, (), ["web:web_00", "web:web_01"]),
     (2, ("web:web_00",), ["web:web_01"]),

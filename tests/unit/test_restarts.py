@@ -23,22 +23,27 @@ NS = "web:web"
 
 
 class ScriptedSupervisor:
-    """Answers getProcessInfo from `states`; stop/start raise the next scripted fault, if any."""
+    """supervisord's side of one process. stop/start raise the next scripted fault, if any; a
+    failed start leaves the process in `after_failed_start` (BACKOFF: supervisord retries by
+    itself; FATAL: it gave up), as supervisord does."""
 
     display_url = "unix:///scripted"
 
-    def __init__(self, stop_faults=(), start_faults=(), state="RUNNING", pid=100) -> None:
+    def __init__(self, stop_faults=(), start_faults=(), state="RUNNING", pid=100,
+                 after_failed_start="FATAL") -> None:
         self.stop_faults = list(stop_faults)
         self.start_faults = list(start_faults)
         self.state = state
         self.pid = pid
+        self.after_failed_start = after_failed_start
+        self.stop_time = 0.0
         self.calls: list[str] = []
 
     def process(self, namespec: str) -> ProcessInfo:
         self.calls.append("info")
         if self.state == "GONE":
             raise xmlrpc.client.Fault(BAD_NAME, "BAD_NAME: web:web")
-        return ProcessInfo("web", "web", self.pid, self.state, 0.0)
+        return ProcessInfo("web", "web", self.pid, self.state, 0.0, stop=self.stop_time)
 
     def stop(self, namespec: str) -> None:
         self.calls.append("stop")
@@ -48,10 +53,14 @@ class ScriptedSupervisor:
 
     def start(self, namespec: str) -> None:
         self.calls.append("start")
+        if self.state in ("STARTING", "BACKOFF", "RUNNING"):
+            raise xmlrpc.client.Fault(ALREADY_STARTED, "ALREADY_STARTED: web:web")
         if self.start_faults:
             code = self.start_faults.pop(0)
             if code == BAD_NAME:
                 self.state = "GONE"
+            elif code in (SPAWN_ERROR, ABNORMAL_TERMINATION):
+                self.state = self.after_failed_start
             raise xmlrpc.client.Fault(code, "scripted")
         self.state, self.pid = "RUNNING", self.pid + 1
 
@@ -70,8 +79,19 @@ def action() -> Restart:
                           rule="any"), uptime=10.0)
 
 
-def restarter(sv: ScriptedSupervisor, journal: Journal, stats: Stats) -> Restarter:
-    return Restarter(lambda: sv, stats, journal, executor=Inline(), sleep=lambda s: None)  # type: ignore[arg-type,return-value]
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def restarter(sv: ScriptedSupervisor, journal: Journal, stats: Stats,
+              clock: Clock | None = None) -> Restarter:
+    clock = clock or Clock()
+    return Restarter(lambda: sv, stats, journal, executor=Inline(), sleep=lambda s: None,  # type: ignore[arg-type,return-value]
+                     monotonic=clock, wall=clock)
 
 
 def run(sv: ScriptedSupervisor, journal: Journal, stats: Stats) -> Restarter:
@@ -97,7 +117,7 @@ def test_a_clean_restart_is_counted_and_leaves_no_journal_entry(stats, tmp_path:
     sv = ScriptedSupervisor()
     journal = Journal(tmp_path / "j.json")
     run(sv, journal, stats)
-    assert sv.calls == ["info", "stop", "start"]
+    assert sv.calls == ["info", "stop", "start", "info"]  # done once supervisord says RUNNING
     assert counter(stats, Counter.RESTARTS) == 1 and counter(stats, Counter.RESTART_FAILURES) == 0
     assert journal.entries() == [] and Journal(tmp_path / "j.json").entries() == []
 
@@ -117,35 +137,96 @@ def test_removed_from_supervisord_at_start_is_a_race_and_clears_the_journal(stat
     assert counter(stats, Counter.RESTART_FAILURES) == 0 and journal.entries() == []
 
 
-def test_already_started_at_start_counts_as_running(stats, tmp_path: Path):
-    sv = ScriptedSupervisor(start_faults=[ALREADY_STARTED])
-    journal = Journal(tmp_path / "j.json")
-    run(sv, journal, stats)
-    assert counter(stats, Counter.RESTART_FAILURES) == 0 and journal.entries() == []
+def test_already_started_by_someone_else_and_running_is_a_finished_restart(stats, tmp_path: Path):
+    sv = ScriptedSupervisor(stop_faults=[])
+    act = restarter(sv, Journal(tmp_path / "j.json"), stats)
+    sv.stop = lambda namespec: setattr(sv, "state", "RUNNING")  # type: ignore[method-assign]
+    act.submit(action())  # a human started it between our stop and our start
+    assert counter(stats, Counter.RESTART_FAILURES) == 0 and act.stopped() == frozenset()
 
 
-def test_spawn_errors_are_retried_with_backoff_then_left_for_the_next_tick(stats, tmp_path: Path):
-    sv = ScriptedSupervisor(start_faults=[SPAWN_ERROR] * 4)
-    journal = Journal(tmp_path / "j.json")
-    act = run(sv, journal, stats)
-    assert sv.calls.count("start") == 4
-    assert counter(stats, Counter.RESTART_FAILURES) == 4
-    assert act.stopped() == {NS}
-    # a new listener (same journal file) sees the unfinished restart and finishes it
-    again = restarter(sv, Journal(tmp_path / "j.json"), stats)
+def test_a_failed_start_stays_ours_and_is_retried_after_a_doubling_backoff(stats, tmp_path: Path):
+    sv = ScriptedSupervisor(start_faults=[SPAWN_ERROR, SPAWN_ERROR])
+    clock = Clock()
+    act = restarter(sv, Journal(tmp_path / "j.json"), stats, clock)
+    act.submit(action())
+    assert sv.calls.count("start") == 1 and sv.state == "FATAL"
+    assert counter(stats, Counter.RESTART_FAILURES) == 1 and act.stopped() == {NS}
+    act.retry_stopped()  # at once: still inside the backoff
+    assert sv.calls.count("start") == 1
+    clock.now += 5
+    act.retry_stopped()
+    assert sv.calls.count("start") == 2 and counter(stats, Counter.RESTART_FAILURES) == 2
+    clock.now += 5  # the second wait is 10 s
+    act.retry_stopped()
+    assert sv.calls.count("start") == 2
+    clock.now += 5
+    act.retry_stopped()
+    assert sv.state == "RUNNING" and act.stopped() == frozenset()
+    assert counter(stats, Counter.RESTART_FAILURES) == 2 and counter(stats, Counter.RESTARTS) == 1
+
+
+def test_backoff_after_our_stop_is_supervisords_retry_not_a_start_and_not_the_end(
+        stats, tmp_path: Path):
+    # supervisord's default startretries=3: a failed spawn puts it in BACKOFF, and our next
+    # start is refused with ALREADY_STARTED while supervisord retries, until FATAL
+    sv = ScriptedSupervisor(start_faults=[ABNORMAL_TERMINATION], after_failed_start="BACKOFF")
+    clock = Clock()
+    act = restarter(sv, Journal(tmp_path / "j.json"), stats, clock)
+    act.submit(action())
+    clock.now += 5
+    act.retry_stopped()  # BACKOFF: supervisord is at it; nothing to do, nothing forgotten
+    assert sv.calls.count("start") == 1 and act.stopped() == {NS}
+    sv.state = "FATAL"  # supervisord gave up
+    clock.now += 5
+    act.retry_stopped()
+    assert sv.state == "RUNNING" and act.stopped() == frozenset()
+    assert counter(stats, Counter.RESTART_FAILURES) == 1
+
+
+def test_a_fatal_process_whose_stop_time_moved_on_is_still_ours(stats, tmp_path: Path):
+    # each failed spawn moves supervisord's `stop` time forward: that is not a human's stop
+    sv = ScriptedSupervisor(start_faults=[SPAWN_ERROR])
+    clock = Clock()
+    act = restarter(sv, Journal(tmp_path / "j.json"), stats, clock)
+    act.submit(action())
+    sv.stop_time = clock.now + 60
+    clock.now += 60
+    act.retry_stopped()
+    assert sv.state == "RUNNING" and act.stopped() == frozenset()
+
+
+def test_a_human_stop_after_ours_ends_our_responsibility(stats, tmp_path: Path):
+    sv = ScriptedSupervisor(start_faults=[SPAWN_ERROR])
+    clock = Clock()
+    act = restarter(sv, Journal(tmp_path / "j.json"), stats, clock)
+    act.submit(action())
+    sv.state, sv.stop_time = "STOPPED", clock.now + 60  # supervisorctl stop web:web
+    clock.now += 60
+    act.retry_stopped()
+    assert sv.state == "STOPPED" and act.stopped() == frozenset()
+
+
+def test_supervisord_shutting_down_is_not_a_failure_and_the_start_is_tried_later(
+        stats, tmp_path: Path):
+    sv = ScriptedSupervisor(start_faults=[Fault.SHUTDOWN_STATE])
+    sv.after_failed_start = "STOPPED"
+    clock = Clock()
+    act = restarter(sv, Journal(tmp_path / "j.json"), stats, clock)
+    act.submit(action())
+    assert counter(stats, Counter.RESTART_FAILURES) == 0 and act.stopped() == {NS}
+    clock.now += 5
+    act.retry_stopped()
+    assert sv.state == "RUNNING" and act.stopped() == frozenset()
+
+
+def test_a_new_listener_finishes_a_restart_left_in_the_journal(stats, tmp_path: Path):
+    sv = ScriptedSupervisor(start_faults=[SPAWN_ERROR])
+    run(sv, Journal(tmp_path / "j.json"), stats)
+    again = restarter(sv, Journal(tmp_path / "j.json"), stats)  # same file, a fresh listener
     assert again.busy() == {NS}
     again.retry_stopped()
-    assert again.shutdown(10)
     assert sv.state == "RUNNING" and again.stopped() == frozenset()
-
-
-def test_a_failed_start_after_abnormal_termination_is_counted_each_time(stats, tmp_path: Path):
-    sv = ScriptedSupervisor(start_faults=[ABNORMAL_TERMINATION])
-    journal = Journal(tmp_path / "j.json")
-    run(sv, journal, stats)
-    assert counter(stats, Counter.RESTART_FAILURES) == 1
-    assert counter(stats, Counter.RESTARTS) == 1
-    assert sv.state == "RUNNING" and journal.entries() == []
 
 
 def test_a_process_that_changed_since_the_decision_is_left_alone(stats, tmp_path: Path):
