@@ -53,6 +53,7 @@ class Restarter:
         self._backoff: dict[str, float] = {}  # namespec -> seconds of the last wait
         self._retry_at: dict[str, float] = {}  # namespec -> no new start before (monotonic)
         self._mailed: set[str] = set()  # start failures already mailed about
+        self._start_tried: set[str] = set()  # we asked for a start since our stop
         left = self._journal.entries()
         if left:
             log.warning("finishing restarts left unfinished by a previous run", extra=fields(
@@ -160,6 +161,8 @@ class Restarter:
             client.start(namespec)
         except SupervisorError as exc:
             code = exc.faultCode if isinstance(exc, xmlrpc.client.Fault) else None
+            if counts_as_failure(exc):  # supervisord got the request (not shutting down, reachable)
+                self._tried(namespec)
             if code == Fault.BAD_NAME:
                 log.info("process was removed from supervisord while we restarted it",
                          extra=fields(**ctx))
@@ -168,6 +171,8 @@ class Restarter:
             if code != Fault.ALREADY_STARTED:  # already: supervisord's own start, checked below
                 self._start_failed(namespec, exc, ctx)
                 return False
+        else:
+            self._tried(namespec)
         try:
             state = client.process(namespec).statename
         except SupervisorError:
@@ -199,6 +204,10 @@ class Restarter:
             self._mailed.add(namespec)
             self._mailer.start_failed(namespec)
 
+    def _tried(self, namespec: str) -> None:
+        with self._lock:
+            self._start_tried.add(namespec)
+
     def _forget(self, namespec: str) -> None:
         """Our responsibility for the process ends: it runs, was removed, or a human took over."""
         self._journal.done(namespec)
@@ -206,11 +215,12 @@ class Restarter:
             self._backoff.pop(namespec, None)
             self._retry_at.pop(namespec, None)
             self._mailed.discard(namespec)
+            self._start_tried.discard(namespec)
 
     def _start_again(self, namespec: str) -> None:
         """A later tick's look at a process we stopped: start it, unless it runs again, a start
-        is under way, or a human stopped it after us (supervisord says STOPPED, at a later time
-        than our stop). FATAL, EXITED and BACKOFF after our stop are ours to see through."""
+        is under way, or a human stopped it after us. FATAL, EXITED and BACKOFF after our stop
+        are ours to see through."""
         entry = self._journal.get(namespec)
         if entry is None:
             return
@@ -230,8 +240,10 @@ class Restarter:
             return
         if info.statename in IN_PROGRESS or info.statename == "STOPPING":
             return  # supervisord's own start, or a stop, is under way: look again next tick
-        if info.statename == "STOPPED" and entry.stopped is not None and (
-                info.stop > entry.stopped + HUMAN_MARGIN):
+        # STOPPED again after we asked for a start (a stop in BACKOFF keeps the old stop time),
+        # or with a stop time well after ours: that stop was someone else's
+        if info.statename == "STOPPED" and (namespec in self._start_tried or (
+                entry.stopped is not None and info.stop > entry.stopped + HUMAN_MARGIN)):
             log.warning("process was stopped again after our restart, by someone else: "
                         "leaving it as it is", extra=fields(process=namespec, state=info.statename))
             self._forget(namespec)

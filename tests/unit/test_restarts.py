@@ -207,6 +207,20 @@ def test_a_human_stop_after_ours_ends_our_responsibility(stats, tmp_path: Path):
     assert sv.state == "STOPPED" and act.stopped() == frozenset()
 
 
+def test_a_human_stop_during_supervisords_retries_keeps_the_old_stop_time_and_still_counts(
+        stats, tmp_path: Path):
+    # supervisorctl stop on a BACKOFF process: STOPPED, and supervisord leaves `stop` as it was
+    sv = ScriptedSupervisor(start_faults=[SPAWN_ERROR], after_failed_start="BACKOFF")
+    clock = Clock()
+    act = restarter(sv, Journal(tmp_path / "j.json"), stats, clock)
+    act.submit(action())
+    sv.state = "STOPPED"
+    clock.now += 5
+    act.retry_stopped()
+    assert sv.state == "STOPPED" and act.stopped() == frozenset()
+    assert sv.calls.count("start") == 1
+
+
 def test_supervisord_shutting_down_is_not_a_failure_and_the_start_is_tried_later(
         stats, tmp_path: Path):
     sv = ScriptedSupervisor(start_faults=[Fault.SHUTDOWN_STATE])
