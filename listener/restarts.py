@@ -18,19 +18,23 @@ import xmlrpc.client
 from collections.abc import Callable
 from concurrent.futures import Executor, ThreadPoolExecutor
 
+from listener import recovery
 from listener.journal import Journal
 from listener.log import fields
 from listener.model import RUNNING, Restart
 from listener.notify import Mailer
 from listener.stats import Counter, Stats
-from listener.supervisor import RACE_FAULTS, Fault, Supervisor, SupervisorError, describe_error
+from listener.supervisor import (
+    Fault,
+    Supervisor,
+    SupervisorError,
+    counts_as_failure,
+    describe_error,
+    is_race,
+)
 
 log = logging.getLogger("memwatch.restarts")
 
-RETRY_BACKOFF_FIRST = 5.0  # seconds before a failed start is tried again; doubles each time
-RETRY_BACKOFF_MAX = 300.0
-HUMAN_MARGIN = 5.0  # a stop this long after ours was someone else's
-IN_PROGRESS = ("STARTING", "BACKOFF")  # supervisord is starting it (and retrying by itself)
 
 
 class Restarter:
@@ -136,7 +140,7 @@ class Restarter:
         try:
             client.stop(namespec)
         except SupervisorError as exc:
-            if _is_race(exc):
+            if is_race(exc):
                 log.info("process was not stopped by us: " + describe_error(exc), extra=fields(**ctx))
                 self._forget(namespec)
                 return
@@ -180,16 +184,16 @@ class Restarter:
         if state == RUNNING:
             self._forget(namespec)
             return True
-        if state not in IN_PROGRESS:  # FATAL, EXITED: it ran out of supervisord's own retries
+        if recovery.gave_up(state):
             self._start_failed(namespec, None, {**ctx, "state": state})
         return False
 
     def _start_failed(self, namespec: str, exc: BaseException | None,
                       ctx: dict[str, object]) -> None:
         """Count it (unless supervisord was only shutting down or out of reach), say so, and
-        try again after a backoff that doubles up to RETRY_BACKOFF_MAX."""
+        try again after a backoff (recovery.backoff)."""
         with self._lock:
-            delay = min(self._backoff.get(namespec, RETRY_BACKOFF_FIRST / 2) * 2, RETRY_BACKOFF_MAX)
+            delay = recovery.backoff(self._backoff.get(namespec))
             self._backoff[namespec] = delay
             self._retry_at[namespec] = self._monotonic() + delay
         error = describe_error(exc) if exc else "not running"
@@ -218,9 +222,7 @@ class Restarter:
             self._start_tried.discard(namespec)
 
     def _start_again(self, namespec: str) -> None:
-        """A later tick's look at a process we stopped: start it, unless it runs again, a start
-        is under way, or a human stopped it after us. FATAL, EXITED and BACKOFF after our stop
-        are ours to see through."""
+        """A later tick's look at a process we stopped (recovery.next_step decides)."""
         entry = self._journal.get(namespec)
         if entry is None:
             return
@@ -234,21 +236,17 @@ class Restarter:
             return
         except SupervisorError:
             return  # supervisord unreachable: the loop reports it; try on a later tick
-        if info.statename == RUNNING:
-            log.info("process runs again", extra=fields(process=namespec))
+        step = recovery.next_step(info.statename, info.stop, entry.stopped,
+                                  namespec in self._start_tried)
+        if step is recovery.Next.START:
+            self._start(namespec, {"process": namespec, "state": info.statename})
+        elif step is recovery.Next.DONE:
+            log.info("process we stopped runs again", extra=fields(process=namespec))
             self._forget(namespec)
-            return
-        if info.statename in IN_PROGRESS or info.statename == "STOPPING":
-            return  # supervisord's own start, or a stop, is under way: look again next tick
-        # STOPPED again after we asked for a start (a stop in BACKOFF keeps the old stop time),
-        # or with a stop time well after ours: that stop was someone else's
-        if info.statename == "STOPPED" and (namespec in self._start_tried or (
-                entry.stopped is not None and info.stop > entry.stopped + HUMAN_MARGIN)):
-            log.warning("process was stopped again after our restart, by someone else: "
-                        "leaving it as it is", extra=fields(process=namespec, state=info.statename))
+        elif step is recovery.Next.LET_GO:
+            log.warning("process we stopped was stopped again by someone else: leaving it as it is",
+                        extra=fields(process=namespec, state=info.statename))
             self._forget(namespec)
-            return
-        self._start(namespec, {"process": namespec, "state": info.statename})
 
     def _fail(self, message: str, namespec: str, exc: BaseException, ctx: dict[str, object]) -> None:
         if counts_as_failure(exc):
@@ -257,15 +255,3 @@ class Restarter:
         else:
             log.info(message + ": supervisord is shutting down or out of reach",
                      extra=fields(**ctx, error=describe_error(exc)))
-
-
-def counts_as_failure(exc: BaseException) -> bool:
-    """A fault or a timeout is a failed restart; supervisord shutting down (a reload) or its
-    socket being away is not: supervisor_up reports that, and the journal finishes the job."""
-    if isinstance(exc, xmlrpc.client.Fault):
-        return exc.faultCode != Fault.SHUTDOWN_STATE
-    return not isinstance(exc, (ConnectionError, FileNotFoundError))
-
-
-def _is_race(exc: BaseException) -> bool:
-    return isinstance(exc, xmlrpc.client.Fault) and exc.faultCode in RACE_FAULTS

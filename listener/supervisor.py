@@ -113,6 +113,18 @@ class TimeoutTransport(xmlrpc.client.Transport):
         return unmarshaller.close()
 
 
+def is_race(exc: BaseException) -> bool:
+    return isinstance(exc, xmlrpc.client.Fault) and exc.faultCode in RACE_FAULTS
+
+
+def counts_as_failure(exc: BaseException) -> bool:
+    """A fault or a timeout is a failed restart; supervisord shutting down (a reload) or its
+    socket being away is not: supervisor_up reports that, and the journal finishes the job."""
+    if isinstance(exc, xmlrpc.client.Fault):
+        return exc.faultCode != Fault.SHUTDOWN_STATE
+    return not isinstance(exc, (ConnectionError, FileNotFoundError))
+
+
 def redact_url(url: str) -> str:
     """The URL without any user:password@ part, for logs and errors."""
     parsed = urllib.parse.urlsplit(url)

@@ -1,0 +1,48 @@
+"""What to do about a process we stopped that is not running again: pure decisions, no I/O.
+
+Ours until it runs: BACKOFF and STARTING are supervisord starting it (wait), FATAL and EXITED
+are supervisord having given up (start it again, after a backoff). Only someone else's stop
+ends our responsibility: STOPPED after we asked for a start (a stop during BACKOFF keeps
+supervisord's old stop time), or with a stop time well after ours.
+"""
+
+from __future__ import annotations
+
+import enum
+
+from listener.model import RUNNING
+
+BACKOFF_FIRST = 5.0  # seconds before a failed start is tried again; doubles each time
+BACKOFF_MAX = 300.0
+HUMAN_MARGIN = 5.0  # a stop this long after ours was someone else's
+IN_PROGRESS = frozenset({"STARTING", "BACKOFF"})  # supervisord starting it (retrying by itself)
+
+
+class Next(enum.Enum):
+    DONE = "runs again"
+    WAIT = "a start or a stop is under way"
+    LET_GO = "stopped by someone else"
+    START = "start it"
+
+
+def next_step(state: str, stop_time: float, our_stop: float | None, start_asked: bool) -> Next:
+    """state and stop_time as supervisord says now; our_stop: when our stop completed (None if
+    we never saw it complete); start_asked: we asked for a start since our stop."""
+    if state == RUNNING:
+        return Next.DONE
+    if state in IN_PROGRESS or state == "STOPPING":
+        return Next.WAIT
+    if state == "STOPPED" and (start_asked or (
+            our_stop is not None and stop_time > our_stop + HUMAN_MARGIN)):
+        return Next.LET_GO
+    return Next.START
+
+
+def gave_up(state: str) -> bool:
+    """After a start: supervisord ran out of its own retries (FATAL, EXITED...)."""
+    return state != RUNNING and state not in IN_PROGRESS
+
+
+def backoff(previous: float | None) -> float:
+    """The wait before the next start after a failed one: 5 s, doubling, at most 5 minutes."""
+    return BACKOFF_FIRST if previous is None else min(previous * 2, BACKOFF_MAX)
