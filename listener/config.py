@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import difflib
 import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -49,6 +50,13 @@ def parse(argv: Sequence[str], environ: dict[str, str] | None = None) -> tuple[C
     is_check = bool(argv) and argv[0] == "check"
     if is_check:
         argv = argv[1:]
+    elif argv and not argv[0].startswith("-"):
+        hint = "; did you mean 'check'?" if difflib.get_close_matches(argv[0], ["check"]) else ""
+        raise ConfigError(f"unknown command {argv[0]!r}{hint} (the only command is check)")
+    for flag, following in zip(argv, argv[1:], strict=False):
+        # argparse would take '-5MB' for an option and say only "expected one argument"
+        if flag in ("-a", "--any") and following[:2].startswith("-") and following[1:2].isdigit():
+            raise ConfigError(f"argument -a/--any: a size cannot be negative: {following!r}")
     parser = build_parser()
     first = parser.parse_args(argv)
     file_argv: list[str] = []

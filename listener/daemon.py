@@ -53,6 +53,7 @@ class Daemon:
         self._reload_requested = False
         self._stopping = False
         self._idle = False
+        self._dry_run_before: set[str] = set()  # processes a dry run would act on last tick
 
     # --- signals: handlers set flags; the loop does the work ---
 
@@ -107,10 +108,15 @@ class Daemon:
 
     def stop(self) -> int:
         self.stats.loop_busy(False)  # no more events: scrapes need not wait for any
-        log.info("stopping: waiting for in-flight restarts")
+        in_flight = self.restarter.in_flight()
+        if in_flight:
+            log.info("stopping: waiting for in-flight restarts",
+                     extra=fields(processes=",".join(sorted(in_flight))))
+        else:
+            log.info("stopping")
         if not self.restarter.shutdown(SHUTDOWN_GRACE):
             log.error("in-flight restarts did not finish in time",
-                      extra=fields(processes=",".join(sorted(self.restarter.busy()))))
+                      extra=fields(processes=",".join(sorted(self.restarter.in_flight()))))
         return 0
 
     def handle(self, event: protocol.Event) -> None:
@@ -154,9 +160,14 @@ class Daemon:
                 log.warning("restart budget used up: leaving the process alone until the window "
                             "frees up", extra=fields(process=namespec, max_restarts=strategy.max_restarts,
                                                      window_seconds=strategy.restart_window))
+        dry_run_now: set[str] = set()
         for action in decision.actions:
             if config.dry_run:
-                self.stats.count(action.target.namespec, Counter.DRY_RUN_ACTIONS)
+                namespec = action.target.namespec
+                self.stats.count(namespec, Counter.DRY_RUN_ACTIONS)  # every tick it would act
+                dry_run_now.add(namespec)
+                if namespec in self._dry_run_before:
+                    continue  # said on the tick it started: a log line per change, not per tick
                 if isinstance(action, Restart):
                     log.warning("dry run: would restart", extra=fields(**action.target.fields()))
                 else:
@@ -166,6 +177,7 @@ class Daemon:
                 self.restarter.submit(action)
             else:
                 self.signaller.send(action)
+        self._dry_run_before = dry_run_now
         if not config.dry_run:
             self.restarter.retry_stopped()
         self.stats.stopped_not_running(len(self.restarter.stopped()))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import signal
 
+from listener import __version__
 from listener.rules import CHILDREN_MODES, MEASURES
 from listener.units import parse_duration, parse_size
 
@@ -20,6 +21,17 @@ def _size(text: str) -> int:
         return parse_size(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _limit(text: str) -> int:
+    """A memory limit. A bare number is bytes, as in memmon, but one below 1 MiB is almost
+    certainly a forgotten unit (memmon's `-a 400` restarts every process on every tick)."""
+    value = _size(text)
+    bare = text.strip()
+    if bare.isdigit() and value < 1024**2:
+        raise argparse.ArgumentTypeError(
+            f"{bare} is {value} bytes; did you mean {bare}MB? (write {bare}B for bytes)")
+    return value
 
 
 def _duration(text: str) -> float:
@@ -43,7 +55,7 @@ def _name_size(text: str) -> tuple[str, int]:
     name = name.strip()
     if name.count(":") > 1 or name.startswith(":") or name.endswith(":"):
         raise argparse.ArgumentTypeError(f"{name!r} is not a process name, group:process or group:*")
-    return name, _size(size)
+    return name, _limit(size)
 
 
 def _group_size(text: str) -> tuple[str, int]:
@@ -116,13 +128,14 @@ def build_parser(prog: str = "sentry-memwatch") -> argparse.ArgumentParser:
         "superlance's memmon), with Prometheus metrics. `check` prints a table once and exits "
         "0 (none over), 1 (some over) or 2 (error).",
     )
+    p.add_argument("--version", action="version", version=f"{prog} {__version__}")
     memmon = p.add_argument_group("memmon-compatible options")
     memmon.add_argument("-p", "--program", type=_name_size, action="append", default=[],
                         metavar="NAME=SIZE",
                         help="limit for a process: name, group:process or group:* (repeatable)")
     memmon.add_argument("-g", "--group", type=_group_size, action="append", default=[],
                         metavar="GROUP=SIZE", help="limit for every process of a group (repeatable)")
-    memmon.add_argument("-a", "--any", type=_size, metavar="SIZE",
+    memmon.add_argument("-a", "--any", type=_limit, metavar="SIZE",
                         help="limit for every other process of supervisord")
     memmon.add_argument("-c", "--cumulative", action="store_true",
                         help="judge each process with all its descendants (= --children sum)")

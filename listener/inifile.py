@@ -42,7 +42,7 @@ def file_to_argv(parser: argparse.ArgumentParser, text: str, path: str) -> list[
         if key == "sendmail-program":
             option = "--sendmail_program"
         action = by_option.get(option)
-        if action is None or key in ("config", "help"):
+        if action is None or key in ("config", "help", "version"):
             raise ConfigError(f"{path}:{lineno}: unknown option {key!r}")
         if action.nargs == 0:  # a switch
             if value.lower() not in _TRUE | _FALSE:

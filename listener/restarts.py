@@ -67,8 +67,12 @@ class Restarter:
 
     def busy(self) -> frozenset[str]:
         """Processes with a restart in flight or waiting for a successful start."""
+        return self.in_flight() | self.stopped()
+
+    def in_flight(self) -> frozenset[str]:
+        """Processes a worker thread is stopping or starting right now."""
         with self._lock:
-            return frozenset(self._busy) | self.stopped()
+            return frozenset(self._busy)
 
     def stopped(self) -> frozenset[str]:
         return frozenset(e.namespec for e in self._journal.entries())

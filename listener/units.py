@@ -30,6 +30,8 @@ _MAX_BYTES = 1024**6  # a petabyte-scale ceiling keeps absurd input from becomin
 
 def parse_size(text: str) -> int:
     """'400MB', '1.5GiB', '512k', '1048576' -> bytes. Raises ValueError with the reason."""
+    if text.strip().startswith("-"):
+        raise ValueError(f"a size cannot be negative: {text!r}")
     match = _NUMBER_UNIT.match(text)
     if not match:
         raise ValueError(f"not a size: {text!r} (expected a number with an optional unit like 400MB)")

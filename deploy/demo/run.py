@@ -3,7 +3,8 @@ sentry-memwatch. Restarts show up within a minute in /metrics and in supervisord
 
     python deploy/demo/run.py [--dir DIR] [--metrics-port 9870] [--web-port 9000]
 
-Stops with Ctrl-C (supervisord stops everything it runs).
+Stops with Ctrl-C (supervisord stops everything it runs); the directory it made is removed then
+(one given with --dir is kept).
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import signal
+import subprocess
 import sys
 import tempfile
 import textwrap
@@ -106,7 +109,20 @@ def main() -> None:
         """), flush=True)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(
         filter(None, [str(HERE.parents[1]), os.environ.get("PYTHONPATH")]))}
-    os.execve(PY, [PY, "-m", "supervisor.supervisord", "-c", str(conf)], env)
+    supervisord = subprocess.Popen([PY, "-m", "supervisor.supervisord", "-c", str(conf)], env=env)
+    # Ctrl-C reaches supervisord too (same process group); SIGTERM is handed on to it
+    signal.signal(signal.SIGTERM, lambda signum, frame: supervisord.terminate())
+    try:
+        while True:
+            try:
+                code = supervisord.wait()
+                break
+            except KeyboardInterrupt:
+                continue  # supervisord got it as well: wait for it to stop everything
+    finally:
+        if not args.dir:  # a directory of our own making goes with the demo
+            shutil.rmtree(root, ignore_errors=True)
+    sys.exit(code)
 
 
 if __name__ == "__main__":

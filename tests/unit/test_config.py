@@ -51,8 +51,13 @@ def test_memmon_documented_sample_invocation() -> None:
 
 
 def test_memmon_test_suite_invocation_with_every_option() -> None:
-    # superlance's own test_argparser: -c, a lower-case kB, a long --any, -u with a suffix
-    config = cfg("-c -p foo=50MB -g bar=10kB --any 250 -s mutt -m me@you.com -u 1d -n myproject")
+    # superlance's own test_argparser: -c, a lower-case kB, a long --any, -u with a suffix.
+    # Its `--any 250` (250 bytes: every process over it, restarted on every tick) is the one
+    # deliberate difference: a bare number below 1 MiB is refused with a hint; 250B says bytes.
+    invocation = "-c -p foo=50MB -g bar=10kB --any 250 -s mutt -m me@you.com -u 1d -n myproject"
+    with pytest.raises(ConfigError, match=r"250 is 250 bytes; did you mean 250MB\? \(write 250B"):
+        cfg(invocation)
+    config = cfg(invocation.replace("--any 250", "--any 250B"))
     assert config.strategy.children == "sum"
     assert config.rules.programs == (("foo", 50 * MiB),)
     assert config.rules.groups == (("bar", 10 * KiB),)
@@ -67,7 +72,7 @@ def test_memmon_test_suite_invocation_with_every_option() -> None:
     "command_line",
     [
         MEMMON_SAMPLE,
-        "-c -p foo=50MB -g bar=10kB --any 250 -s mutt -m me@you.com -u 1d -n myproject",
+        "-c -p foo=50MB -g bar=10kB --any 250MB -s mutt -m me@you.com -u 1d -n myproject",
         "-m me@you.com",
         "-p foo=50MB",
         "-a 400MB",
@@ -228,6 +233,34 @@ def test_bad_value_error_names_the_flag_and_the_value(command_line: str, flag: s
     message = error(command_line)
     assert flag in message
     assert value in message
+
+
+@pytest.mark.parametrize(("command_line", "hint"), [
+    ("-a 400", "400 is 400 bytes; did you mean 400MB? (write 400B for bytes)"),
+    ("-p web=512", "512 is 512 bytes; did you mean 512MB?"),
+    ("-g sentry-web=700", "700 is 700 bytes; did you mean 700MB?"),
+    ("-a -5MB", "-a/--any: a size cannot be negative: '-5MB'"),
+    ("--any=-5MB", "a size cannot be negative: '-5MB'"),
+    ("-p web=-5MB", "a size cannot be negative: '-5MB'"),
+    ("chek -a 1GB", "unknown command 'chek'; did you mean 'check'?"),
+    ("status", "unknown command 'status' (the only command is check)"),
+])
+def test_mistakes_a_new_user_makes_get_a_hint(command_line: str, hint: str) -> None:
+    assert hint in error(command_line)
+
+
+def test_a_limit_in_bytes_is_still_possible_when_said_so() -> None:
+    assert cfg("-a 400B").rules.any == 400
+    assert cfg("-a 1048576").rules.any == MiB  # a bare number of 1 MiB or more: bytes, as memmon
+    assert cfg("-g web=10kB").rules.groups == (("web", 10 * KiB),)
+
+
+def test_version_is_printed_and_exits_0(capsys: pytest.CaptureFixture[str]) -> None:
+    from listener import __version__
+    from listener.cli import main
+
+    assert main(["--version"]) == 0
+    assert capsys.readouterr().out == f"sentry-memwatch {__version__}\n"
 
 
 def test_unknown_flag_is_a_config_error() -> None:

@@ -236,12 +236,30 @@ def test_a_reload_applies_the_new_rules_at_the_next_tick_and_a_broken_one_keeps_
     assert world.process("web:web")["limit"] == 100 * MiB
 
 
-def test_a_dry_run_counts_what_it_would_do_and_never_calls_supervisord():
+def test_a_dry_run_counts_every_tick_says_so_once_per_change_and_never_calls_supervisord(caplog):
     world = World(replace(limited(), dry_run=True), "web:web")
     world.sampler.memory = {"web:web": 150 * MiB}
-    world.run(TICK, TICK)
+
+    def shrink() -> None:
+        world.sampler.memory["web:web"] = 50 * MiB
+
+    def grow() -> None:
+        world.sampler.memory["web:web"] = 150 * MiB
+
+    with caplog.at_level(logging.INFO, logger="memwatch"):
+        world.run(TICK, TICK, TICK, shrink, TICK, grow, TICK)
     assert world.supervisor.calls == []
-    assert world.process("web:web")["dry_run_actions"] == 2
+    assert world.process("web:web")["dry_run_actions"] == 4
+    said = [r.getMessage() for r in caplog.records if r.getMessage().startswith("dry run")]
+    assert said == ["dry run: would restart", "dry run: would restart"]  # over, then over again
+
+
+def test_stopping_says_what_it_waits_for_only_when_something_is_in_flight(caplog):
+    world = World(limited(), "web:web")
+    with caplog.at_level(logging.INFO, logger="memwatch"):
+        world.run(TICK)
+    messages = [r.getMessage() for r in caplog.records]
+    assert "stopping" in messages and "stopping: waiting for in-flight restarts" not in messages
 
 
 def test_a_child_over_its_limit_is_signalled_not_restarted():
