@@ -22,7 +22,8 @@ def verdict_text(j: policy.Judgement) -> str:
                      Verdict.NO_SAMPLE):
         return str(j.verdict)
     if j.over:
-        return "OVER (grace)" if j.verdict == Verdict.GRACE else "OVER"
+        extra = {Verdict.GRACE: " (grace)", Verdict.DRAINING: " (draining)"}.get(j.verdict, "")
+        return "OVER" + extra
     return "ok"
 
 

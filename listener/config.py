@@ -98,6 +98,7 @@ def _strategy(ns: argparse.Namespace) -> Strategy:
         measure=ns.measure or d.measure,
         children=children,
         child_signal=ns.child_signal,
+        child_signal_timeout=_given(ns.child_signal_timeout, d.child_signal_timeout),
         consecutive=ns.consecutive or d.consecutive,
         grace=_given(ns.grace, d.grace),
         max_restarts=_given(ns.max_restarts, d.max_restarts),

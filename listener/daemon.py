@@ -169,7 +169,8 @@ class Daemon:
                 if namespec in self._dry_run_before:
                     continue  # said on the tick it started: a log line per change, not per tick
                 if isinstance(action, Restart):
-                    log.warning("dry run: would restart", extra=fields(**action.target.fields()))
+                    log.warning("dry run: would restart", extra=fields(
+                        **action.target.fields(), escalating_child=action.escalates))
                 else:
                     log.warning("dry run: would signal child", extra=fields(
                         **action.target.fields(), child_pid=action.child_pid))

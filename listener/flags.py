@@ -153,6 +153,9 @@ def build_parser(prog: str = "sentry-memwatch") -> argparse.ArgumentParser:
                       "each: every descendant on its own")
     more.add_argument("--child-signal", type=_signal, metavar="SIG",
                       help="with --children each: signal the offending child instead of restarting")
+    more.add_argument("--child-signal-timeout", type=_positive_duration, metavar="DURATION",
+                      help="restart the program if a signalled child still runs this long after "
+                      "(default 90s)")
     more.add_argument("--consecutive", type=_positive_int, metavar="N",
                       help="act after N consecutive samples over the limit (default 1)")
     more.add_argument("--grace", type=_duration, metavar="DURATION",

@@ -34,6 +34,8 @@ COUNTER_HELP = {
     Counter.RESTARTS_SUPPRESSED:
         "Actions withheld because the process used up its --max-restarts budget.",
     Counter.CHILD_SIGNALS: "Signals sent to an over-limit child process.",
+    Counter.CHILD_SIGNAL_ESCALATIONS:
+        "Program restarts because a signalled child outlived --child-signal-timeout.",
     Counter.DRY_RUN_ACTIONS: "Actions decided but not taken (--dry-run).",
 }
 EVENTS = ("memwatch_events", "Events received from supervisord.")

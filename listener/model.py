@@ -89,6 +89,7 @@ class Restart:
 
     target: Target
     uptime: float  # seconds the process had been up
+    escalates: int | None = None  # the pid of a signalled child that outlived its timeout
 
 
 @dataclass(frozen=True)

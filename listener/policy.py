@@ -30,12 +30,14 @@ class Verdict(str, enum.Enum):
     ACT = "act"
     SUPPRESSED = "suppressed"
     DEFERRED = "deferred"
+    DRAINING = "draining"  # a signalled child is finishing its work; not signalled again
 
     def __str__(self) -> str:
         return self.value
 
 
 TRANSITIONS = frozenset({"STARTING", "BACKOFF", "STOPPING"})
+SAME_START = 0.05  # seconds: start times this close are the same process (same /proc source)
 
 
 @dataclass(frozen=True)
@@ -64,6 +66,9 @@ class PolicyState:
     history: Mapping[str, tuple[float, ...]] = field(default_factory=dict)
     # namespecs whose budget exhaustion has been reported (warn once, not every tick)
     warned: frozenset[str] = frozenset()
+    # (namespec, child pid) -> (the child's start time, when it was signalled): a signalled
+    # child is never signalled again, and is escalated once if it outlives its timeout
+    signalled: Mapping[tuple[str, int], tuple[float, float]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -91,6 +96,8 @@ def decide(
     self_pids identify the listener itself, which is never a target."""
     over_counts: dict[tuple[str, int], int] = {}
     strategies = {p.namespec: _strategy(rules, p) for p in processes}
+    # carried for processes not looked into this tick (busy, no sample); re-made for the others
+    signalled = {k: v for k, v in state.signalled.items() if k[0] in strategies}
     history = _prune(state.history, now, strategies)
     warned = {n for n in state.warned
               if n in strategies and not _budget_left(history.get(n, ()), strategies[n])}
@@ -135,10 +142,19 @@ def decide(
         strategy = rule.strategy
 
         # Count consecutive samples per unit; the worst unit over the limit is the candidate.
+        # A child signalled before (same pid and start time) is draining: never a candidate.
         units = _units(proc, sample, strategy)
+        for key in [k for k in signalled if k[0] == namespec]:
+            del signalled[key]
+        draining: list[tuple[Unit, float]] = []
         candidate: tuple[Unit, int] | None = None
         max_count = 0
         for unit in units:
+            mark = state.signalled.get((namespec, unit.pid))
+            if mark is not None and abs(mark[0] - unit.started) < SAME_START:
+                signalled[(namespec, unit.pid)] = mark
+                draining.append((unit, mark[1]))
+                continue
             if unit.bytes <= rule.limit:
                 continue
             count = state.over_counts.get((namespec, unit.pid), 0) + 1
@@ -149,9 +165,24 @@ def decide(
                 candidate is None or unit.bytes > candidate[0].bytes
             ):
                 candidate = (unit, count)
+        overdue = [u for u, sent in draining if now - sent >= strategy.child_signal_timeout]
+        if candidate is None and overdue:  # escalate once: the program, through supervisord
+            worst = max(overdue, key=lambda u: u.bytes)
+            group_busy = restarting_per_group.get(proc.group, 0)
+            if group_busy >= strategy.max_parallel:
+                judgements.append(judged(Verdict.DEFERRED, max_count))
+                continue
+            restarting_per_group[proc.group] = group_busy + 1
+            target = Target(proc.group, proc.name, proc.pid, worst.bytes, rule.limit,
+                            sample.measure, rule.target)
+            actions.append(Restart(target, uptime=max(0.0, now - proc.start), escalates=worst.pid))
+            judgements.append(judged(Verdict.ACT, max_count))
+            continue
         if candidate is None:
             in_grace = any(u.bytes > rule.limit and now - u.started < strategy.grace for u in units)
             verdict = Verdict.GRACE if in_grace else (Verdict.COUNTING if max_count else Verdict.OK)
+            if draining and verdict is Verdict.OK:
+                verdict = Verdict.DRAINING
             judgements.append(judged(verdict, max_count))
             continue
 
@@ -168,6 +199,7 @@ def decide(
                         rule.target)
         if strategy.child_signal is not None and unit.pid != proc.pid:
             actions.append(SignalChild(target, unit.pid, unit.started, strategy.child_signal))
+            signalled[(namespec, unit.pid)] = (unit.started, now)
         else:
             group_busy = restarting_per_group.get(proc.group, 0)
             if group_busy >= strategy.max_parallel:
@@ -188,6 +220,7 @@ def decide(
             over_counts=over_counts,
             history={n: h for n, h in history.items() if n in strategies},
             warned=frozenset(w for w in warned if w in strategies),
+            signalled=signalled,
         ),
     )
 

@@ -138,7 +138,12 @@ class Restarter:
             log.info("process changed since the decision; not restarting",
                      extra=fields(**ctx, now_pid=info.pid, state=info.statename))
             return
-        log.warning("restarting process over its memory limit", extra=fields(**ctx))
+        if action.escalates is not None:
+            ctx["child_pid"] = action.escalates
+            log.warning("restarting process: its signalled child outlived --child-signal-timeout",
+                        extra=fields(**ctx))
+        else:
+            log.warning("restarting process over its memory limit", extra=fields(**ctx))
         began = self._monotonic()
         self._journal.begin(namespec, t.pid, self._wall())
         try:
@@ -154,6 +159,8 @@ class Restarter:
         stopped_after = self._monotonic() - began
         self._journal.stopped(namespec, self._wall())
         self._stats.count(namespec, Counter.RESTARTS)
+        if action.escalates is not None:
+            self._stats.count(namespec, Counter.CHILD_SIGNAL_ESCALATIONS)
         if self._start(namespec, ctx):
             log.warning("restarted", extra=fields(
                 **ctx, stop_seconds=round(stopped_after, 3),

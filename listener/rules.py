@@ -23,6 +23,9 @@ class Strategy:
     measure: str = "rss"
     children: str = "none"  # none: the supervised pid; sum: its tree; each: every pid alone
     child_signal: int | None = None  # with `each`: signal the child instead of a restart
+    # a signalled child still alive this long after is escalated to a program restart: longer
+    # than uWSGI's worker-reload-mercy (60 s) and gunicorn's graceful_timeout (30 s) by default
+    child_signal_timeout: float = 90.0
     consecutive: int = 1  # samples over the limit in a row before acting
     grace: float = 0.0  # seconds after start during which nothing is done
     max_restarts: int = 0  # per restart_window; 0: no budget (memmon's behaviour)

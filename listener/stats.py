@@ -25,6 +25,7 @@ class Counter(str, enum.Enum):
     RESTART_FAILURES = "restart_failures"
     RESTARTS_SUPPRESSED = "restarts_suppressed"
     CHILD_SIGNALS = "child_signals"
+    CHILD_SIGNAL_ESCALATIONS = "child_signal_escalations"
     DRY_RUN_ACTIONS = "dry_run_actions"
 
 
@@ -49,6 +50,7 @@ class ProcessStats(ProcessRow):
     restart_failures: int = 0
     restarts_suppressed: int = 0
     child_signals: int = 0
+    child_signal_escalations: int = 0
     dry_run_actions: int = 0
 
 

@@ -10,6 +10,8 @@
                     in child --grow-child only
 --churn             fork a short-lived child again and again (children come and go)
 --ignore-term       ignore SIGTERM (a slow stop: supervisord escalates to SIGKILL)
+--child-drain S     a child given SIGHUP exits S seconds later (a worker finishing its request);
+                    negative: it never does
 --ready-file PATH   write the pid list there once everything is allocated
 """
 
@@ -27,6 +29,14 @@ def touch(mb: float) -> bytes:
     return b"\x01" * int(mb * MiB)  # written, so the pages are really resident
 
 
+def drain_then_exit(seconds: float):  # type: ignore[no-untyped-def]
+    def handler(signum, frame):  # type: ignore[no-untyped-def]
+        if seconds >= 0:
+            signal.signal(signal.SIGALRM, lambda *_: os._exit(0))
+            signal.setitimer(signal.ITIMER_REAL, max(seconds, 0.001))
+    return handler
+
+
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--mb", type=float, default=0)
@@ -40,6 +50,7 @@ def main() -> None:
     p.add_argument("--leak-mb-per-sec", type=float, default=0)
     p.add_argument("--churn", action="store_true")
     p.add_argument("--ignore-term", action="store_true")
+    p.add_argument("--child-drain", type=float)
     p.add_argument("--ready-file")
     args = p.parse_args()
     if args.ignore_term:
@@ -54,6 +65,8 @@ def main() -> None:
         pid = os.fork()
         if pid == 0:
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            if args.child_drain is not None:
+                signal.signal(signal.SIGHUP, drain_then_exit(args.child_drain))
             mine = [touch(args.child_mb + (args.grow_mb if i == args.grow_child else 0))]
             leak = args.leak_mb_per_sec if i == args.grow_child else 0
             while os.getppid() != 1:  # exit with the master

@@ -43,6 +43,7 @@ VERDICT_TEXTS = [
     (Verdict.DEFERRED, True, "OVER"),
     (Verdict.SUPPRESSED, True, "OVER"),
     (Verdict.GRACE, True, "OVER (grace)"),
+    (Verdict.DRAINING, True, "OVER (draining)"),  # a signalled child still there, still big
     (Verdict.BUSY, False, "ok"),
     (Verdict.SELF, True, "self"),  # over or not, these say why the process is not judged
     (Verdict.SELF, False, "self"),

@@ -34,6 +34,7 @@ PER_PROCESS_COUNTERS = [
     "memwatch_restart_failures_total",
     "memwatch_restarts_suppressed_total",
     "memwatch_child_signals_total",
+    "memwatch_child_signal_escalations_total",
     "memwatch_dry_run_actions_total",
 ]
 

@@ -455,6 +455,51 @@ def test_each_child_signals_are_not_held_back_by_max_parallel() -> None:
     assert [(type(a), a.child_pid) for a in decision.actions] == [(SignalChild, CHILD_A), (SignalChild, 21)]
 
 
+# --- a child signal is a lifecycle: sent once, waited for, escalated once ---
+
+HUP_TIMEOUT_60 = tuned(EACH_HUP, child_signal_timeout=60.0)
+
+
+def test_a_signalled_child_that_stays_big_is_not_signalled_again_while_it_drains() -> None:
+    ticks = Ticks(HUP_TIMEOUT_60)
+    web = [proc("web:web", MASTER)]
+    first = ticks.tick(1000.0, web, {"web:web": tree(UNDER, OVER, UNDER)})
+    assert [(type(a), a.child_pid) for a in first.actions] == [(SignalChild, CHILD_A)]
+    for now in (1005.0, 1010.0, 1055.0):  # a long request: still there, still over
+        later = ticks.tick(now, web, {"web:web": tree(UNDER, OVER, UNDER)})
+        assert later.actions == () and verdicts(later) == {"web:web": Verdict.DRAINING}, now
+    assert ticks.state.history["web:web"] == (1000.0,)  # one signal, one slot of the budget
+
+
+def test_a_child_that_outlives_its_timeout_is_escalated_once_to_a_program_restart() -> None:
+    ticks = Ticks(HUP_TIMEOUT_60)
+    web = [proc("web:web", MASTER, start=500.0)]
+    ticks.tick(1000.0, web, {"web:web": tree(UNDER, OVER, UNDER)})
+    (escalation,) = ticks.tick(1060.0, web, {"web:web": tree(UNDER, OVER, UNDER)}).actions
+    assert escalation == Restart(Target("web", "web", MASTER, OVER, LIMIT, "rss", "any"),
+                                 uptime=560.0, escalates=CHILD_A)
+    # the restart is in flight: busy, nothing more; never a second escalation for that child
+    assert ticks.tick(1065.0, web, {"web:web": tree(UNDER, OVER, UNDER)},
+                      busy=["web:web"]).actions == ()
+
+
+def test_a_drained_child_is_forgotten_and_a_new_one_on_its_pid_is_a_new_child() -> None:
+    ticks = Ticks(HUP_TIMEOUT_60)
+    web = [proc("web:web", MASTER)]
+    ticks.tick(1000.0, web, {"web:web": tree(UNDER, OVER, UNDER)})
+    replaced = (Unit(MASTER, UNDER, 0.0), Unit(CHILD_A, OVER, 1001.0), Unit(CHILD_B, UNDER, 0.0))
+    decision = ticks.tick(1005.0, web, {"web:web": sample(OVER, replaced)})
+    assert [(type(a), a.child_pid) for a in decision.actions] == [(SignalChild, CHILD_A)]
+
+
+def test_another_child_going_over_while_one_drains_is_signalled_too() -> None:
+    ticks = Ticks(HUP_TIMEOUT_60)
+    web = [proc("web:web", MASTER)]
+    ticks.tick(1000.0, web, {"web:web": tree(UNDER, OVER, UNDER)})
+    decision = ticks.tick(1005.0, web, {"web:web": tree(UNDER, OVER, OVER)})
+    assert [(type(a), a.child_pid) for a in decision.actions] == [(SignalChild, CHILD_B)]
+
+
 def test_sum_mode_judges_the_whole_figure_as_one() -> None:
     rules = tuned(ANY_100MB, children="sum")
     decision = decide_once(rules, [proc("web:web", MASTER)], {"web:web": sample(OVER)})

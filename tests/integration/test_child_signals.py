@@ -1,0 +1,87 @@
+"""A child signal is a lifecycle on real processes: sent once to the child that went over,
+waited for while the child finishes, and escalated once to a program restart if it never goes."""
+
+from __future__ import annotations
+
+import psutil
+
+from tests.harness import hog, value, wait_for
+
+POOL = """
+[program:pool]
+command={command}
+startsecs=0
+"""
+HUP = ("-p", "pool=40MB", "--children", "each", "--child-signal", "HUP")
+
+
+def pool(drain: float) -> str:
+    # a prefork master with 2 children; child 0 holds 65 MiB, and on SIGHUP it finishes its
+    # "request" `drain` seconds later (never, if negative)
+    return POOL.format(command=hog("--children", 2, "--child-mb", 5, "--grow-child", 0,
+                                   "--grow-mb", 60, "--child-drain", drain))
+
+
+def counter(lst, name: str) -> float:  # type: ignore[no-untyped-def]
+    return value(lst.metrics(), name, group="pool", process="pool") or 0
+
+
+def ended(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE  # exited, not reaped yet
+    except psutil.NoSuchProcess:
+        return True
+
+
+def big_child(master: int) -> int:
+    return max(psutil.Process(master).children(), key=lambda c: c.memory_info().rss).pid
+
+
+def test_a_child_that_drains_for_several_ticks_is_signalled_once(supervisord, listener):
+    sv = supervisord(pool(drain=3))
+    master = sv.wait_allocated({"pool:pool": 1})["pool:pool"]
+    child = wait_for(lambda: psutil.Process(master).children() and big_child(master),
+                     what="the children")
+    wait_for(lambda: psutil.Process(child).memory_info().rss > 60 * 2**20, what="child at 65 MiB")
+    lst = listener(*HUP, "--child-signal-timeout", "30s", server_url=sv.url)
+    ticks = 0
+
+    def gone() -> bool:
+        nonlocal ticks
+        lst.tick()
+        ticks += 1
+        return ended(child)
+
+    wait_for(gone, timeout=30, interval=0.2, what="the signalled child to finish and exit")
+    assert ticks > 5  # it drained for several ticks, still over its limit
+    assert counter(lst, "memwatch_child_signals_total") == 1
+    assert counter(lst, "memwatch_child_signal_escalations_total") == 0
+    assert counter(lst, "memwatch_restarts_total") == 0
+    assert sv.pid("pool:pool") == master
+    assert lst.stderr().count("signalled child over its memory limit") == 1
+
+
+def test_a_child_that_never_goes_is_escalated_once_to_a_program_restart(supervisord, listener):
+    sv = supervisord(pool(drain=-1))
+    master = sv.wait_allocated({"pool:pool": 1})["pool:pool"]
+    child = wait_for(lambda: psutil.Process(master).children() and big_child(master),
+                     what="the children")
+    wait_for(lambda: psutil.Process(child).memory_info().rss > 60 * 2**20, what="child at 65 MiB")
+    # one restart in the budget: the signal takes it; the escalation is the same incident
+    lst = listener(*HUP, "--child-signal-timeout", "2s", "--max-restarts", "1",
+                   server_url=sv.url)
+
+    def escalated() -> bool:
+        lst.tick()
+        return counter(lst, "memwatch_child_signal_escalations_total") == 1
+
+    wait_for(escalated, timeout=60, interval=0.2, what="the escalation")
+    wait_for(lambda: sv.pid("pool:pool") not in (0, master),
+             what="pool restarted")
+    wait_for(lambda: ended(child), what="the stubborn child gone with its program")
+    for _ in range(10):  # the new big child: the budget is used up, nothing more happens
+        lst.tick()
+    assert counter(lst, "memwatch_child_signals_total") == 1
+    assert counter(lst, "memwatch_child_signal_escalations_total") == 1
+    assert counter(lst, "memwatch_restarts_total") == 1
+    assert "its signalled child outlived --child-signal-timeout" in lst.stderr()
