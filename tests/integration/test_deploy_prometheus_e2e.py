@@ -1,12 +1,12 @@
 """End to end: a real Prometheus scrapes a real listener that a real supervisord runs as an
-[eventlistener] on TICK_5; a stand-in goes over its limit and is restarted, and the restart
-alert of the shipped rule file (deploy/prometheus/memwatch-rules.yml, unmodified) fires with
-the process's labels. Then `promtool check metrics` reads the same /metrics and finds nothing.
+[eventlistener] on TICK_5; a stand-in is over its limit before the listener even starts, is
+restarted on the listener's first tick, and the restart alert of the shipped rule file
+(deploy/prometheus/memwatch-rules.yml, unmodified) fires with the process's labels. Then
+`promtool check metrics` reads the same /metrics and finds nothing.
 
-The stand-in is a shell that waits for a flag file, removes it and execs hog.py with 80 MiB
-(same pid, so supervisord sees one RUNNING process that grows past its 40 MB limit on demand).
-The flag is set only once Prometheus has stored memwatch_restarts_total at 0: increase()
-cannot see a restart whose counter Prometheus first sees at 1.
+This is the case increase() alone cannot see: with a 15 s scrape interval, Prometheus's first
+sample of memwatch_restarts_total for the stand-in is already 1 (the series is born with the
+restart). The rules' `x unless x offset w` half is what makes it fire.
 """
 
 from __future__ import annotations
@@ -64,17 +64,22 @@ def restarts_selector() -> str:
 def stack() -> Iterator[Stack]:
     prometheus = h.require_binary("prometheus", "apt-get install prometheus")
     root = Path(tempfile.mkdtemp(prefix="mw-e2e-", dir="/tmp"))  # short: unix socket path
-    flag = root / "grow"
     metrics_port = h.free_port()
+    # the stand-in holds 80 MiB (limit 40 MB) from the start, and the listener starts after it;
+    # once restarted it holds 10 MiB (the flag is gone), so it is restarted once
+    first_run = root / "first-run"
+    first_run.touch()
     sv = Supervisord(textwrap.dedent(f"""
         [program:standin]
-        command=/bin/sh -c 'while [ ! -e {flag} ]; do sleep 0.1; done; rm -f {flag}; exec {PY} {HOG} --mb 80'
+        command=/bin/sh -c 'if [ -e {first_run} ]; then rm -f {first_run}; exec {PY} {HOG} --mb 80; else exec {PY} {HOG} --mb 10; fi'
         startsecs=1
         stopwaitsecs=5
+        priority=1
 
         [eventlistener:memwatch]
         command={PY} -m listener -g standin=40MB --metrics-port {metrics_port} --state-dir {root}/state
         events=TICK_5
+        priority=999
         stderr_logfile={root}/memwatch.log
         """), root)
     proc = None
@@ -82,7 +87,7 @@ def stack() -> Iterator[Stack]:
         old_pid = sv.wait_running("standin:standin", "memwatch:memwatch")["standin:standin"]
         (root / "prometheus.yml").write_text(textwrap.dedent(f"""\
             global:
-              scrape_interval: 1s
+              scrape_interval: 15s
               evaluation_interval: 1s
             rule_files:
               - {RULES}
@@ -98,13 +103,14 @@ def stack() -> Iterator[Stack]:
                         f"--web.listen-address=127.0.0.1:{prometheus_port}"], log, cwd=root)
         stack = Stack(sv, prometheus_port, metrics_port, old_pid, root)
 
-        # Prometheus has stored the counter at 0 (the listener exports it from its first tick)
-        h.wait_for(lambda: stack.stored(restarts_selector()) == [0.0] or None,
-                   "Prometheus to store memwatch_restarts_total at 0", timeout=30, proc=proc, log=log)
-        flag.touch()  # the stand-in now grows to 80 MiB; the next TICK_5 restarts it
         h.wait_for(lambda: (value(scrape(metrics_port), "memwatch_restarts_total", **PROCESS)
                             or 0) >= 1 or None,
                    "the listener to restart the stand-in", timeout=30, log=root / "memwatch.log")
+        # Prometheus's first sample of the counter is already 1: it never saw a 0
+        first = h.wait_for(lambda: stack.stored(restarts_selector()) or None,
+                           "Prometheus to store memwatch_restarts_total", timeout=60, proc=proc,
+                           log=log)
+        assert first == [1.0], first
         yield stack
     finally:
         if proc is not None:
@@ -121,7 +127,7 @@ def test_prometheus_fires_the_restart_alert_with_the_process_labels(stack: Stack
                 return alert
         return None
 
-    alert = h.wait_for(firing, "MemwatchProcessRestarted to fire", timeout=30)
+    alert = h.wait_for(firing, "MemwatchProcessRestarted to fire", timeout=60)
     assert alert["labels"] == {
         "alertname": "MemwatchProcessRestarted",
         "group": "standin",
