@@ -44,6 +44,7 @@ CONTRACT_METRICS = {
     "memwatch_restart_failures_total",
     "memwatch_restarts_suppressed_total",
     "memwatch_child_signals_total",
+    "memwatch_child_signal_escalations_total",
     "memwatch_dry_run_actions_total",
     "memwatch_events_total",
     "memwatch_tick_duration_seconds",
@@ -76,6 +77,33 @@ def test_promtool_check_config(tmp_path: Path) -> None:
     result = promtool("check", "config", str(CONFIG), cwd=tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "1 rule files found" in result.stdout
+
+
+ALERTMANAGER = h.DEPLOY / "alertmanager" / "alertmanager.yml"
+
+
+def amtool(*args: str) -> subprocess.CompletedProcess[str]:
+    binary = h.require_binary("amtool", "apt-get install prometheus-alertmanager")
+    return subprocess.run([binary, *args], capture_output=True, text=True, timeout=60)
+
+
+def test_amtool_check_config() -> None:
+    result = amtool("check-config", str(ALERTMANAGER))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "2 receivers" in result.stdout and "2 inhibit rules" in result.stdout
+
+
+@pytest.mark.parametrize(("severity", "receiver"), [
+    ("critical", "pager"), ("warning", "team"), ("info", "team")])
+def test_alertmanager_routes_each_severity_of_the_rules(severity: str, receiver: str) -> None:
+    result = amtool("config", "routes", "test", f"--config.file={ALERTMANAGER}",
+                    f"severity={severity}", "alertname=MemwatchProcessRestarted")
+    assert result.stdout.strip() == receiver, result.stdout + result.stderr
+
+
+def test_every_severity_the_rules_use_is_routed() -> None:
+    used = set(re.findall(r"severity: (\w+)", RULES.read_text()))
+    assert used == {"critical", "warning", "info"}, used
 
 
 def test_promtool_check_rules(tmp_path: Path) -> None:

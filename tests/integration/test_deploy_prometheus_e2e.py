@@ -1,8 +1,10 @@
 """End to end: a real Prometheus scrapes a real listener that a real supervisord runs as an
 [eventlistener] on TICK_5; a stand-in is over its limit before the listener even starts, is
 restarted on the listener's first tick, and the restart alert of the shipped rule file
-(deploy/prometheus/memwatch-rules.yml, unmodified) fires with the process's labels. Then
-`promtool check metrics` reads the same /metrics and finds nothing.
+(deploy/prometheus/memwatch-rules.yml, unmodified) fires with the process's labels and reaches
+a webhook in this test through a real Alertmanager running the shipped configuration
+(deploy/alertmanager/alertmanager.yml, its webhook URL pointed here). Then `promtool check
+metrics` reads the same /metrics and finds nothing.
 
 This is the case increase() alone cannot see: with a 15 s scrape interval, Prometheus's first
 sample of memwatch_restarts_total for the stand-in is already 1 (the series is born with the
@@ -11,11 +13,13 @@ restart). The rules' `x unless x offset w` half is what makes it fire.
 
 from __future__ import annotations
 
+import http.server
 import json
 import shutil
 import subprocess
 import tempfile
 import textwrap
+import threading
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
@@ -33,6 +37,34 @@ except ImportError:  # tests/integration is not a package
     import deploy_helpers as h  # type: ignore[no-redef]
 
 RULES = h.DEPLOY / "prometheus" / "memwatch-rules.yml"
+ALERTMANAGER = h.DEPLOY / "alertmanager" / "alertmanager.yml"
+SHIPPED_WEBHOOK = "http://127.0.0.1:5001"
+
+
+class Webhook:
+    """A receiver for Alertmanager's webhook: keeps every notification it is sent."""
+
+    def __init__(self) -> None:
+        self.notifications: list[dict[str, Any]] = []
+        received = self.notifications
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                received.append({"path": self.path, **json.loads(body)})
+                self.send_response(200)
+                self.end_headers()
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
 PROCESS = {"group": "standin", "process": "standin"}
 
 
@@ -43,6 +75,7 @@ class Stack:
     metrics_port: int
     old_pid: int
     root: Path
+    webhook: Webhook
 
     def api(self, path: str, **params: str) -> Any:
         query = f"?{urllib.parse.urlencode(params)}" if params else ""
@@ -69,9 +102,10 @@ def stack() -> Iterator[Stack]:
     # once restarted it holds 10 MiB (the flag is gone), so it is restarted once
     first_run = root / "first-run"
     first_run.touch()
+    hog = f"{PY} {HOG}"
     sv = Supervisord(textwrap.dedent(f"""
         [program:standin]
-        command=/bin/sh -c 'if [ -e {first_run} ]; then rm -f {first_run}; exec {PY} {HOG} --mb 80; else exec {PY} {HOG} --mb 10; fi'
+        command=/bin/sh -c 'test -e {first_run} && rm {first_run} && exec {hog} --mb 80; exec {hog} --mb 10'
         startsecs=1
         stopwaitsecs=5
         priority=1
@@ -82,15 +116,29 @@ def stack() -> Iterator[Stack]:
         priority=999
         stderr_logfile={root}/memwatch.log
         """), root)
-    proc = None
+    proc = alertmanager = None
+    webhook = Webhook()
     try:
         old_pid = sv.wait_running("standin:standin", "memwatch:memwatch")["standin:standin"]
+        # the shipped Alertmanager configuration, its webhooks pointed at this test
+        am_port = h.free_port()
+        (root / "alertmanager.yml").write_text(
+            ALERTMANAGER.read_text().replace(SHIPPED_WEBHOOK, webhook.url))
+        am_binary = h.require_binary("prometheus-alertmanager", "apt-get install prometheus-alertmanager")
+        alertmanager = h.start([am_binary, f"--config.file={root / 'alertmanager.yml'}",
+                                f"--storage.path={root / 'am-data'}",
+                                f"--web.listen-address=127.0.0.1:{am_port}",
+                                "--cluster.listen-address="], root / "alertmanager.log", cwd=root)
         (root / "prometheus.yml").write_text(textwrap.dedent(f"""\
             global:
               scrape_interval: 15s
               evaluation_interval: 1s
             rule_files:
               - {RULES}
+            alerting:
+              alertmanagers:
+                - static_configs:
+                    - targets: ["127.0.0.1:{am_port}"]
             scrape_configs:
               - job_name: memwatch
                 static_configs:
@@ -101,7 +149,7 @@ def stack() -> Iterator[Stack]:
         proc = h.start([prometheus, f"--config.file={root / 'prometheus.yml'}",
                         f"--storage.tsdb.path={root / 'data'}",
                         f"--web.listen-address=127.0.0.1:{prometheus_port}"], log, cwd=root)
-        stack = Stack(sv, prometheus_port, metrics_port, old_pid, root)
+        stack = Stack(sv, prometheus_port, metrics_port, old_pid, root, webhook)
 
         h.wait_for(lambda: (value(scrape(metrics_port), "memwatch_restarts_total", **PROCESS)
                             or 0) >= 1 or None,
@@ -113,8 +161,10 @@ def stack() -> Iterator[Stack]:
         assert first == [1.0], first
         yield stack
     finally:
-        if proc is not None:
-            h.stop(proc)
+        for running in (proc, alertmanager):
+            if running is not None:
+                h.stop(running)
+        webhook.close()
         sv.stop()
         shutil.rmtree(root, ignore_errors=True)
 
@@ -149,6 +199,24 @@ def test_prometheus_fires_the_restart_alert_with_the_process_labels(stack: Stack
     assert firing_names == {"MemwatchProcessRestarted"}, alerts
     pending = {a["labels"]["alertname"] for a in alerts if a["state"] == "pending"}
     assert pending <= {"MemwatchProcessNearLimit"}, alerts
+
+
+def test_the_restart_reaches_a_human_through_alertmanager(stack: Stack) -> None:
+    def notified() -> dict[str, Any] | None:
+        for note in stack.webhook.notifications:
+            for alert in note["alerts"]:
+                if alert["labels"].get("alertname") == "MemwatchProcessRestarted" \
+                        and alert["status"] == "firing":
+                    return {"note": note, "alert": alert}
+        return None
+
+    found = h.wait_for(notified, "Alertmanager to notify the webhook", timeout=120)
+    note, alert = found["note"], found["alert"]
+    assert note["receiver"] == "team" and note["path"] == "/memwatch/team"  # a warning
+    assert {k: alert["labels"][k] for k in ("group", "process", "instance", "severity")} == {
+        "group": "standin", "process": "standin",
+        "instance": f"127.0.0.1:{stack.metrics_port}", "severity": "warning"}
+    assert alert["annotations"]["runbook_url"].endswith("#memwatchprocessrestarted")
 
 
 def test_promtool_check_metrics_finds_nothing_on_a_listener_that_restarted(stack: Stack) -> None:
