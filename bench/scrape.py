@@ -74,7 +74,7 @@ def filled_stats(n: int) -> Stats:
     stats = Stats()
     stats.event("TICK_5")
     stats.supervisor_up(True)
-    stats.observe(watched_rows(decision.judgements))
+    stats.observe(watched_rows(decision.judgements), now)
     stats.tick_done(now, 0.01)
     return stats
 

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from prometheus_client import make_wsgi_app
 
+from listener import status
 from listener.config import Config
 from listener.daemon import Daemon
 from listener.httpserver import HttpServer, tls_context
@@ -37,13 +39,14 @@ def sampler_for(config: Config) -> Sampler:
 
 
 def serve_metrics(config: Config, stats: Stats) -> HttpServer:
-    """/metrics on config's address. Raises OSError (address in use, unreadable TLS files)."""
+    """/metrics, /status and the status page / on config's address. Raises OSError (address in
+    use, unreadable TLS files)."""
     tls = None
     if config.metrics_tls_cert and config.metrics_tls_key:
         tls = tls_context(config.metrics_tls_cert, config.metrics_tls_key,
                           config.metrics_tls_client_ca)
-    return HttpServer(make_wsgi_app(make_registry(stats)), config.metrics_addr,
-                      config.metrics_port, tls)
+    routes = status.app(stats, make_wsgi_app(make_registry(stats)), time.time)
+    return HttpServer(routes, config.metrics_addr, config.metrics_port, tls)
 
 
 @dataclass

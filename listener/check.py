@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import os
 import time
+import urllib.request
 from collections.abc import Sequence
-from typing import TextIO
+from typing import Any, TextIO
 
 from listener import policy
 from listener.config import Config
@@ -38,7 +40,11 @@ def render(judgements: Sequence[policy.Judgement], measure: str) -> str:
         rows.append((j.process.group, j.process.name, str(j.process.pid or "-"),
                      j.process.statename, memory,
                      format_size(j.limit) if j.limit is not None else "-", verdict_text(j)))
-    widths = [max(len(r[i]) for r in rows) for i in range(len(HEADERS))]
+    return table(rows)
+
+
+def table(rows: Sequence[Sequence[str]]) -> str:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = ("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows)
     return "\n".join(lines) + "\n"
 
@@ -54,3 +60,44 @@ def check(config: Config, processes: Sequence[ProcessInfo], sampler: Sampler, ou
     out.write(render(decision.judgements, config.strategy.measure))
     over = [j for j in decision.judgements if verdict_text(j).startswith("OVER")]
     return 1 if over else 0
+
+
+LISTENER_HEADERS = ("GROUP", "PROCESS", "PID", "STRATEGY", "MEMORY", "LIMIT", "VERDICT",
+                    "RESTARTS", "SIGNALS", "BUDGET", "LAST ACTION")
+
+
+def listener_table(view: dict[str, Any], now: float) -> tuple[str, bool]:
+    """A running listener's /status as a table, and whether some process is over its limit."""
+    rows = [LISTENER_HEADERS]
+    over = False
+    for p in view["processes"]:
+        memory, limit = p["memory_bytes"], p["limit_bytes"]
+        over = over or (memory is not None and memory > limit)
+        action = p["last_action"]
+        rows.append((p["group"], p["process"], str(p["pid"] or "-"), p["strategy"],
+                     f"{format_size(memory)} ({p['measure']})" if memory is not None else "-",
+                     format_size(limit), p["verdict"], str(p["restarts"]),
+                     str(p["child_signals"]),
+                     "-" if p["budget_left"] is None else str(p["budget_left"]),
+                     f"{action['kind']} {now - action['at']:.0f}s ago" if action else "-"))
+    age = f"{now - view['last_tick']:.0f}s ago" if view["last_tick"] else "never"
+    head = (f"supervisord {'reachable' if view['supervisor_up'] else 'UNREACHABLE'}, "
+            f"last tick {age}, stopped and not running again: {view['stopped_not_running']}\n")
+    return head + table(rows), over
+
+
+def check_listener(url: str, out: TextIO, timeout: float = 10.0) -> int:
+    """`check --listener URL`: the listener's own view; 0 none over, 1 some over, 2 error."""
+    status_url = url.rstrip("/") + ("" if url.rstrip("/").endswith("/status") else "/status")
+    try:
+        with urllib.request.urlopen(status_url, timeout=timeout) as resp:
+            view = json.load(resp)
+        text, over = listener_table(view, time.time())
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise CheckError(f"--listener: cannot read {status_url}: {exc}") from None
+    out.write(text)
+    return 1 if over else 0
+
+
+class CheckError(Exception):
+    """One line for the user; exit code 2."""

@@ -10,8 +10,9 @@ from typing import TextIO
 
 from listener import log as logsetup
 from listener.app import build, connect, sampler_for
-from listener.check import check
+from listener.check import CheckError, check, check_listener
 from listener.config import Config, ConfigError, parse
+from listener.flags import one_line
 from listener.log import fields
 from listener.supervisor import SupervisorError, describe_error
 
@@ -56,6 +57,12 @@ def warn_if_password_exposed(config: Config) -> None:
 
 
 def run_check(config: Config) -> int:
+    if config.listener_url:
+        try:
+            return check_listener(config.listener_url, sys.stdout)
+        except CheckError as exc:
+            print(f"{PROG}: error: {one_line(str(exc))}", file=sys.stderr)
+            return 2
     supervisor = connect(config)
     try:
         processes = supervisor.processes()

@@ -37,6 +37,7 @@ class Config:
     log_level: str = "INFO"
     log_format: str = "text"
     config_file: str | None = None
+    listener_url: str | None = None  # check --listener: a running listener's /status
 
     @property
     def strategy(self) -> Strategy:
@@ -66,6 +67,8 @@ def parse(argv: Sequence[str], environ: dict[str, str] | None = None) -> tuple[C
     if first.cumulative and first.children not in (None, "sum"):
         raise ConfigError(f"-c/--cumulative conflicts with --children {first.children}")
     ns.children = first.children or ("sum" if first.cumulative else None) or ns.children
+    if ns.listener and not is_check:
+        raise ConfigError("--listener goes with check (sentry-memwatch check --listener URL)")
     return _to_config(ns, environ, first.config), is_check
 
 
@@ -134,4 +137,5 @@ def _to_config(ns: argparse.Namespace, environ: dict[str, str], config_file: str
         log_level=ns.log_level or d.log_level,
         log_format=ns.log_format or d.log_format,
         config_file=config_file,
+        listener_url=ns.listener,
     )

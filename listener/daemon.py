@@ -151,7 +151,7 @@ class Daemon:
                                  busy=self.restarter.busy(), self_names=self.self_names,
                                  self_pids=self.self_pids)
         self.state = decision.state
-        self.stats.observe(watched_rows(decision.judgements))
+        self.stats.observe(watched_rows(decision.judgements, decision.state), self.clock())
         for judgement in decision.suppressed:
             namespec = judgement.process.namespec
             self.stats.count(namespec, Counter.RESTARTS_SUPPRESSED)
@@ -211,10 +211,21 @@ class Daemon:
         log.info("config reloaded", extra=fields(limits=new.rules.describe()))
 
 
-def watched_rows(judgements: Iterable[policy.Judgement]) -> list[ProcessRow]:
+def watched_rows(judgements: Iterable[policy.Judgement],
+                 state: policy.PolicyState | None = None) -> list[ProcessRow]:
     """The processes this listener watches (a limit applies; never itself), as Stats rows:
     a process with no limit belongs to another listener's dashboards, if any."""
-    return [ProcessRow(j.process.group, j.process.name, j.sample.value if j.sample else None,
-                       j.sample.measure if j.sample else "rss", j.limit, j.over_samples,
-                       j.sample.children if j.sample else None)
-            for j in judgements if j.verdict != Verdict.SELF and j.limit is not None]
+    history = state.history if state else {}
+    rows = []
+    for j in judgements:
+        if j.verdict == Verdict.SELF or j.rule is None:
+            continue
+        strategy = j.rule.strategy
+        used = len(history.get(j.process.namespec, ()))
+        rows.append(ProcessRow(
+            j.process.group, j.process.name, j.sample.value if j.sample else None,
+            j.sample.measure if j.sample else strategy.measure, j.rule.limit, j.over_samples,
+            j.sample.children if j.sample else None, pid=j.process.pid, verdict=str(j.verdict),
+            strategy=strategy.describe(),
+            budget_left=max(0, strategy.max_restarts - used) if strategy.max_restarts else None))
+    return rows

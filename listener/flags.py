@@ -190,4 +190,7 @@ def build_parser(prog: str = "sentry-memwatch") -> argparse.ArgumentParser:
     conn.add_argument("--log-level", type=_log_level, metavar="LEVEL", help="default info")
     conn.add_argument("--log-format", choices=("text", "json"), help="default text")
     conn.add_argument("--config", metavar="FILE", help="INI file, keys are long option names")
+    conn.add_argument("--listener", metavar="URL",
+                      help="with check: show a running listener's own view, from URL/status "
+                      "(e.g. http://127.0.0.1:9870)")
     return p

@@ -7,6 +7,7 @@ configuration (no connection settings, no password)."""
 from __future__ import annotations
 
 import fnmatch
+import signal
 from dataclasses import dataclass, field
 from functools import cached_property
 
@@ -31,6 +32,16 @@ class Strategy:
     max_restarts: int = 0  # per restart_window; 0: no budget (memmon's behaviour)
     restart_window: float = 3600.0
     max_parallel: int = 1  # processes of one group restarting at once
+
+
+    def describe(self) -> str:
+        """For people: "pss, each, HUP" (the measure, the children mode, the child signal)."""
+        parts = [self.measure]
+        if self.children != "none":
+            parts.append(self.children)
+        if self.child_signal is not None:
+            parts.append(signal.Signals(self.child_signal).name.removeprefix("SIG"))
+        return ", ".join(parts)
 
 
 @dataclass(frozen=True)

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import enum
 import threading
+import time
 from bisect import bisect_left
 from collections import Counter as Tally
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 
 from listener.model import SAMPLE_ERRORS
@@ -40,6 +41,10 @@ class ProcessRow:
     limit: int
     over_samples: int
     children: int | None
+    pid: int = 0
+    verdict: str = ""
+    strategy: str = ""  # e.g. "pss, each, HUP"
+    budget_left: int | None = None  # restarts left in the window; None: no budget
 
 
 @dataclass(frozen=True)
@@ -52,6 +57,9 @@ class ProcessStats(ProcessRow):
     child_signals: int = 0
     child_signal_escalations: int = 0
     dry_run_actions: int = 0
+    last_action: str = ""  # the counter of the last action: restarts, child_signals, ...
+    last_action_at: float = 0.0  # epoch seconds
+    history: tuple[tuple[float, int], ...] = ()  # (epoch seconds, bytes), the latest last
 
 
 @dataclass(frozen=True)
@@ -66,8 +74,14 @@ class Snapshot:
     stopped_not_running: int
 
 
+HISTORY = 120  # samples kept per process for the status page: 10 minutes of TICK_5
+ACTIONS = frozenset({Counter.RESTARTS, Counter.CHILD_SIGNALS, Counter.CHILD_SIGNAL_ESCALATIONS,
+                     Counter.DRY_RUN_ACTIONS})
+
+
 class Stats:
-    def __init__(self) -> None:
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+        self._clock = clock  # wall time of the actions counted (the status page shows them)
         self._lock = threading.Lock()
         self._processes: dict[str, ProcessStats] = {}
         # born at 0, so that increase() sees the first one (Prometheus cannot see a counter
@@ -111,7 +125,7 @@ class Stats:
         with self._lock:
             self._stopped_not_running = n
 
-    def observe(self, rows: Iterable[ProcessRow]) -> None:
+    def observe(self, rows: Iterable[ProcessRow], now: float) -> None:
         """Record a tick's figures, before any action is counted. Processes not in `rows` lose
         their series; new ones start with every counter at 0, so that increase() sees their
         first restart."""
@@ -120,8 +134,13 @@ class Stats:
             for row in rows:
                 namespec = f"{row.group}:{row.process}"
                 old = self._processes.get(namespec)
-                counts = {c.value: getattr(old, c.value) for c in Counter} if old else {}
-                current[namespec] = ProcessStats(**vars(row), **counts)
+                kept = {c.value: getattr(old, c.value) for c in Counter} if old else {}
+                history = old.history if old else ()
+                if row.memory is not None:
+                    history = (*history[-(HISTORY - 1):], (now, row.memory))
+                if old:
+                    kept.update(last_action=old.last_action, last_action_at=old.last_action_at)
+                current[namespec] = ProcessStats(**vars(row), **kept, history=history)
             self._processes = current
 
     def tick_done(self, finished: float, duration: float) -> None:
@@ -132,11 +151,16 @@ class Stats:
 
     def count(self, namespec: str, counter: Counter, n: int = 1) -> None:
         """Add to a per-process counter; a process that is gone has no series left to add to."""
-        field = Counter(counter).value
+        counter = Counter(counter)
+        field = counter.value
         with self._lock:
             old = self._processes.get(namespec)
-            if old is not None:
-                self._processes[namespec] = replace(old, **{field: getattr(old, field) + n})
+            if old is None:
+                return
+            new = replace(old, **{field: getattr(old, field) + n})
+            if counter in ACTIONS:
+                new = replace(new, last_action=field, last_action_at=self._clock())
+            self._processes[namespec] = new
 
     def snapshot(self) -> Snapshot:
         with self._lock:

@@ -136,7 +136,7 @@ def test_a_child_signal_is_never_sent_to_a_pid_outside_the_supervised_tree(pidfd
     other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
         stats = Stats()
-        stats.observe([ProcessRow("web", "web", 1, "rss", 0, 1, 1)])
+        stats.observe([ProcessRow("web", "web", 1, "rss", 0, 1, 1)], now=0.0)
         started = ProcReader().stat(stranger.pid).started  # type: ignore[union-attr]
         signaller = ChildSignaller(stats, pidfd_open=PIDFD_OPEN if pidfd else None)
 

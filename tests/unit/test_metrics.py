@@ -52,7 +52,7 @@ def judgements(memory: dict[ProcessInfo, int | None], rules: Rules | None = None
 
 def tick(stats: Stats, judged: Iterable[policy.Judgement], finished: float, duration: float) -> None:
     """What the daemon does with a tick: observe the watched processes, count actions, then close it."""
-    stats.observe(watched_rows(judged))
+    stats.observe(watched_rows(judged), finished)
     stats.tick_done(finished, duration)
 
 
@@ -138,7 +138,7 @@ def test_the_counters_are_the_documented_per_process_counters() -> None:
 def test_an_action_counted_in_the_tick_a_process_is_first_seen_is_kept(
         stats: Stats, registry: CollectorRegistry) -> None:
     """The daemon counts a dry-run action (or a suppression) between observe() and tick_done()."""
-    stats.observe(watched_rows(judgements({WEB: 150 * MiB})))
+    stats.observe(watched_rows(judgements({WEB: 150 * MiB})), 1000.0)
     stats.count(WEB.namespec, Counter.DRY_RUN_ACTIONS)
     stats.tick_done(1000.0, 0.01)
     assert value(registry, "memwatch_dry_run_actions_total", **labels(WEB)) == 1

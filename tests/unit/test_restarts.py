@@ -104,7 +104,7 @@ def run(sv: ScriptedSupervisor, journal: Journal, stats: Stats) -> Restarter:
 @pytest.fixture
 def stats() -> Stats:
     s = Stats()
-    s.observe([ProcessRow("web", "web", 500, "rss", 400, 1, None)])
+    s.observe([ProcessRow("web", "web", 500, "rss", 400, 1, None)], now=0.0)
     return s
 
 

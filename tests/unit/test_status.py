@@ -1,0 +1,108 @@
+"""/status and the status page: pure renderings of the Stats, served next to /metrics."""
+
+from __future__ import annotations
+
+import json
+import urllib.request
+from collections.abc import Iterator
+
+import pytest
+from prometheus_client import make_wsgi_app
+
+from listener import policy, status
+from listener.daemon import watched_rows
+from listener.httpserver import HttpServer
+from listener.metrics import make_registry
+from listener.model import ProcessInfo, Sample
+from listener.rules import Rules, Strategy
+from listener.stats import Counter, Stats
+
+MiB = 1024**2
+WEB = ProcessInfo("sentry-web", "web_00", 4242, "RUNNING", 0.0)
+WORKER = ProcessInfo("sentry-worker", "worker_00", 4343, "RUNNING", 0.0)
+RULES = Rules(any=100 * MiB, strategy=Strategy(measure="pss", children="each", child_signal=1,
+                                               max_restarts=5))
+
+
+def ticked(stats: Stats, memory: dict[ProcessInfo, int], now: float) -> None:
+    samples = {p.namespec: Sample(m, "pss", 2, ()) for p, m in memory.items()}
+    decision = policy.decide(list(memory), samples, RULES, policy.PolicyState(), now)
+    stats.observe(watched_rows(decision.judgements, decision.state), now)
+    stats.tick_done(now, 0.01)
+
+
+@pytest.fixture
+def stats() -> Stats:
+    s = Stats(clock=lambda: 1010.0)
+    ticked(s, {WEB: 50 * MiB, WORKER: 80 * MiB}, 1000.0)
+    ticked(s, {WEB: 60 * MiB, WORKER: 150 * MiB}, 1005.0)
+    s.count(WORKER.namespec, Counter.RESTARTS)
+    s.supervisor_up(True)
+    return s
+
+
+def test_status_has_the_documented_fields_for_every_watched_process(stats: Stats) -> None:
+    view = status.status(stats.snapshot())
+    assert view["supervisor_up"] is True and view["last_tick"] == 1005.0
+    web, worker = view["processes"]
+    assert {k: web[k] for k in ("group", "process", "pid", "memory_bytes", "limit_bytes",
+                                "measure", "verdict", "restarts", "child_signals")} == {
+        "group": "sentry-web", "process": "web_00", "pid": 4242, "memory_bytes": 60 * MiB,
+        "limit_bytes": 100 * MiB, "measure": "pss", "verdict": "ok", "restarts": 0,
+        "child_signals": 0}
+    assert web["history"] == [[1000.0, 50 * MiB], [1005.0, 60 * MiB]]
+    assert web["strategy"] == "pss, each, HUP" and web["budget_left"] == 5
+    assert worker["verdict"] == "act" and worker["restarts"] == 1
+    assert worker["last_action"] == {"kind": "restarts", "at": 1010.0}
+
+
+def test_history_is_bounded() -> None:
+    s = Stats()
+    for i in range(500):
+        ticked(s, {WEB: i * MiB}, float(i))
+    (web,) = status.status(s.snapshot())["processes"]
+    assert len(web["history"]) == 120 and web["history"][-1] == [499.0, 499 * MiB]
+
+
+def test_the_page_has_a_row_per_process_and_says_how_old_the_last_tick_is(stats: Stats) -> None:
+    page = status.render_html(status.status(stats.snapshot()), now=1065.0)
+    assert page.count('<tr class="process">') == 2
+    assert "sentry-worker:worker_00" in page and "150.0MiB / 100.0MiB (pss)" in page
+    assert "60 s ago" in page and "restarts 55 s ago" in page
+    assert "<polyline" in page  # the sparkline
+    assert "http://" not in page and "https://" not in page  # nothing from outside
+
+
+def test_names_are_escaped_in_the_page() -> None:
+    s = Stats()
+    ticked(s, {ProcessInfo("g<script>", "p&q", 1, "RUNNING", 0.0): 10 * MiB}, 1.0)
+    page = status.render_html(status.status(s.snapshot()), now=2.0)
+    assert "<script>" not in page and "g&lt;script&gt;:p&amp;q" in page
+
+
+@pytest.fixture
+def server(stats: Stats) -> Iterator[HttpServer]:
+    routes = status.app(stats, make_wsgi_app(make_registry(stats)), clock=lambda: 1065.0)
+    srv = HttpServer(routes, "127.0.0.1", 0)
+    yield srv
+    srv.close()
+
+
+def get(server: HttpServer, path: str) -> tuple[str, bytes]:
+    with urllib.request.urlopen(f"http://127.0.0.1:{server.port}{path}", timeout=10) as resp:
+        return resp.headers["Content-Type"], resp.read()
+
+
+def test_the_metrics_port_serves_the_page_the_json_and_the_metrics(server: HttpServer) -> None:
+    kind, body = get(server, "/")
+    assert kind.startswith("text/html") and b'<tr class="process">' in body
+    kind, body = get(server, "/status")
+    assert kind == "application/json" and len(json.loads(body)["processes"]) == 2
+    kind, body = get(server, "/metrics")
+    assert kind.startswith("text/plain") and b"memwatch_restarts_total" in body
+
+
+def test_a_path_nobody_serves_is_still_the_metrics(server: HttpServer) -> None:
+    # prometheus_client's app answers any path: scrapers set up with another path keep working
+    kind, body = get(server, "/anything")
+    assert kind.startswith("text/plain") and b"memwatch_build_info" in body
