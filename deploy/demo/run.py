@@ -100,6 +100,7 @@ def main() -> None:
     conf = write_config(root, args.metrics_port, args.web_port)
     print(textwrap.dedent(f"""\
         sentry-memwatch demo in {root}
+          status page:  http://127.0.0.1:{args.metrics_port}/
           metrics:      curl -s http://127.0.0.1:{args.metrics_port}/metrics | grep ^memwatch_restarts
           one look:     {Path(PY).parent / 'sentry-memwatch'} check --config {root}/memwatch.ini
           bloat web:    curl -s 'http://127.0.0.1:{args.web_port}/leak?mb=200'
