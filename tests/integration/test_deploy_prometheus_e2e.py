@@ -38,6 +38,7 @@ except ImportError:  # tests/integration is not a package
 
 RULES = h.DEPLOY / "prometheus" / "memwatch-rules.yml"
 ALERTMANAGER = h.DEPLOY / "alertmanager" / "alertmanager.yml"
+DASHBOARD = h.DEPLOY / "grafana" / "memwatch-dashboard.json"
 SHIPPED_WEBHOOK = "http://127.0.0.1:5001"
 
 
@@ -217,6 +218,26 @@ def test_the_restart_reaches_a_human_through_alertmanager(stack: Stack) -> None:
         "group": "standin", "process": "standin",
         "instance": f"127.0.0.1:{stack.metrics_port}", "severity": "warning"}
     assert alert["annotations"]["runbook_url"].endswith("#memwatchprocessrestarted")
+
+
+def as_grafana_sends_it(expr: str) -> str:
+    """A panel's query with the dashboard's variables as Grafana fills them, "All" selected."""
+    for variable, value_ in (("$instance", ".*"), ("$group", ".*"), ("$__rate_interval", "5m")):
+        expr = expr.replace(variable, value_)
+    return expr
+
+
+def test_every_dashboard_query_returns_data_from_the_live_prometheus(stack: Stack) -> None:
+    dashboard = json.loads(DASHBOARD.read_text())
+    queries = [(p["title"], t["expr"]) for p in dashboard["panels"] for t in p["targets"]]
+    # label_values(METRIC{...}, label): the variable's choices come from METRIC's series
+    queries += [(f"variable {v['name']}", v["definition"][len("label_values("):].rsplit(",", 1)[0])
+                for v in dashboard["templating"]["list"] if v["type"] == "query"]
+    assert len(queries) >= 10
+    for title, expr in queries:
+        promql = as_grafana_sends_it(expr)
+        h.wait_for(lambda q=promql: stack.stored(q) or None,  # type: ignore[misc]
+                   f"data for {title!r}: {promql}", timeout=90)
 
 
 def test_promtool_check_metrics_finds_nothing_on_a_listener_that_restarted(stack: Stack) -> None:
