@@ -147,11 +147,13 @@ class Daemon:
         result = self.sampler.sample(processes)
         if result.errors:
             self.stats.sample_errors(result.errors)
-        decision = policy.decide(processes, result.samples, config.rules, self.state, self.clock(),
+        now = self.clock()
+        decision = policy.decide(processes, result.samples, config.rules, self.state, now,
                                  busy=self.restarter.busy(), self_names=self.self_names,
                                  self_pids=self.self_pids)
+        self._say_drained(self.state.signalled, decision.state.signalled, processes, now)
         self.state = decision.state
-        self.stats.observe(watched_rows(decision.judgements, decision.state), self.clock())
+        self.stats.observe(watched_rows(decision.judgements, decision.state), now)
         for judgement in decision.suppressed:
             namespec = judgement.process.namespec
             self.stats.count(namespec, Counter.RESTARTS_SUPPRESSED)
@@ -182,6 +184,17 @@ class Daemon:
         if not config.dry_run:
             self.restarter.retry_stopped()
         self.stats.stopped_not_running(len(self.restarter.stopped()))
+
+    @staticmethod
+    def _say_drained(before: Mapping[tuple[str, int], tuple[float, float]],
+                     after: Mapping[tuple[str, int], tuple[float, float]],
+                     processes: Sequence[ProcessInfo], now: float) -> None:
+        """A signalled child that is gone (its process still listed): the signal's outcome."""
+        listed = {p.namespec for p in processes}
+        for (namespec, child), (_, sent) in before.items():
+            if (namespec, child) not in after and namespec in listed:
+                log.info("signalled child is gone", extra=fields(
+                    process=namespec, child_pid=child, seconds_after_signal=round(now - sent, 1)))
 
     def _set_supervisor_up(self, up: bool, error: str = "") -> None:
         """Log on change only: a down supervisord must not flood the log every tick."""

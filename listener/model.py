@@ -72,15 +72,19 @@ class Target:
     limit: int
     measure: str
     rule: str  # which rule applied, e.g. "group sentry-worker"
+    by: int = 0  # the child whose figure `memory` is; 0: the supervised process's own
 
     @property
     def namespec(self) -> str:
         return f"{self.group}:{self.name}"
 
     def fields(self) -> dict[str, object]:
-        """For a log line: process=web:web pid=42 rss=420.0MiB limit=400.0MiB rule=any"""
-        return {"process": self.namespec, "pid": self.pid, self.measure: format_size(self.memory),
-                "limit": format_size(self.limit), "rule": self.rule}
+        """For a log line: process=web:web pid=42 [child_pid=43] rss=420.0MiB limit=400.0MiB
+        rule=any; the figure is the child's when a child triggered the action."""
+        child = {"child_pid": self.by} if self.by else {}
+        return {"process": self.namespec, "pid": self.pid, **child,
+                self.measure: format_size(self.memory), "limit": format_size(self.limit),
+                "rule": self.rule}
 
 
 @dataclass(frozen=True)

@@ -174,7 +174,7 @@ def decide(
                 continue
             restarting_per_group[proc.group] = group_busy + 1
             target = Target(proc.group, proc.name, proc.pid, worst.bytes, rule.limit,
-                            sample.measure, rule.target)
+                            sample.measure, rule.target, by=worst.pid)
             actions.append(Restart(target, uptime=max(0.0, now - proc.start), escalates=worst.pid))
             judgements.append(judged(Verdict.ACT, max_count))
             continue
@@ -196,7 +196,7 @@ def decide(
             continue
 
         target = Target(proc.group, proc.name, proc.pid, unit.bytes, rule.limit, sample.measure,
-                        rule.target)
+                        rule.target, by=unit.pid if unit.pid != proc.pid else 0)
         if strategy.child_signal is not None and unit.pid != proc.pid:
             actions.append(SignalChild(target, unit.pid, unit.started, strategy.child_signal))
             signalled[(namespec, unit.pid)] = (unit.started, now)

@@ -139,7 +139,6 @@ class Restarter:
                      extra=fields(**ctx, now_pid=info.pid, state=info.statename))
             return
         if action.escalates is not None:
-            ctx["child_pid"] = action.escalates
             log.warning("restarting process: its signalled child outlived --child-signal-timeout",
                         extra=fields(**ctx))
         else:

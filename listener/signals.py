@@ -33,7 +33,7 @@ class ChildSignaller:
     def send(self, action: SignalChild) -> bool:
         """True if the signal was delivered; every outcome is logged, failures counted."""
         target = action.target
-        ctx = {**target.fields(), "child_pid": action.child_pid}
+        ctx = target.fields()
         pidfd = self._open(action.child_pid)
         try:
             if not self._still_that_child(action):

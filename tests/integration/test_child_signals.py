@@ -59,6 +59,10 @@ def test_a_child_that_drains_for_several_ticks_is_signalled_once(supervisord, li
     assert counter(lst, "memwatch_restarts_total") == 0
     assert sv.pid("pool:pool") == master
     assert lst.stderr().count("signalled child over its memory limit") == 1
+    lst.tick()  # the first tick that no longer finds the child says how the signal ended
+    gone_line = next(line for line in lst.stderr().splitlines() if "signalled child is gone" in line)
+    assert f"child_pid={child}" in gone_line
+    assert float(gone_line.split("seconds_after_signal=")[1].split()[0]) >= 2.5
 
 
 def test_a_child_that_never_goes_is_escalated_once_to_a_program_restart(supervisord, listener):
@@ -76,8 +80,11 @@ def test_a_child_that_never_goes_is_escalated_once_to_a_program_restart(supervis
         return counter(lst, "memwatch_child_signal_escalations_total") == 1
 
     wait_for(escalated, timeout=60, interval=0.2, what="the escalation")
-    wait_for(lambda: sv.pid("pool:pool") not in (0, master),
-             what="pool restarted")
+    try:
+        wait_for(lambda: sv.pid("pool:pool") not in (0, master), timeout=60, what="pool restarted")
+    except AssertionError as exc:  # say what the listener and supervisord did
+        raise AssertionError(f"{exc}\nlistener:\n{lst.stderr()[-3000:]}\n"
+                             f"supervisord:\n{sv.log_text()[-2000:]}") from None
     wait_for(lambda: ended(child), what="the stubborn child gone with its program")
     for _ in range(10):  # the new big child: the budget is used up, nothing more happens
         lst.tick()

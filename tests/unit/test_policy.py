@@ -377,7 +377,8 @@ def test_each_the_largest_over_limit_child_is_signalled_with_child_signal() -> N
                            {"web:web": tree(UNDER, OVER, 2 * OVER, started=800.0)})
     (action,) = decision.actions
     assert action == SignalChild(
-        Target(group="web", name="web", pid=MASTER, memory=2 * OVER, limit=LIMIT, measure="rss", rule="any"),
+        Target(group="web", name="web", pid=MASTER, memory=2 * OVER, limit=LIMIT, measure="rss", rule="any",
+               by=CHILD_B),
         child_pid=CHILD_B, child_started=800.0, signal=signal.SIGHUP)  # the child's start, checked again
     assert verdicts(decision) == {"web:web": Verdict.ACT}
 
@@ -476,7 +477,7 @@ def test_a_child_that_outlives_its_timeout_is_escalated_once_to_a_program_restar
     web = [proc("web:web", MASTER, start=500.0)]
     ticks.tick(1000.0, web, {"web:web": tree(UNDER, OVER, UNDER)})
     (escalation,) = ticks.tick(1060.0, web, {"web:web": tree(UNDER, OVER, UNDER)}).actions
-    assert escalation == Restart(Target("web", "web", MASTER, OVER, LIMIT, "rss", "any"),
+    assert escalation == Restart(Target("web", "web", MASTER, OVER, LIMIT, "rss", "any", by=CHILD_A),
                                  uptime=560.0, escalates=CHILD_A)
     # the restart is in flight: busy, nothing more; never a second escalation for that child
     assert ticks.tick(1065.0, web, {"web:web": tree(UNDER, OVER, UNDER)},
