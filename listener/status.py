@@ -73,7 +73,7 @@ def _row(p: dict[str, Any], now: float) -> str:
         f'<td><div class="bar"><div class="{bar_class}" style="width:{share / 1.5 * 100:.1f}%">'
         f'</div><div class="mark"></div></div><span class="figure">{figure}</span></td>',
         f"<td>{_sparkline(p['history'], limit)}</td>",
-        f'<td class="verdict {html.escape(p["verdict"].split()[0])}">'
+        f'<td class="verdict v-{html.escape(p["verdict"].split()[0])}">'
         f"{html.escape(p['verdict'])} ({p['over_limit_samples']})</td>",
         f"<td>{p['restarts']} / {p['child_signals']}</td>",
         f"<td>{budget}</td>",
@@ -132,7 +132,8 @@ td.name {{ font-family: ui-monospace, monospace; }}
 .figure {{ font-size: .9em; }}
 .spark .samples {{ fill: none; stroke: #1565c0; stroke-width: 1.5; }}
 .spark .limit {{ stroke: #c62828; stroke-dasharray: 3 3; }}
-.verdict.ok {{ color: #1a7f37; }} .verdict.act, .verdict.suppressed {{ color: #c62828; }}
+.v-ok {{ color: #1a7f37; }} .v-over, .v-act, .v-suppressed, .v-deferred {{ color: #c62828; }}
+.v-grace, .v-draining, .v-restarting {{ color: #b26a00; }}
 .none {{ color: #777; font-style: italic; }}
 footer {{ margin-top: 1em; color: #777; font-size: .85em; }}
 </style></head>

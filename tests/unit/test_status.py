@@ -106,3 +106,15 @@ def test_a_path_nobody_serves_is_still_the_metrics(server: HttpServer) -> None:
     # prometheus_client's app answers any path: scrapers set up with another path keep working
     kind, body = get(server, "/anything")
     assert kind.startswith("text/plain") and b"memwatch_build_info" in body
+
+
+def test_a_verdict_is_styled_apart_from_the_memory_bar(stats: Stats) -> None:
+    # the bar's "over" class paints a red block; a verdict "over (counting)" must not get it
+    s = Stats()
+    rules = Rules(any=100 * MiB, strategy=Strategy(consecutive=3))
+    samples = {WEB.namespec: Sample(150 * MiB, "rss", 0, ())}
+    decision = policy.decide([WEB], samples, rules, policy.PolicyState(), 1.0)
+    s.observe(watched_rows(decision.judgements, decision.state), 1.0)
+    page = status.render_html(status.status(s.snapshot()), now=2.0)
+    assert '<td class="verdict v-over">over (counting) (1)</td>' in page
+    assert '<div class="over"' in page  # the bar
