@@ -163,7 +163,8 @@ def app(stats: Stats, metrics: WSGIApp, clock: Callable[[], float]) -> WSGIApp:
         path = environ.get("PATH_INFO", "")
         if path not in ("/", "/status"):
             return metrics(environ, start_response)
-        view = status(stats.snapshot())
+        stats.wait_loop_idle(1.0)  # start between two events: the page is for people, not urgent
+        view = status(stats.snapshot(history=True))
         if path == "/status":
             body, kind = json.dumps(view).encode(), "application/json"
         else:

@@ -42,7 +42,7 @@ def stats() -> Stats:
 
 
 def test_status_has_the_documented_fields_for_every_watched_process(stats: Stats) -> None:
-    view = status.status(stats.snapshot())
+    view = status.status(stats.snapshot(history=True))
     assert view["supervisor_up"] is True and view["last_tick"] == 1005.0
     web, worker = view["processes"]
     assert {k: web[k] for k in ("group", "process", "pid", "memory_bytes", "limit_bytes",
@@ -60,12 +60,12 @@ def test_history_is_bounded() -> None:
     s = Stats()
     for i in range(500):
         ticked(s, {WEB: i * MiB}, float(i))
-    (web,) = status.status(s.snapshot())["processes"]
+    (web,) = status.status(s.snapshot(history=True))["processes"]
     assert len(web["history"]) == 120 and web["history"][-1] == [499.0, 499 * MiB]
 
 
 def test_the_page_has_a_row_per_process_and_says_how_old_the_last_tick_is(stats: Stats) -> None:
-    page = status.render_html(status.status(stats.snapshot()), now=1065.0)
+    page = status.render_html(status.status(stats.snapshot(history=True)), now=1065.0)
     assert page.count('<tr class="process">') == 2
     assert "sentry-worker:worker_00" in page and "150.0MiB / 100.0MiB (pss)" in page
     assert "60 s ago" in page and "restarts 55 s ago" in page
@@ -76,7 +76,7 @@ def test_the_page_has_a_row_per_process_and_says_how_old_the_last_tick_is(stats:
 def test_names_are_escaped_in_the_page() -> None:
     s = Stats()
     ticked(s, {ProcessInfo("g<script>", "p&q", 1, "RUNNING", 0.0): 10 * MiB}, 1.0)
-    page = status.render_html(status.status(s.snapshot()), now=2.0)
+    page = status.render_html(status.status(s.snapshot(history=True)), now=2.0)
     assert "<script>" not in page and "g&lt;script&gt;:p&amp;q" in page
 
 
@@ -115,6 +115,6 @@ def test_a_verdict_is_styled_apart_from_the_memory_bar(stats: Stats) -> None:
     samples = {WEB.namespec: Sample(150 * MiB, "rss", 0, ())}
     decision = policy.decide([WEB], samples, rules, policy.PolicyState(), 1.0)
     s.observe(watched_rows(decision.judgements, decision.state), 1.0)
-    page = status.render_html(status.status(s.snapshot()), now=2.0)
+    page = status.render_html(status.status(s.snapshot(history=True)), now=2.0)
     assert '<td class="verdict v-over">over (counting) (1)</td>' in page
     assert '<div class="over"' in page  # the bar
