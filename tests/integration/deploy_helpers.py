@@ -21,6 +21,8 @@ from typing import TypeVar
 import psutil
 import pytest
 
+from tests.harness import free_port as free_port  # the deploy tests take it from here
+
 REPO = Path(__file__).resolve().parents[2]
 DEPLOY = REPO / "deploy"
 
@@ -39,13 +41,6 @@ def require_binary(name: str, hint: str) -> str:
     if path is None:
         pytest.skip(f"{name} not found on PATH ({hint})")
     return path
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago (the kernel's pick for port 0)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def wait_for(
