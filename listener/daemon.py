@@ -239,6 +239,6 @@ def watched_rows(judgements: Iterable[policy.Judgement],
             j.process.group, j.process.name, j.sample.value if j.sample else None,
             j.sample.measure if j.sample else strategy.measure, j.rule.limit, j.over_samples,
             j.sample.children if j.sample else None, pid=j.process.pid, verdict=str(j.verdict),
-            strategy=strategy.describe(),
+            strategy=strategy.description,
             budget_left=max(0, strategy.max_restarts - used) if strategy.max_restarts else None))
     return rows

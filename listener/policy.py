@@ -96,8 +96,10 @@ def decide(
     self_pids identify the listener itself, which is never a target."""
     over_counts: dict[tuple[str, int], int] = {}
     strategies = {p.namespec: _strategy(rules, p) for p in processes}
-    # carried for processes not looked into this tick (busy, no sample); re-made for the others
-    signalled = {k: v for k, v in state.signalled.items() if k[0] in strategies}
+    # re-made for the processes whose units are looked into this tick; carried for the others
+    # (busy, no sample) while they are listed
+    signalled: dict[tuple[str, int], tuple[float, float]] = {}
+    examined: set[str] = set()
     history = _prune(state.history, now, strategies)
     warned = {n for n in state.warned
               if n in strategies and not _budget_left(history.get(n, ()), strategies[n])}
@@ -144,8 +146,7 @@ def decide(
         # Count consecutive samples per unit; the worst unit over the limit is the candidate.
         # A child signalled before (same pid and start time) is draining: never a candidate.
         units = _units(proc, sample, strategy)
-        for key in [k for k in signalled if k[0] == namespec]:
-            del signalled[key]
+        examined.add(namespec)
         draining: list[tuple[Unit, float]] = []
         candidate: tuple[Unit, int] | None = None
         max_count = 0
@@ -220,7 +221,8 @@ def decide(
             over_counts=over_counts,
             history={n: h for n, h in history.items() if n in strategies},
             warned=frozenset(w for w in warned if w in strategies),
-            signalled=signalled,
+            signalled={**{k: v for k, v in state.signalled.items()
+                          if k[0] in strategies and k[0] not in examined}, **signalled},
         ),
     )
 

@@ -34,8 +34,10 @@ class Strategy:
     max_parallel: int = 1  # processes of one group restarting at once
 
 
-    def describe(self) -> str:
-        """For people: "pss, each, HUP" (the measure, the children mode, the child signal)."""
+    @cached_property
+    def description(self) -> str:
+        """For people: "pss, each, HUP" (the measure, the children mode, the child signal);
+        worked out once per strategy, not once per process and tick."""
         parts = [self.measure]
         if self.children != "none":
             parts.append(self.children)
