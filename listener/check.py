@@ -79,7 +79,7 @@ def listener_table(view: dict[str, Any], now: float) -> tuple[str, bool]:
                      format_size(limit), p["verdict"], str(p["restarts"]),
                      str(p["child_signals"]),
                      "-" if p["budget_left"] is None else str(p["budget_left"]),
-                     f"{action['kind']} {now - action['at']:.0f}s ago" if action else "-"))
+                     f"{action['kind'].replace('_', ' ')} {now - action['at']:.0f}s ago" if action else "-"))
     age = f"{now - view['last_tick']:.0f}s ago" if view["last_tick"] else "never"
     head = (f"supervisord {'reachable' if view['supervisor_up'] else 'UNREACHABLE'}, "
             f"last tick {age}, stopped and not running again: {view['stopped_not_running']}\n")
