@@ -252,7 +252,7 @@ def measure_memmon(url: str, cumulative: bool, reps: Reps) -> tuple[Summary, str
 def measure_floor(processes: Sequence[ProcessInfo], n: int, shape: str, mode: str,
                   reps: Reps) -> FloorRow:
     pids = [p.pid for p in processes]
-    sampler = Sampler("rss", mode)
+    sampler = Sampler.of("rss", mode)
     floor = floor_fn(pids, mode, read_statm_rss)
     count = len(pids) if mode == "none" else len(tree_pids(pids, scan_children()))
     floor_s = repeat(floor, reps.ours * 2, warmup=2)
@@ -265,7 +265,7 @@ def measure_measures(url: str, processes: Sequence[ProcessInfo], n: int, shape: 
     pids = [p.pid for p in processes]
     rows = []
     for measure in ("rss", "pss", "uss"):
-        sampler = Sampler(measure, mode)
+        sampler = Sampler.of(measure, mode)
         sample_s = repeat(lambda s=sampler: s.sample(processes), reps.ours, warmup=2)  # type: ignore[misc]
         daemon = InProcessDaemon(url, mode, measure)
         try:

@@ -35,7 +35,7 @@ def connect(config: Config, timeout: float | None = None) -> Supervisor:
 
 
 def sampler_for(config: Config) -> Sampler:
-    return Sampler(config.strategy.measure, config.strategy.children)
+    return Sampler(config.rules)
 
 
 def serve_metrics(config: Config, stats: Stats) -> HttpServer:

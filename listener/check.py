@@ -16,12 +16,12 @@ from listener.policy import Verdict
 from listener.sampler import Sampler
 from listener.units import format_size
 
-HEADERS = ("GROUP", "PROCESS", "PID", "STATE", "MEMORY", "LIMIT", "VERDICT")
+HEADERS = ("GROUP", "PROCESS", "PID", "STATE", "STRATEGY", "MEMORY", "LIMIT", "VERDICT")
 
 
 def verdict_text(j: policy.Judgement) -> str:
-    if j.verdict in (Verdict.SELF, Verdict.EXCLUDED, Verdict.STOPPED, Verdict.NO_LIMIT,
-                     Verdict.NO_SAMPLE):
+    if j.verdict in (Verdict.SELF, Verdict.LISTENER, Verdict.EXCLUDED, Verdict.STOPPED,
+                     Verdict.NO_LIMIT, Verdict.NO_SAMPLE):
         return str(j.verdict)
     if j.over:
         extra = {Verdict.GRACE: " (grace)", Verdict.DRAINING: " (draining)"}.get(j.verdict, "")
@@ -29,16 +29,30 @@ def verdict_text(j: policy.Judgement) -> str:
     return "ok"
 
 
-def render(judgements: Sequence[policy.Judgement], measure: str) -> str:
-    rows = [(*HEADERS[:4], f"MEMORY ({measure.upper()})", *HEADERS[5:])]
+def memory_text(j: policy.Judgement) -> str:
+    """The figure the limit is compared with, and what it is: `210.0MiB pss (pid 4312, largest
+    of 5)` names the worker whose figure it is; `600.0MiB rss (sum of 5)` says it is a tree's."""
+    sample = j.sample
+    if sample is None:
+        return "-"
+    text = f"{format_size(sample.value)} {sample.measure}"
+    strategy = j.strategy
+    if strategy is not None and strategy.measure != sample.measure:  # PSS/USS denied
+        text += f" (not {strategy.measure}: denied)"
+    if sample.units:
+        largest = max(sample.units, key=lambda u: u.bytes)
+        text += f" (pid {largest.pid}, largest of {len(sample.units)})"
+    elif sample.children:
+        text += f" (sum of {sample.children + 1})"
+    return text
+
+
+def render(judgements: Sequence[policy.Judgement]) -> str:
+    rows = [HEADERS]
     for j in judgements:
-        memory = format_size(j.sample.value) if j.sample else "-"
-        if j.sample and j.sample.measure != measure:  # PSS/USS denied: RSS was used
-            memory += f" ({j.sample.measure.upper()})"
-        if j.sample and j.sample.children:
-            memory += f" ({j.sample.children} children)"
+        strategy = j.strategy.description if j.strategy and j.verdict is not Verdict.SELF else "-"
         rows.append((j.process.group, j.process.name, str(j.process.pid or "-"),
-                     j.process.statename, memory,
+                     j.process.statename, strategy, memory_text(j),
                      format_size(j.limit) if j.limit is not None else "-", verdict_text(j)))
     return table(rows)
 
@@ -57,7 +71,7 @@ def check(config: Config, processes: Sequence[ProcessInfo], sampler: Sampler, ou
     decision = policy.decide(processes, result.samples, config.rules, policy.PolicyState(),
                              time.time(), self_names=own_namespecs(env),
                              self_pids=frozenset({os.getpid()}))
-    out.write(render(decision.judgements, config.strategy.measure))
+    out.write(render(decision.judgements))
     over = [j for j in decision.judgements if verdict_text(j).startswith("OVER")]
     return 1 if over else 0
 

@@ -6,12 +6,12 @@ import argparse
 import difflib
 import os
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TypeVar
 
-from listener.flags import DEFAULT_SERVER_URL, ConfigError, build_parser
+from listener.flags import DEFAULT_SERVER_URL, ConfigError, Overrides, build_parser
 from listener.inifile import file_to_argv
-from listener.rules import Rules, Strategy
+from listener.rules import Entry, Rules, Strategy
 
 __all__ = ["DEFAULT_SERVER_URL", "Config", "ConfigError", "build_parser", "file_to_argv", "parse"]
 
@@ -88,14 +88,41 @@ def _given(value: T | None, default: T) -> T:
     return default if value is None else value
 
 
-def _last_wins(pairs: Iterable[tuple[str, int]]) -> tuple[tuple[str, int], ...]:
-    return tuple(dict(pairs).items())
+def _rules(ns: argparse.Namespace) -> Rules:
+    """Every limit as a rule; one with KEY=VALUE settings gets the default strategy with those
+    settings changed. For one target the last rule given wins (the command line's, after the
+    file's)."""
+    default = _strategy(ns)
+
+    def entries(given: Iterable[tuple[str, int, Overrides]], flag: str) -> tuple[Entry, ...]:
+        last = {name: (size, overrides) for name, size, overrides in given}
+        return tuple((name, size, _own(default, overrides, f"rule {flag} {name}")) if overrides
+                     else (name, size) for name, (size, overrides) in last.items())
+
+    any_size, any_overrides = ns.any if ns.any is not None else (None, ())
+    programs, groups = entries(ns.program, "program"), entries(ns.group, "group")
+    rules = Rules(programs=programs, groups=groups, any=any_size, strategy=default,
+                  exclude=tuple(ns.exclude),
+                  any_strategy=_own(default, any_overrides, "rule any") if any_overrides else None)
+    inherit = [e for e in (*programs, *groups) if len(e) == 2]
+    if inherit or (any_size is not None and not any_overrides) or not (programs or groups or ns.any):
+        _check_signal(default, "--child-signal needs --children each (or auto)")
+    return rules
+
+
+def _own(default: Strategy, overrides: Overrides, rule: str) -> Strategy:
+    strategy = replace(default, **dict(overrides))  # type: ignore[arg-type]
+    _check_signal(strategy, f"{rule}: child-signal needs children each (or auto)")
+    return strategy
+
+
+def _check_signal(strategy: Strategy, message: str) -> None:
+    if strategy.child_signal is not None and strategy.children not in ("each", "auto"):
+        raise ConfigError(message)
 
 
 def _strategy(ns: argparse.Namespace) -> Strategy:
     children = ns.children or "none"
-    if ns.child_signal is not None and children != "each":
-        raise ConfigError("--child-signal needs --children each")
     d = Strategy()
     return Strategy(
         measure=ns.measure or d.measure,
@@ -117,8 +144,7 @@ def _to_config(ns: argparse.Namespace, environ: dict[str, str], config_file: str
         raise ConfigError("--metrics-tls-client-ca needs --metrics-tls-cert and --metrics-tls-key")
     d = Config()
     return Config(
-        rules=Rules(programs=_last_wins(ns.program), groups=_last_wins(ns.group), any=ns.any,
-                    strategy=_strategy(ns), exclude=tuple(ns.exclude)),
+        rules=_rules(ns),
         email=ns.email,
         sendmail=ns.sendmail_program or d.sendmail,
         uptime=ns.uptime,

@@ -217,9 +217,7 @@ class Daemon:
         except ConfigError as exc:
             log.error("config reload failed: keeping the old config", extra=fields(error=str(exc)))
             return
-        old = self.config.strategy
-        if (new.strategy.measure, new.strategy.children) != (old.measure, old.children):
-            self.sampler = Sampler(new.strategy.measure, new.strategy.children, self.sampler.reader)
+        self.sampler.rules = new.rules
         self.config = new
         log.info("config reloaded", extra=fields(limits=new.rules.describe()))
 
@@ -231,9 +229,9 @@ def watched_rows(judgements: Iterable[policy.Judgement],
     history = state.history if state else {}
     rows = []
     for j in judgements:
-        if j.verdict == Verdict.SELF or j.rule is None:
+        if j.verdict in (Verdict.SELF, Verdict.LISTENER) or j.strategy is None or j.rule is None:
             continue
-        strategy = j.rule.strategy
+        strategy = j.strategy
         used = len(history.get(j.process.namespec, ()))
         rows.append(ProcessRow(
             j.process.group, j.process.name, j.sample.value if j.sample else None,

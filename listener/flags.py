@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import signal
+from collections.abc import Callable
 
 from listener import __version__
 from listener.rules import CHILDREN_MODES, MEASURES
@@ -23,7 +24,7 @@ def _size(text: str) -> int:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-def _limit(text: str) -> int:
+def memory_limit(text: str) -> int:
     """A memory limit. A bare number is bytes, as in memmon, but one below 1 MiB is almost
     certainly a forgotten unit (memmon's `-a 400` restarts every process on every tick)."""
     value = _size(text)
@@ -48,21 +49,63 @@ def _positive_duration(text: str) -> float:
     return value
 
 
-def _name_size(text: str) -> tuple[str, int]:
-    name, sep, size = text.rpartition("=")
+# A rule's own strategy: `-g sentry-web=700MB,children=auto,measure=pss` on the command line,
+# `children = auto` in a [group:sentry-web] section. The same names as the listener-wide flags.
+Overrides = tuple[tuple[str, object], ...]  # (Strategy field, value)
+
+
+def _rule_spec(text: str) -> tuple[str, Overrides]:
+    """`SIZE[,key=value...]` -> (SIZE, the strategy settings of that rule)."""
+    size, *settings = text.split(",")
+    overrides = []
+    for setting in settings:
+        key, sep, value = setting.partition("=")
+        key = key.strip().replace("_", "-")
+        if not sep or key not in RULE_KEYS:
+            raise argparse.ArgumentTypeError(
+                f"{setting.strip()!r} is not a rule setting (key=value; keys: {', '.join(RULE_KEYS)})")
+        overrides.append(rule_setting(key, value))
+    return size, tuple(overrides)
+
+
+def rule_setting(key: str, value: str) -> tuple[str, object]:
+    """One strategy setting of a rule, checked: (Strategy field, value)."""
+    convert = RULE_KEYS[key]
+    try:
+        return key.replace("-", "_"), convert(value.strip())
+    except argparse.ArgumentTypeError as exc:
+        raise argparse.ArgumentTypeError(f"{key}: {exc}") from None
+
+
+def _name_size(text: str) -> tuple[str, int, Overrides]:
+    spec, overrides = _rule_spec(text)
+    name, sep, size = spec.rpartition("=")
     if not sep or not name.strip():
         raise argparse.ArgumentTypeError(f"{text!r} is not NAME=SIZE (e.g. sentry-web=400MB)")
     name = name.strip()
     if name.count(":") > 1 or name.startswith(":") or name.endswith(":"):
         raise argparse.ArgumentTypeError(f"{name!r} is not a process name, group:process or group:*")
-    return name, _limit(size)
+    return name, memory_limit(size), overrides
 
 
-def _group_size(text: str) -> tuple[str, int]:
-    name, size = _name_size(text)
+def _group_size(text: str) -> tuple[str, int, Overrides]:
+    name, size, overrides = _name_size(text)
     if ":" in name:
         raise argparse.ArgumentTypeError(f"{name!r} is not a group name (no ':' allowed)")
-    return name, size
+    return name, size, overrides
+
+
+def _any_size(text: str) -> tuple[int, Overrides]:
+    size, overrides = _rule_spec(text)
+    return memory_limit(size), overrides
+
+
+def _choice(*choices: str) -> Callable[[str], str]:
+    def convert(text: str) -> str:
+        if text not in choices:
+            raise argparse.ArgumentTypeError(f"{text!r} is not one of {', '.join(choices)}")
+        return text
+    return convert
 
 
 def _whole(text: str, low: int, high: int | None = None, what: str = "") -> int:
@@ -103,6 +146,19 @@ def _signal(text: str) -> int:
         raise argparse.ArgumentTypeError(f"{text!r} is not a signal (e.g. HUP, TERM)") from None
 
 
+RULE_KEYS: dict[str, Callable[[str], object]] = {
+    "measure": _choice(*MEASURES),
+    "children": _choice(*CHILDREN_MODES),
+    "child-signal": _signal,
+    "child-signal-timeout": _positive_duration,
+    "consecutive": _positive_int,
+    "grace": _duration,
+    "max-restarts": _non_negative_int,
+    "restart-window": _positive_duration,
+    "max-parallel": _positive_int,
+}
+
+
 def _log_level(text: str) -> str:
     level = text.strip().upper()
     if level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
@@ -131,11 +187,14 @@ def build_parser(prog: str = "sentry-memwatch") -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"{prog} {__version__}")
     memmon = p.add_argument_group("memmon-compatible options")
     memmon.add_argument("-p", "--program", type=_name_size, action="append", default=[],
-                        metavar="NAME=SIZE",
-                        help="limit for a process: name, group:process or group:* (repeatable)")
+                        metavar="NAME=SIZE[,KEY=VALUE...]",
+                        help="limit for a process: name, group:process or group:* (repeatable); "
+                        "KEY=VALUE gives the rule its own strategy, e.g. "
+                        "web=700MB,children=auto,measure=pss")
     memmon.add_argument("-g", "--group", type=_group_size, action="append", default=[],
-                        metavar="GROUP=SIZE", help="limit for every process of a group (repeatable)")
-    memmon.add_argument("-a", "--any", type=_limit, metavar="SIZE",
+                        metavar="GROUP=SIZE[,KEY=VALUE...]",
+                        help="limit for every process of a group (repeatable)")
+    memmon.add_argument("-a", "--any", type=_any_size, metavar="SIZE[,KEY=VALUE...]",
                         help="limit for every other process of supervisord")
     memmon.add_argument("-c", "--cumulative", action="store_true",
                         help="judge each process with all its descendants (= --children sum)")
@@ -146,13 +205,19 @@ def build_parser(prog: str = "sentry-memwatch") -> argparse.ArgumentParser:
                         help="mail only when the restarted process had been up at most this long")
     memmon.add_argument("-n", "--name", metavar="NAME", help="name of this watchdog in mail subjects")
 
-    more = p.add_argument_group("measuring and acting")
+    more = p.add_argument_group(
+        "measuring and acting",
+        "The default strategy of every rule; a rule's own KEY=VALUE settings (the same names "
+        "without --) win over these.")
     more.add_argument("--measure", choices=MEASURES, help="memory figure: rss (default), pss, uss")
     more.add_argument("--children", choices=CHILDREN_MODES,
                       help="none (default): the supervised pid; sum: the whole tree; "
-                      "each: every descendant on its own")
+                      "each: every descendant on its own; auto: as the server found (uWSGI: "
+                      "each worker, HUP; gunicorn: each worker, TERM; Celery: each child, "
+                      "program restart; anything else: none)")
     more.add_argument("--child-signal", type=_signal, metavar="SIG",
-                      help="with --children each: signal the offending child instead of restarting")
+                      help="with --children each (or auto): signal the offending child instead "
+                      "of restarting")
     more.add_argument("--child-signal-timeout", type=_positive_duration, metavar="DURATION",
                       help="restart the program if a signalled child still runs this long after "
                       "(default 90s)")

@@ -1,65 +1,166 @@
-"""The --config file: INI lines whose keys are long option names, turned into argv tokens so
-that argparse checks them like flags, with file:line in every error."""
+"""The --config file, read with configparser (supervisord's own format builds on it too).
+
+    [memwatch]                 ; listener-wide settings, and the defaults every rule inherits:
+    server-url = unix:///run/supervisor.sock      ; keys are the long option names
+    measure = pss
+    consecutive = 3
+
+    [group:sentry-web]         ; a rule: a limit and, optionally, its own strategy
+    limit = 700MB
+    children = auto
+
+    [program:sentry-worker:*]  ; NAME as -p takes it: name, group:name or group:*
+    limit = 400MB
+
+    [any]
+    limit = 1GB
+
+Every section becomes argv tokens (a rule section one `--group NAME=SIZE,key=value...`), so
+that argparse and the command line share one path; each value is checked here first, so that
+every error names file:line. A file without any section header is one [memwatch] section (the
+format before rules had sections)."""
 
 from __future__ import annotations
 
 import argparse
+import configparser
+from collections.abc import Callable
 
-from listener.flags import ConfigError
+from listener.flags import RULE_KEYS, ConfigError, memory_limit, rule_setting
 
-
-def read_ini(text: str, path: str) -> list[tuple[int, str, str]]:
-    """(line, key, value) entries of an INI text; one section of any name, `#`/`;` comments."""
-    entries: list[tuple[int, str, str]] = []
-    for lineno, raw in enumerate(text.splitlines(), 1):
-        line = raw.strip()
-        if not line or line.startswith(("#", ";")):
-            continue
-        if line.startswith("[") and line.endswith("]"):
-            continue
-        if raw[:1].isspace() and entries:  # continuation of a multi-line value
-            last = entries[-1]
-            entries[-1] = (last[0], last[1], f"{last[2]}\n{line}")
-            continue
-        cut = min((i for i in (line.find("="), line.find(":")) if i >= 0), default=-1)
-        key, sep, value = (line[:cut], line[cut], line[cut + 1:]) if cut >= 0 else (line, "", "")
-        if not sep or not key.strip():
-            raise ConfigError(f"{path}:{lineno}: expected 'key = value', got {line!r}")
-        entries.append((lineno, key.strip().replace("_", "-"), value.strip()))
-    return entries
-
-
+LISTENER_SECTIONS = ("memwatch", "sentry-memwatch")
+RULE_KINDS = {"program": "--program", "group": "--group", "any": "--any"}
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
 
 
-def file_to_argv(parser: argparse.ArgumentParser, text: str, path: str) -> list[str]:
-    """Turn config-file entries into argv tokens, checking each value with its line number."""
-    by_option = {s: a for a in parser._actions for s in a.option_strings}  # noqa: SLF001
-    argv: list[str] = []
-    for lineno, key, value in read_ini(text, path):
-        option = f"--{key}"
-        if key == "sendmail-program":
-            option = "--sendmail_program"
-        action = by_option.get(option)
-        if action is None or key in ("config", "help", "version"):
-            raise ConfigError(f"{path}:{lineno}: unknown option {key!r}")
-        if action.nargs == 0:  # a switch
-            if value.lower() not in _TRUE | _FALSE:
-                raise ConfigError(f"{path}:{lineno}: {key} = {value!r} is not true or false")
-            if value.lower() in _TRUE:
-                # the file's `cumulative` is a --children value, so the command line can override it
-                argv.append("--children=sum" if key == "cumulative" else option)
+class _Parser(configparser.RawConfigParser):
+    def optionxform(self, optionstr: str) -> str:
+        return optionstr.strip().lower().replace("_", "-")
+
+
+def _lines(text: str, parser: _Parser) -> dict[tuple[str, str], int]:
+    """(section, key) -> line number: configparser keeps no line numbers, its regexes find them."""
+    found: dict[tuple[str, str], int] = {}
+    section = ""
+    for lineno, line in enumerate(text.splitlines(), 1):
+        if line[:1].isspace():
             continue
-        values = value.split() if isinstance(action, argparse._AppendAction) else [value]  # noqa: SLF001
-        for item in values:
-            try:
-                if action.type is not None:
-                    action.type(item)  # type: ignore[operator]
-            except argparse.ArgumentTypeError as exc:
-                raise ConfigError(f"{path}:{lineno}: {key}: {exc}") from None
-            if action.choices is not None and item not in action.choices:
-                choices = ", ".join(map(str, action.choices))
-                raise ConfigError(f"{path}:{lineno}: {key} = {item!r} is not one of {choices}")
-            argv.append(f"{option}={item}")  # one token: a value may start with '-'
+        header = parser.SECTCRE.match(line)
+        if header:
+            section = header.group("header")
+            found[(section, "")] = lineno
+            continue
+        option = parser.OPTCRE.match(line)
+        if option and not line.lstrip().startswith(("#", ";")):
+            found.setdefault((section, parser.optionxform(option.group("option"))), lineno)
+    return found
+
+
+def read_sections(text: str, path: str) -> tuple[_Parser, dict[tuple[str, str], int]]:
+    meaningful = [(n, line) for n, line in enumerate(text.splitlines(), 1)
+                  if line.strip() and not line.lstrip().startswith(("#", ";"))]
+    shift = 0
+    if meaningful and not meaningful[0][1].startswith("["):
+        if any(line.startswith("[") for _, line in meaningful):
+            raise ConfigError(f"{path}:{meaningful[0][0]}: a setting before the first [section]")
+        text, shift = "[memwatch]\n" + text, 1  # the format before rules had sections
+    parser = _Parser(interpolation=None, strict=True, delimiters=("=", ":"),
+                     comment_prefixes=("#", ";"), inline_comment_prefixes=(";",),
+                     empty_lines_in_values=False, default_section="\0none")
+    try:
+        parser.read_string(text, source=path)
+    except configparser.DuplicateSectionError as exc:
+        raise ConfigError(f"{path}:{(exc.lineno or 0) - shift}: [{exc.section}] appears twice") from None
+    except configparser.DuplicateOptionError as exc:
+        raise ConfigError(f"{path}:{(exc.lineno or 0) - shift}: {exc.option} is given twice in "
+                          f"[{exc.section}] (list several values on one line)") from None
+    except configparser.ParsingError as exc:
+        lineno, line = exc.errors[0]
+        raise ConfigError(f"{path}:{lineno - shift}: expected 'key = value', got "
+                          f"{line.strip()!r}") from None
+    lines = {key: n - shift for key, n in _lines(text, parser).items()}
+    return parser, lines
+
+
+def file_to_argv(parser: argparse.ArgumentParser, text: str, path: str) -> list[str]:
+    """Turn the file's sections into argv tokens, checking each value with its line number."""
+    sections, lines = read_sections(text, path)
+    argv: list[str] = []
+    for section in sections.sections():
+        where = f"{path}:{lines.get((section, ''), 0)}"
+        if section in LISTENER_SECTIONS:
+            for key, value in sections.items(section):
+                argv += _option(parser, key, value, f"{path}:{lines.get((section, key), 0)}")
+            continue
+        kind, _, name = section.partition(":")
+        if kind not in RULE_KINDS or (kind == "any") == bool(name) or (
+                kind == "group" and ":" in name):
+            raise ConfigError(f"{where}: unknown section [{section}]; expected [memwatch], "
+                              "[program:NAME], [group:NAME] or [any]")
+        def line_of(key: str, section: str = section) -> str:
+            return f"{path}:{lines.get((section, key), 0)}"
+        argv.append(_rule(kind, name, dict(sections.items(section)), section, line_of, where))
+    return argv
+
+
+def _rule(kind: str, name: str, keys: dict[str, str], section: str,
+          line_of: Callable[[str], str], where: str) -> str:
+    """A rule section as one token: --group=NAME=SIZE,key=value..."""
+    if "limit" not in keys:
+        raise ConfigError(f"{where}: [{section}] has no limit (limit = SIZE)")
+    settings = []
+    for key, value in keys.items():
+        if key == "limit":
+            continue
+        if key not in RULE_KEYS:
+            raise ConfigError(f"{line_of(key)}: {key!r} is not a setting of a rule "
+                              f"(limit, {', '.join(RULE_KEYS)})")
+        try:
+            rule_setting(key, value)
+        except argparse.ArgumentTypeError as exc:
+            raise ConfigError(f"{line_of(key)}: {exc}") from None
+        if "," in value:
+            raise ConfigError(f"{line_of(key)}: {key} = {value!r}: one value only")
+        settings.append(f",{key}={value.strip()}")
+    limit = keys["limit"].strip()
+    try:
+        if "," in limit:
+            raise argparse.ArgumentTypeError(f"{limit!r} is one size only")
+        memory_limit(limit)
+    except argparse.ArgumentTypeError as exc:
+        raise ConfigError(f"{line_of('limit')}: limit: {exc}") from None
+    if "child-signal" in keys and keys.get("children", "each").strip() not in ("each", "auto"):
+        raise ConfigError(f"{line_of('child-signal')}: child-signal needs children = each "
+                          "(or auto) in the same rule")
+    spec = limit if kind == "any" else f"{name}={limit}"
+    return f"{RULE_KINDS[kind]}={spec}{''.join(settings)}"
+
+
+def _option(parser: argparse.ArgumentParser, key: str, value: str, where: str) -> list[str]:
+    """A [memwatch] key as argv tokens."""
+    by_option = {s: a for a in parser._actions for s in a.option_strings}  # noqa: SLF001
+    option = "--sendmail_program" if key == "sendmail-program" else f"--{key}"
+    action = by_option.get(option)
+    if action is None or key in ("config", "help", "version"):
+        raise ConfigError(f"{where}: unknown option {key!r}")
+    if action.nargs == 0:  # a switch
+        if value.lower() not in _TRUE | _FALSE:
+            raise ConfigError(f"{where}: {key} = {value!r} is not true or false")
+        if value.lower() not in _TRUE:
+            return []
+        # the file's `cumulative` is a --children value, so the command line can override it
+        return ["--children=sum" if key == "cumulative" else option]
+    values = value.split() if isinstance(action, argparse._AppendAction) else [value]  # noqa: SLF001
+    argv = []
+    for item in values:
+        try:
+            if action.type is not None:
+                action.type(item)  # type: ignore[operator]
+        except argparse.ArgumentTypeError as exc:
+            raise ConfigError(f"{where}: {key}: {exc}") from None
+        if action.choices is not None and item not in action.choices:
+            choices = ", ".join(map(str, action.choices))
+            raise ConfigError(f"{where}: {key} = {item!r} is not one of {choices}")
+        argv.append(f"{option}={item}")  # one token: a value may start with '-'
     return argv

@@ -6,6 +6,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from listener.servers import Server
 from listener.units import format_size
 
 RUNNING = "RUNNING"
@@ -59,6 +60,7 @@ class Sample:
     measure: str  # the measure actually used: "rss" where PSS/USS was denied
     children: int
     units: tuple[Unit, ...]
+    server: Server = Server.PLAIN  # what the process runs, from its command line
 
 
 @dataclass(frozen=True)

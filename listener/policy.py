@@ -13,12 +13,14 @@ from dataclasses import dataclass, field
 
 from listener.model import RUNNING, Action, ProcessInfo, Restart, Sample, SignalChild, Target, Unit
 from listener.rules import Rule, Rules, Strategy
+from listener.servers import Server
 
 
 class Verdict(str, enum.Enum):
     """What the policy made of a process, as `check` and the logs say it."""
 
     SELF = "self"
+    LISTENER = "memwatch listener"  # another sentry-memwatch: never judged, like the listener itself
     EXCLUDED = "excluded"
     STOPPED = "not running"
     BUSY = "restarting"
@@ -54,6 +56,13 @@ class Judgement:
     @property
     def limit(self) -> int | None:
         return self.rule.limit if self.rule else None
+
+    @property
+    def strategy(self) -> Strategy | None:
+        """The rule's strategy as applied to this process (`auto` resolved by its server)."""
+        if self.rule is None:
+            return None
+        return self.rule.strategy.resolve(self.sample.server if self.sample else Server.PLAIN)
 
 
 @dataclass(frozen=True)
@@ -95,7 +104,7 @@ def decide(
     samples: keyed by namespec. busy: namespecs with a restart in flight. self_names and
     self_pids identify the listener itself, which is never a target."""
     over_counts: dict[tuple[str, int], int] = {}
-    strategies = {p.namespec: _strategy(rules, p) for p in processes}
+    strategies = {p.namespec: rules.strategy_for(p.group, p.name) for p in processes}
     # re-made for the processes whose units are looked into this tick; carried for the others
     # (busy, no sample) while they are listed
     signalled: dict[tuple[str, int], tuple[float, float]] = {}
@@ -126,6 +135,9 @@ def decide(
         if namespec in self_names or proc.pid in self_pids:
             judgements.append(judged(Verdict.SELF))
             continue
+        if sample is not None and sample.server is Server.MEMWATCH:
+            judgements.append(judged(Verdict.LISTENER))
+            continue
         if rules.excluded(proc.group, proc.name):
             judgements.append(judged(Verdict.EXCLUDED))
             continue
@@ -141,7 +153,7 @@ def decide(
         if sample is None:
             judgements.append(judged(Verdict.NO_SAMPLE))
             continue
-        strategy = rule.strategy
+        strategy = rule.strategy.resolve(sample.server)
 
         # Count consecutive samples per unit; the worst unit over the limit is the candidate.
         # A child signalled before (same pid and start time) is draining: never a candidate.
@@ -225,11 +237,6 @@ def decide(
                           if k[0] in strategies and k[0] not in examined}, **signalled},
         ),
     )
-
-
-def _strategy(rules: Rules, proc: ProcessInfo) -> Strategy:
-    rule = rules.rule_for(proc.group, proc.name)
-    return rule.strategy if rule else rules.strategy
 
 
 def _units(proc: ProcessInfo, sample: Sample, strategy: Strategy) -> tuple[Unit, ...]:

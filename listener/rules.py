@@ -1,20 +1,37 @@
 """What the listener judges a process by: a limit and a strategy, found by the most specific rule.
 
 A rule's target is a process (`group:name` or `name`), every process of a group (`group:*`,
-or a group name), or any process. The policy receives `Rules` and nothing else of the
-configuration (no connection settings, no password)."""
+or a group name), or any process. Each rule carries its own strategy (how the process is
+measured and acted on); a rule that says nothing of a setting inherits the listener's default.
+The policy receives `Rules` and nothing else of the configuration (no connection settings, no
+password)."""
 
 from __future__ import annotations
 
+import dataclasses
 import fnmatch
 import signal
 from dataclasses import dataclass, field
 from functools import cached_property
 
+from listener.servers import Server
 from listener.units import format_size
 
-CHILDREN_MODES = ("none", "sum", "each")
+CHILDREN_MODES = ("none", "sum", "each", "auto")
 MEASURES = ("rss", "pss", "uss")
+
+# What `children = auto` does with each recognised server: judge every worker on its own and
+# use the server's own graceful replacement of one worker, where it has one.
+#   uWSGI: SIGHUP to a worker makes it finish its request and exit; the master forks a new one.
+#   gunicorn: SIGTERM to a worker is its graceful exit (graceful_timeout); the arbiter respawns.
+#   Celery prefork: no signal lets a pool child finish its task (its children reset TERM, HUP,
+#   USR1 to "die now"; bench/celery_signals.py measures each), so a child over its limit
+#   restarts the master: supervisord's SIGTERM is Celery's warm shutdown.
+AUTO: dict[Server, tuple[str, int | None]] = {
+    Server.UWSGI: ("each", int(signal.SIGHUP)),
+    Server.GUNICORN: ("each", int(signal.SIGTERM)),
+    Server.CELERY: ("each", None),
+}
 
 
 @dataclass(frozen=True)
@@ -22,7 +39,8 @@ class Strategy:
     """How a process is measured and acted on."""
 
     measure: str = "rss"
-    children: str = "none"  # none: the supervised pid; sum: its tree; each: every pid alone
+    # none: the supervised pid; sum: its tree; each: every pid alone; auto: by the server found
+    children: str = "none"
     child_signal: int | None = None  # with `each`: signal the child instead of a restart
     # a signalled child still alive this long after is escalated to a program restart: longer
     # than uWSGI's worker-reload-mercy (60 s) and gunicorn's graceful_timeout (30 s) by default
@@ -33,6 +51,15 @@ class Strategy:
     restart_window: float = 3600.0
     max_parallel: int = 1  # processes of one group restarting at once
 
+    def resolve(self, server: Server) -> Strategy:
+        """The concrete strategy for a process run by `server` (only `auto` depends on it).
+        An explicit child signal wins over the server's own."""
+        if self.children != "auto":
+            return self
+        children, child_signal = AUTO.get(server, ("none", None))
+        if children == "each" and self.child_signal is not None:
+            child_signal = self.child_signal
+        return _resolved(self, children, child_signal, server)
 
     @cached_property
     def description(self) -> str:
@@ -47,33 +74,74 @@ class Strategy:
 
 
 @dataclass(frozen=True)
+class AutoStrategy(Strategy):
+    """What `auto` became for one server: described as "pss, each, HUP (auto: uwsgi)"."""
+
+    server: Server = Server.PLAIN
+
+    @cached_property
+    def description(self) -> str:
+        return f"{super().description} (auto: {self.server.value or 'plain'})"
+
+
+_RESOLVED: dict[tuple[Strategy, Server], Strategy] = {}
+
+
+def _resolved(strategy: Strategy, children: str, child_signal: int | None,
+              server: Server) -> Strategy:
+    """One AutoStrategy per (strategy, server): resolved on every tick, built once."""
+    key = (strategy, server)
+    found = _RESOLVED.get(key)
+    if found is None:
+        base = {f.name: getattr(strategy, f.name) for f in dataclasses.fields(Strategy)}
+        found = AutoStrategy(**{**base, "children": children, "child_signal": child_signal},
+                             server=server)
+        if len(_RESOLVED) > 1024:  # reloads make new strategies; never let this grow
+            _RESOLVED.clear()
+        _RESOLVED[key] = found
+    return found
+
+
+@dataclass(frozen=True)
 class Rule:
     target: str  # e.g. "group sentry-worker": said in logs and `check`
     limit: int
     strategy: Strategy
 
 
+# A limit on the command line or in the file: (name, size), or (name, size, own strategy).
+Entry = tuple[str, int] | tuple[str, int, Strategy]
+
+
 @dataclass(frozen=True)
 class Rules:
-    """Limits by specificity: process (`group:name`, then `name`), `group:*`, group, any."""
+    """Limits by specificity: process (`group:name`, then `name`), `group:*`, group, any.
+    `strategy` is the default of every rule that brings none of its own."""
 
-    programs: tuple[tuple[str, int], ...] = ()
-    groups: tuple[tuple[str, int], ...] = ()
+    programs: tuple[Entry, ...] = ()
+    groups: tuple[Entry, ...] = ()
     any: int | None = None
     strategy: Strategy = field(default_factory=Strategy)
     exclude: tuple[str, ...] = ()  # globs on group:name never to touch
+    any_strategy: Strategy | None = None  # the [any] rule's own, if it has one
+
+    def _rule(self, kind: str, entry: Entry) -> tuple[str, Rule]:
+        strategy = entry[2] if len(entry) == 3 else self.strategy
+        return entry[0], Rule(f"{kind} {entry[0]}", entry[1], strategy)
 
     @cached_property
     def _programs(self) -> dict[str, Rule]:
-        return {key: Rule(f"program {key}", size, self.strategy) for key, size in self.programs}
+        return dict(self._rule("program", e) for e in self.programs)
 
     @cached_property
     def _groups(self) -> dict[str, Rule]:
-        return {key: Rule(f"group {key}", size, self.strategy) for key, size in self.groups}
+        return dict(self._rule("group", e) for e in self.groups)
 
     @cached_property
     def _any(self) -> Rule | None:
-        return None if self.any is None else Rule("any", self.any, self.strategy)
+        if self.any is None:
+            return None
+        return Rule("any", self.any, self.any_strategy or self.strategy)
 
     def rule_for(self, group: str, name: str) -> Rule | None:
         """The most specific rule that applies to the process, if any."""
@@ -83,14 +151,28 @@ class Rules:
                 return programs[key]
         return self._groups.get(group, self._any)
 
+    def strategy_for(self, group: str, name: str) -> Strategy:
+        """The strategy a process is measured by: its rule's, else the default."""
+        rule = self.rule_for(group, name)
+        return rule.strategy if rule else self.strategy
+
+    @cached_property
+    def strategies(self) -> frozenset[Strategy]:
+        rules = [*self._programs.values(), *self._groups.values(), self._any]
+        return frozenset({self.strategy, *(r.strategy for r in rules if r)})
+
     def excluded(self, group: str, name: str) -> bool:
         namespec = f"{group}:{name}"
         return any(fnmatch.fnmatchcase(namespec, p) for p in self.exclude)
 
     def describe(self) -> str:
-        """One line for the log: `program web=400.0MiB, group w=1.0GiB, any=2.0GiB`."""
-        parts = [f"program {n}={format_size(s)}" for n, s in self.programs]
-        parts += [f"group {n}={format_size(s)}" for n, s in self.groups]
-        if self.any is not None:
-            parts.append(f"any={format_size(self.any)}")
+        """One line for the log: `program web=400.0MiB (pss, auto), group w=1.0GiB, any=2.0GiB`;
+        a rule's strategy is named where it is not the default."""
+        rules = [*self._programs.values(), *self._groups.values()]
+        if self._any is not None:
+            rules.append(self._any)
+        parts = []
+        for rule in rules:
+            own = "" if rule.strategy == self.strategy else f" ({rule.strategy.description})"
+            parts.append(f"{rule.target}={format_size(rule.limit)}{own}")
         return ", ".join(parts) or "none"

@@ -1,8 +1,10 @@
 """Memory of supervised processes, read straight from /proc (never `ps`).
 
-One pass per tick: with --children sum/each, a single scan of /proc builds the parent->children
-map for every supervised tree at once, so the cost stays linear in the number of processes.
-RSS is read from /proc/PID/statm (listener.procfs); PSS/USS come from psutil.
+Each process is measured as its rule says (measure, children); with `children = auto`, as the
+server its command line shows (listener.servers, read once per process start). One pass per
+tick: when any rule looks into trees, a single scan of /proc builds the parent->children map
+for every supervised tree at once, so the cost stays linear in the number of processes. RSS is
+read from /proc/PID/statm (listener.procfs); PSS/USS come from psutil.
 
 A figure is trusted only if the pid still belongs to the process supervisord listed: its
 kernel start time must not be later than the listing (else the pid was reused), and it must
@@ -31,6 +33,8 @@ from listener.model import (
     Unit,
 )
 from listener.procfs import ProcReader, ProcStat, children_map, descendants
+from listener.rules import Rules, Strategy
+from listener.servers import Server, read_cmdline, recognise
 
 log = logging.getLogger("memwatch.sampler")
 
@@ -51,45 +55,72 @@ def identity_problem(proc: ProcessInfo, stat: ProcStat) -> str | None:
 
 
 class Sampler:
-    def __init__(self, measure: str = "rss", children: str = "none",
-                 reader: ProcReader | None = None) -> None:
-        self.measure = measure
-        self.children = children
+    def __init__(self, rules: Rules | None = None, reader: ProcReader | None = None) -> None:
+        self.rules = rules or Rules()
         self.reader = reader or ProcReader()
         self._reported: set[str] = set()
+        self._servers: dict[tuple[int, float], Server] = {}  # (pid, start) -> what it runs
+
+    @classmethod
+    def of(cls, measure: str = "rss", children: str = "none",
+           reader: ProcReader | None = None) -> Sampler:
+        """A sampler that measures every process the same way."""
+        return cls(Rules(strategy=Strategy(measure=measure, children=children)), reader)
 
     def sample(self, processes: Iterable[ProcessInfo]) -> SampleResult:
         errors: Counter[str] = Counter()
         samples: dict[str, Sample] = {}
         running = [p for p in processes if p.pid > 0 and p.statename == RUNNING]
+        servers = self._recognise(running)
+        strategies = [self.rules.strategy_for(p.group, p.name).resolve(servers[p.namespec])
+                      for p in running]
         table: dict[int, ProcStat] = {}
-        if self.children != "none" and running:
+        if any(s.children != "none" for s in strategies):
             table = self.reader.scan()
         kids = children_map(table)
-        for proc in running:
-            units, measures = self._units(proc, table, kids, errors)
+        for proc, strategy in zip(running, strategies, strict=True):
+            units, measures = self._units(proc, strategy, table, kids, errors)
             if not units:
                 continue
-            if self.children == "sum":
+            if strategy.children == "sum":
                 value = sum(u.bytes for u in units)
-            elif self.children == "each":
+            elif strategy.children == "each":
                 value = max(u.bytes for u in units)
             else:
                 value = units[0].bytes
             samples[proc.namespec] = Sample(
                 value=value,
-                measure="rss" if "rss" in measures else self.measure,
+                measure="rss" if "rss" in measures else strategy.measure,
                 children=len(units) - 1,
-                units=tuple(units) if self.children == "each" else (),
+                units=tuple(units) if strategy.children == "each" else (),
+                server=servers[proc.namespec],
             )
         return SampleResult(samples, errors)
 
-    def _units(self, proc: ProcessInfo, table: dict[int, ProcStat], kids: dict[int, list[int]],
-               errors: Counter[str]) -> tuple[list[Unit], set[str]]:
+    def _recognise(self, running: list[ProcessInfo]) -> dict[str, Server]:
+        """What each process runs, from its command line: read once per process start."""
+        known, self._servers = self._servers, {}
+        servers = {}
+        for proc in running:
+            key = (proc.pid, proc.start)
+            server = known.get(key)
+            if server is None:
+                argv = read_cmdline(proc.pid, self.reader.proc_root)
+                server = Server.PLAIN if argv is None else recognise(argv)
+                if argv is None:  # gone: look again next time
+                    servers[proc.namespec] = server
+                    continue
+            self._servers[key] = server
+            servers[proc.namespec] = server
+        return servers
+
+    def _units(self, proc: ProcessInfo, strategy: Strategy, table: dict[int, ProcStat],
+               kids: dict[int, list[int]], errors: Counter[str]) -> tuple[list[Unit], set[str]]:
         """The supervised pid first (none if it cannot be trusted), then its descendants."""
         measures: set[str] = set()
-        if self.children == "none":
-            read = self._memory(proc.pid, errors)
+        measure = strategy.measure
+        if strategy.children == "none":
+            read = self._memory(proc.pid, measure, errors)
             # stat after the memory: if the pid was still ours then, it was ours before too
             root = self._stat(proc.pid, errors) if read else None
             if read is None or root is None or self._untrusted(proc, root, errors):
@@ -108,7 +139,7 @@ class Sampler:
             if stat.state == "Z":
                 errors[ZOMBIE] += 1
                 continue
-            read = self._memory(pid, errors)
+            read = self._memory(pid, measure, errors)
             if read is None:
                 if pid == proc.pid:  # the supervised pid itself is gone: no figure at all
                     return [], measures
@@ -133,11 +164,11 @@ class Sampler:
             errors[VANISHED] += 1
         return stat
 
-    def _memory(self, pid: int, errors: Counter[str]) -> tuple[int, str] | None:
+    def _memory(self, pid: int, measure: str, errors: Counter[str]) -> tuple[int, str] | None:
         """(bytes, measure used) of one pid; None, counted, when it cannot be read."""
         try:
-            if self.measure != "rss":
-                return self._full(pid, errors)
+            if measure != "rss":
+                return self._full(pid, measure, errors)
             rss = self.reader.rss(pid)
         except OSError as exc:
             self._failed(pid, exc, errors)
@@ -147,15 +178,15 @@ class Sampler:
             return None
         return rss, "rss"
 
-    def _full(self, pid: int, errors: Counter[str]) -> tuple[int, str] | None:
+    def _full(self, pid: int, measure: str, errors: Counter[str]) -> tuple[int, str] | None:
         try:
             process = psutil.Process(pid)
             try:
-                return int(getattr(process.memory_full_info(), self.measure)), self.measure
+                return int(getattr(process.memory_full_info(), measure)), measure
             except psutil.AccessDenied:
-                reason = f"{self.measure}_denied"
+                reason = f"{measure}_denied"
                 errors[reason] += 1
-                self._report_once(reason, f"{self.measure} of pid {pid} is not readable "
+                self._report_once(reason, f"{measure} of pid {pid} is not readable "
                                   "(permissions or kernel); using rss for such pids")
                 rss = self.reader.rss(pid)
                 if rss is not None:

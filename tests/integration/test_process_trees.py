@@ -182,7 +182,7 @@ def test_pss_denied_by_permissions_falls_back_to_rss_visibly_and_is_counted():
             os.setgroups([])
             os.setgid(nobody.pw_gid)
             os.setuid(nobody.pw_uid)
-            sampler = Sampler("pss", "none")
+            sampler = Sampler.of("pss", "none")
             results = [sampler.sample([target]) for _ in range(2)]
             s = results[0].samples["g:root"]
             out = {"measure": s.measure, "value": s.value,

@@ -15,10 +15,11 @@ import pytest
 from listener import policy
 from listener.check import check, render, verdict_text
 from listener.config import Config
-from listener.model import ProcessInfo, Sample
+from listener.model import ProcessInfo, Sample, Unit
 from listener.policy import Verdict
 from listener.rules import Rule, Rules, Strategy
 from listener.sampler import SampleResult
+from listener.servers import Server
 
 MiB = 1024**2
 LIMIT = 100 * MiB
@@ -47,6 +48,7 @@ VERDICT_TEXTS = [
     (Verdict.BUSY, False, "ok"),
     (Verdict.SELF, True, "self"),  # over or not, these say why the process is not judged
     (Verdict.SELF, False, "self"),
+    (Verdict.LISTENER, True, "memwatch listener"),  # another sentry-memwatch
     (Verdict.EXCLUDED, True, "excluded"),
     (Verdict.STOPPED, False, "not running"),
     (Verdict.NO_LIMIT, False, "no limit"),
@@ -80,12 +82,27 @@ def test_render_a_table() -> None:
         judgement(Verdict.STOPPED, False, None, None,
                   process=ProcessInfo("cron", "cron", 0, "STOPPED", 0.0)),
     ]
-    lines = render(judgements, "rss").splitlines()
+    lines = render(judgements).splitlines()
     assert [columns(line) for line in lines] == [
-        ["GROUP", "PROCESS", "PID", "STATE", "MEMORY (RSS)", "LIMIT", "VERDICT"],
-        ["web", "web_00", "4242", "RUNNING", "150.0MiB (3 children)", "100.0MiB", "OVER"],
-        ["worker", "worker_00", "11", "RUNNING", "50.0MiB", "100.0MiB", "ok"],
-        ["cron", "cron", "-", "STOPPED", "-", "-", "not running"],
+        ["GROUP", "PROCESS", "PID", "STATE", "STRATEGY", "MEMORY", "LIMIT", "VERDICT"],
+        ["web", "web_00", "4242", "RUNNING", "rss", "150.0MiB rss (sum of 4)", "100.0MiB", "OVER"],
+        ["worker", "worker_00", "11", "RUNNING", "rss", "50.0MiB rss", "100.0MiB", "ok"],
+        ["cron", "cron", "-", "STOPPED", "-", "-", "-", "not running"],
+    ]
+
+
+def test_render_names_the_worker_whose_figure_it_is_and_the_strategy_of_each_row() -> None:
+    workers = (Unit(4242, 20 * MiB, 0.0), Unit(4243, 210 * MiB, 0.0), Unit(4244, 90 * MiB, 0.0))
+    web = policy.Judgement(WEB, Sample(210 * MiB, "pss", 2, workers, Server.UWSGI),
+                           Rule("group web", 200 * MiB, Strategy("pss", "auto")), True, Verdict.ACT)
+    cron = policy.Judgement(ProcessInfo("cron", "cron", 7, "RUNNING", 0.0),
+                            Sample(30 * MiB, "rss", 0, ()),
+                            Rule("any", LIMIT, Strategy("pss")), False, Verdict.OK)
+    rows = [columns(line) for line in render([web, cron]).splitlines()[1:]]
+    assert rows == [
+        ["web", "web_00", "4242", "RUNNING", "pss, each, HUP (auto: uwsgi)",
+         "210.0MiB pss (pid 4243, largest of 3)", "200.0MiB", "OVER"],
+        ["cron", "cron", "7", "RUNNING", "pss", "30.0MiB rss (not pss: denied)", "100.0MiB", "ok"],
     ]
 
 
@@ -96,10 +113,9 @@ def test_render_aligns_columns_and_ends_with_a_newline() -> None:
         judgement(Verdict.OK, False, Sample(5 * 1024**3, "pss", 0, ()),
                   process=ProcessInfo("g", "a-very-long-process-name", 123456, "RUNNING", 0.0)),
     ]
-    text = render(judgements, "pss")
+    text = render(judgements)
     assert text.endswith("\n")
     header, *rows = text.splitlines()
-    assert "MEMORY (PSS)" in header
     starts = [m.start() for m in re.finditer(r"\S+(?: \S+)*", header)]
     for row in rows:
         assert row == row.rstrip()
@@ -108,13 +124,13 @@ def test_render_aligns_columns_and_ends_with_a_newline() -> None:
 
 
 def test_render_with_no_processes_is_just_the_header() -> None:
-    assert columns(render([], "uss")) == ["GROUP", "PROCESS", "PID", "STATE", "MEMORY (USS)", "LIMIT",
-                                          "VERDICT"]
+    assert columns(render([])) == ["GROUP", "PROCESS", "PID", "STATE", "STRATEGY", "MEMORY", "LIMIT",
+                                   "VERDICT"]
 
 
 def test_render_without_children_says_nothing_about_them() -> None:
-    text = render([judgement(Verdict.OK, False, Sample(5 * MiB, "rss", 0, ()))], "rss")
-    assert "children" not in text
+    text = render([judgement(Verdict.OK, False, Sample(5 * MiB, "rss", 0, ()))])
+    assert "sum" not in text and "largest" not in text
 
 
 # --- one look at supervisord, with an exit code ---
@@ -202,12 +218,12 @@ def test_check_shows_a_young_process_over_its_limit_as_in_grace() -> None:
     assert verdict_column(rows) == {"web:web_00": "OVER (grace)"}
 
 
-def test_check_heads_the_memory_column_with_the_configured_measure() -> None:
+def test_check_shows_the_strategy_of_each_row() -> None:
     out = io.StringIO()
     config = with_strategy(ANY_100MB, measure="pss")
     check(config, PROCESSES, FakeSampler({"web:web_00": 50 * MiB}), out, environ=SUPERVISED)
-    header = columns(out.getvalue().splitlines()[0])
-    assert header[4] == "MEMORY (PSS)"
+    header, web = (columns(line) for line in out.getvalue().splitlines()[:2])
+    assert dict(zip(header, web, strict=True))["STRATEGY"] == "pss"
 
 
 def test_check_without_limits_exits_0() -> None:

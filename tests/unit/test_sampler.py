@@ -59,7 +59,7 @@ class ReaderOutOfDescriptors(ProcReader):
 def test_a_child_that_exits_between_scan_and_read_is_skipped_and_counted():
     ghost = dead_pid()
     for mode in ("sum", "each"):
-        sampler = Sampler("rss", mode, ReaderWithAGhostChild(ghost))
+        sampler = Sampler.of("rss", mode, ReaderWithAGhostChild(ghost))
         result = sampler.sample([me()])
         sample = result.samples["tests:me"]
         assert sample.value > 0
@@ -70,7 +70,7 @@ def test_a_child_that_exits_between_scan_and_read_is_skipped_and_counted():
 def test_a_supervised_pid_that_is_gone_has_no_sample_and_is_counted():
     gone = ProcessInfo("tests", "gone", dead_pid(), "RUNNING", time.time())
     for mode in ("none", "sum", "each"):
-        result = Sampler("rss", mode).sample([gone])
+        result = Sampler.of("rss", mode).sample([gone])
         assert result.samples == {}
         assert result.errors["vanished"] == 1
 
@@ -79,7 +79,7 @@ def test_a_pid_that_started_after_the_listing_is_another_process_and_is_not_samp
     listed_before_this_process_began = boot_clock() - time.monotonic() - 3600  # long before
     for measure in ("rss", "pss"):
         for mode in ("none", "sum", "each"):
-            result = Sampler(measure, mode).sample([me(listed_at=listed_before_this_process_began)])
+            result = Sampler.of(measure, mode).sample([me(listed_at=listed_before_this_process_began)])
             assert result.samples == {}, (measure, mode)
             assert result.errors == {"pid_reused": 1}, (measure, mode)
 
@@ -103,14 +103,14 @@ def test_a_zombie_is_counted_as_such_not_sampled_as_zero_bytes():
         info = ProcessInfo("tests", "zombie", zombie, "RUNNING", time.time(), listed_at=boot_clock())
         for measure in ("rss", "pss"):
             for mode in ("none", "sum", "each"):
-                result = Sampler(measure, mode).sample([info])
+                result = Sampler.of(measure, mode).sample([info])
                 assert result.samples == {}, (measure, mode)
                 assert result.errors == {"zombie": 1}, (measure, mode)
 
 
 def test_a_zombie_child_is_left_out_of_its_parents_tree():
     with zombie_child() as zombie:
-        result = Sampler("rss", "each").sample([me()])
+        result = Sampler.of("rss", "each").sample([me()])
         assert zombie not in {u.pid for u in result.samples["tests:me"].units}
         assert result.errors["zombie"] == 1
 
@@ -121,7 +121,7 @@ def test_one_failed_read_skips_one_pid_counted_and_the_others_are_sampled():
         listed = boot_clock()
         procs = [ProcessInfo("tests", "other", other.pid, "RUNNING", time.time(), listed_at=listed),
                  me(listed)]
-        result = Sampler("rss", "none", ReaderOutOfDescriptors(other.pid)).sample(procs)
+        result = Sampler.of("rss", "none", ReaderOutOfDescriptors(other.pid)).sample(procs)
         assert set(result.samples) == {"tests:me"}
         assert result.errors == {"unreadable": 1}
     finally:
@@ -136,13 +136,13 @@ def test_processes_not_running_are_not_sampled():
 
 def test_pss_and_uss_are_read_and_labelled_with_the_measure_used():
     for measure in ("pss", "uss"):
-        sample = Sampler(measure).sample([me()]).samples["tests:me"]
+        sample = Sampler.of(measure).sample([me()]).samples["tests:me"]
         assert sample.measure == measure
-        assert 0 < sample.value <= Sampler("rss").sample([me()]).samples["tests:me"].value * 1.2
+        assert 0 < sample.value <= Sampler.of("rss").sample([me()]).samples["tests:me"].value * 1.2
 
 
 def test_rss_is_what_psutil_reads():
-    sample = Sampler("rss").sample([me()]).samples["tests:me"]
+    sample = Sampler.of("rss").sample([me()]).samples["tests:me"]
     assert abs(sample.value - psutil.Process().memory_info().rss) < 8 * 2**20
 
 
