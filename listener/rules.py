@@ -61,6 +61,21 @@ class Strategy:
             child_signal = self.child_signal
         return _resolved(self, children, child_signal, server)
 
+    def settings_beyond(self, default: Strategy) -> str:
+        """The settings where this strategy differs from `default`, as the rule would write
+        them: "children=auto, grace=300s"."""
+        said = []
+        for f in dataclasses.fields(Strategy):
+            mine = getattr(self, f.name)
+            if mine == getattr(default, f.name):
+                continue
+            if f.name == "child_signal" and mine is not None:
+                mine = signal.Signals(mine).name.removeprefix("SIG")
+            elif isinstance(mine, float):
+                mine = f"{mine:g}s"
+            said.append(f"{f.name.replace('_', '-')}={mine}")
+        return ", ".join(said)
+
     @cached_property
     def description(self) -> str:
         """For people: "pss, each, HUP" (the measure, the children mode, the child signal);
@@ -166,13 +181,14 @@ class Rules:
         return any(fnmatch.fnmatchcase(namespec, p) for p in self.exclude)
 
     def describe(self) -> str:
-        """One line for the log: `program web=400.0MiB (pss, auto), group w=1.0GiB, any=2.0GiB`;
-        a rule's strategy is named where it is not the default."""
+        """One line for the log: `program web=400.0MiB (children=auto), group w=1.0GiB,
+        any=2.0GiB`; a rule's own settings are named where they are not the default."""
         rules = [*self._programs.values(), *self._groups.values()]
         if self._any is not None:
             rules.append(self._any)
         parts = []
         for rule in rules:
-            own = "" if rule.strategy == self.strategy else f" ({rule.strategy.description})"
+            own = rule.strategy.settings_beyond(self.strategy)
+            own = f" ({own})" if own else ""
             parts.append(f"{rule.target}={format_size(rule.limit)}{own}")
         return ", ".join(parts) or "none"

@@ -15,8 +15,12 @@ import psutil
 
 from listener.model import ProcessInfo
 from listener.procfs import ProcReader, ProcStat, descendants
+from listener.rules import Rules, Strategy
 from listener.sampler import Sampler
+from listener.servers import Server
 from listener.supervisor import boot_clock
+
+GiB = 1024**3
 
 
 def me(listed_at: float | None = None) -> ProcessInfo:
@@ -149,3 +153,43 @@ def test_rss_is_what_psutil_reads():
 def test_descendants_are_listed_parents_first_and_cycles_do_not_hang():
     children = {1: [2, 3], 2: [4], 4: [1]}
     assert list(descendants(1, children)) == [2, 4, 3]
+
+
+@contextlib.contextmanager
+def server_with_workers(argv0: str, workers: int = 2) -> Iterator[ProcessInfo]:
+    """A process whose command line says `argv0`, with `workers` children of its own."""
+    code = ("import subprocess, sys, time\n"
+            f"kids = [subprocess.Popen([{sys.executable!r}, '-c', 'import time; time.sleep(60)'])"
+            f" for _ in range({workers})]\n"
+            "print('ready', flush=True)\n"
+            "time.sleep(60)\n")
+    master = subprocess.Popen([argv0, "-c", code], executable=sys.executable, stdout=subprocess.PIPE)
+    try:
+        assert master.stdout is not None and master.stdout.readline() == b"ready\n"
+        yield ProcessInfo(argv0, argv0, master.pid, "RUNNING", time.time(), listed_at=boot_clock())
+    finally:
+        for child in psutil.Process(master.pid).children():
+            child.kill()
+        master.kill()
+        master.wait()
+
+
+def test_each_process_is_measured_as_its_own_rule_says_and_auto_as_its_server():
+    auto = Strategy(measure="rss", children="auto")
+    rules = Rules(programs=(("uwsgi", GiB, auto), ("plain", GiB, auto)),
+                  groups=(("summed", GiB, Strategy(measure="uss", children="sum")),))
+    with server_with_workers("uwsgi") as uwsgi, server_with_workers("plain") as plain, \
+            server_with_workers("summed") as summed:
+        samples = Sampler(rules).sample([uwsgi, plain, summed]).samples
+    web = samples["uwsgi:uwsgi"]
+    assert (web.server, len(web.units), web.measure) == (Server.UWSGI, 3, "rss")  # each worker alone
+    assert web.value == max(u.bytes for u in web.units)
+    assert (samples["plain:plain"].server, samples["plain:plain"].units) == (Server.PLAIN, ())
+    assert samples["plain:plain"].children == 0  # auto on a plain process: its own pid only
+    assert (samples["summed:summed"].children, samples["summed:summed"].measure) == (2, "uss")
+
+
+def test_a_memwatch_listener_is_recognised_whatever_the_rule():
+    with server_with_workers("sentry-memwatch", workers=0) as listener:
+        sample = Sampler.of("rss").sample([listener]).samples["sentry-memwatch:sentry-memwatch"]
+    assert sample.server is Server.MEMWATCH
