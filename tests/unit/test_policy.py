@@ -15,6 +15,7 @@ from listener.config import Config
 from listener.model import ProcessInfo, Restart, Sample, SignalChild, Target, Unit
 from listener.policy import Decision, PolicyState, Verdict
 from listener.rules import Rules
+from listener.servers import Server
 
 MiB = 1024**2
 LIMIT = 100 * MiB
@@ -381,6 +382,38 @@ def test_each_the_largest_over_limit_child_is_signalled_with_child_signal() -> N
                by=CHILD_B),
         child_pid=CHILD_B, child_started=800.0, signal=signal.SIGHUP)  # the child's start, checked again
     assert verdicts(decision) == {"web:web": Verdict.ACT}
+
+
+AUTO = tuned(ANY_100MB, children="auto")
+
+
+@pytest.mark.parametrize(
+    ("server", "action"),
+    [(Server.UWSGI, "signal SIGHUP"), (Server.GUNICORN, "signal SIGTERM"),
+     (Server.CELERY, "restart"), (Server.PLAIN, "none")],
+)
+def test_auto_acts_on_a_worker_over_the_limit_as_its_server_replaces_one(server: Server,
+                                                                        action: str) -> None:
+    """The sampler says which server it found (and, for a plain process, measures the pid alone:
+    here its own figure is under the limit, so nothing is done)."""
+    units = tree(UNDER, OVER, UNDER).units
+    found = Sample(OVER, "rss", 2, units, server) if server is not Server.PLAIN else \
+        Sample(UNDER, "rss", 0, (), server)
+    decision = decide_once(AUTO, [proc("web:web", MASTER)], {"web:web": found})
+    done = [f"signal {signal.Signals(a.signal).name}" if isinstance(a, SignalChild) else "restart"
+            for a in decision.actions]
+    assert done == ([] if action == "none" else [action])
+    (judgement,) = decision.judgements
+    assert judgement.strategy is not None
+    assert judgement.strategy.description.endswith(f"(auto: {server.value or 'plain'})")
+
+
+def test_another_memwatch_listener_is_never_judged() -> None:
+    listener = Sample(10 * OVER, "rss", 0, (), Server.MEMWATCH)
+    decision = decide_once(ANY_100MB, [proc("memwatch-web:memwatch-web", 77)],
+                           {"memwatch-web:memwatch-web": listener})
+    assert decision.actions == ()
+    assert verdicts(decision) == {"memwatch-web:memwatch-web": Verdict.LISTENER}
 
 
 def test_each_without_child_signal_an_over_limit_child_restarts_the_program() -> None:
