@@ -1,0 +1,236 @@
+"""One listener, one rules file, `children = auto` on real servers under a real supervisord:
+uWSGI (pyuwsgi), gunicorn and Celery (with a real redis-server as its broker), next to a plain
+program, each with its own rule. A worker over its limit is replaced as its server replaces
+one: uWSGI's by SIGHUP, gunicorn's by SIGTERM, Celery's by a warm restart of its master."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import textwrap
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import psutil
+import pytest
+
+from tests.harness import PY, ROOT, ListenerProcess, Supervisord, free_port, hog, value, wait_for
+from tests.integration.deploy_helpers import require_binary, start, stop
+
+WEBAPP_DIR = ROOT / "deploy" / "demo"
+MiB = 2**20
+BLOAT_MB = 120  # a worker's PSS at rest is 10-40 MiB here; the limit sits between
+LIMIT = "90MB"
+
+celery = pytest.importorskip("celery")
+
+
+@pytest.fixture
+def redis_port(short_tmp: Path) -> Iterator[int]:
+    binary = require_binary("redis-server", "apt-get install redis-server")
+    port = free_port()
+    proc = start([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                  "--appendonly", "no", "--dir", str(short_tmp)], short_tmp / "redis.log")
+    client = celery.Celery(broker=f"redis://127.0.0.1:{port}/0")
+    wait_for(lambda: client.connection_for_write().ensure_connection(max_retries=1) or True,
+             what="redis-server to accept connections")
+    yield port
+    stop(proc)
+
+
+def celery_app(root: Path, redis_port: int) -> Path:
+    """A Celery app whose `hold` task keeps N MiB in the pool child that runs it."""
+    (root / "memapp.py").write_text(textwrap.dedent(f"""\
+        import os
+        from celery import Celery
+        app = Celery("memapp", broker="redis://127.0.0.1:{redis_port}/0",
+                     backend="redis://127.0.0.1:{redis_port}/1")
+        app.conf.worker_hijack_root_logger = False
+        kept = []
+
+        @app.task(name="memapp.hold")
+        def hold(mb):
+            kept.append(b"\\x01" * (mb * 1024 * 1024))
+            return os.getpid()
+        """))
+    return root
+
+
+def get(port: int, path: str) -> str:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as resp:
+        return resp.read().decode()
+
+
+def workers(master: int) -> set[int]:
+    return {c.pid for c in psutil.Process(master).children()}
+
+
+def rules_file(root: Path) -> Path:
+    path = root / "memwatch.conf"
+    path.write_text(textwrap.dedent(f"""\
+        [memwatch]
+        measure = pss
+
+        [group:web]
+        limit = {LIMIT}
+        children = auto
+
+        [group:gunicorn]
+        limit = {LIMIT}
+        children = auto
+
+        [group:celery]
+        limit = {LIMIT}
+        children = auto
+
+        [program:plain]
+        limit = 1GB
+        children = auto
+        """))
+    return path
+
+
+@pytest.fixture
+def sentry_like(supervisord, short_tmp: Path, redis_port: int) -> Iterator[tuple[Supervisord, dict]]:
+    uwsgi = require_binary("uwsgi", "pip install pyuwsgi")
+    gunicorn = require_binary("gunicorn", "pip install gunicorn")
+    ports = {"web": free_port(), "gunicorn": free_port()}
+    app_dir = celery_app(short_tmp, redis_port)
+    web = (f"{uwsgi} --http-socket 127.0.0.1:{ports['web']} --wsgi-file {WEBAPP_DIR / 'webapp.py'} "
+           "--master --processes 2 --die-on-term --disable-logging")
+    arbiter = (f"{gunicorn} -w 2 -b 127.0.0.1:{ports['gunicorn']} --chdir {WEBAPP_DIR} "
+               "--graceful-timeout 10 webapp:application")
+    worker = (f"{PY} -m celery -A memapp worker -c 2 --pool prefork -l WARNING "
+              "--without-heartbeat --without-gossip --without-mingle")
+    sv = supervisord(f"""
+[program:web]
+command={web}
+stopasgroup=true
+startsecs=1
+
+[program:gunicorn]
+command={arbiter}
+stopasgroup=true
+startsecs=1
+
+[program:celery]
+command={worker}
+directory={app_dir}
+environment=PYTHONPATH="{app_dir}"
+stopsignal=TERM
+stopwaitsecs=20
+stopasgroup=false
+killasgroup=true
+startsecs=1
+
+[program:plain]
+command={hog('--mb', 5)}
+startsecs=1
+""")
+    masters = sv.wait_running("web:web", "gunicorn:gunicorn", "celery:celery", "plain:plain")
+    for name in ("web:web", "gunicorn:gunicorn", "celery:celery"):
+        wait_for(lambda name=name: len(workers(masters[name])) >= 2, timeout=60,
+                 what=f"2 workers of {name}")
+    wait_for(lambda: get(ports["web"], "/") and get(ports["gunicorn"], "/"), what="web servers answer")
+    yield sv, {"ports": ports, "masters": masters, "app_dir": app_dir, "redis": redis_port}
+
+
+def status(lst: ListenerProcess) -> dict[str, dict]:
+    with urllib.request.urlopen(f"http://127.0.0.1:{lst.metrics_port}/status", timeout=10) as resp:
+        return {f"{p['group']}:{p['process']}": p for p in json.load(resp)["processes"]}
+
+
+def check_rows(sv: Supervisord, config: Path) -> dict[str, dict[str, str]]:
+    """`sentry-memwatch check --config FILE`, as rows by namespec."""
+    out = subprocess.run([PY, "-m", "listener", "check", "--config", str(config)],
+                         capture_output=True, text=True, cwd=ROOT, timeout=60,
+                         env={**os.environ, "SUPERVISOR_SERVER_URL": sv.url, "PYTHONPATH": str(ROOT)})
+    assert out.returncode in (0, 1), out.stderr
+    header, *lines = out.stdout.splitlines()
+    starts = [header.index(h) for h in header.split()] + [None]
+    names = header.split()
+    rows = {}
+    for line in lines:
+        cells = {n: line[a:b].strip() for n, a, b in zip(names, starts, starts[1:], strict=False)}
+        rows[f"{cells['GROUP']}:{cells['PROCESS']}"] = cells
+    return rows
+
+
+def test_one_listener_replaces_each_servers_bloated_worker_its_own_way(sentry_like, listener):
+    sv, env = sentry_like
+    ports, masters = env["ports"], env["masters"]
+    config = rules_file(env["app_dir"])
+    lst = listener("--config", config, server_url=sv.url)
+    lst.tick()
+
+    # what was recognised, said alike by the listener and by `check --config` of the same file
+    seen = status(lst)
+    expected = {"web:web": "pss, each, HUP (auto: uwsgi)",
+                "gunicorn:gunicorn": "pss, each, TERM (auto: gunicorn)",
+                "celery:celery": "pss, each (auto: celery)",
+                "plain:plain": "pss (auto: plain)"}
+    assert {n: seen[n]["strategy"] for n in expected} == expected
+    assert all(seen[n]["verdict"] == "ok" for n in expected), seen
+    checked = check_rows(sv, config)
+    assert {n: checked[n]["STRATEGY"] for n in expected} == expected
+    assert {n: checked[n]["VERDICT"] for n in expected} == {n: "ok" for n in expected}
+
+    # one worker of each server grows past the limit
+    web_leaker = int(get(ports["web"], f"/leak?mb={BLOAT_MB}").split()[-1])
+    gunicorn_leaker = int(get(ports["gunicorn"], f"/leak?mb={BLOAT_MB}").split()[-1])
+    redis = f"redis://127.0.0.1:{env['redis']}"
+    client = celery.Celery("memapp", broker=f"{redis}/0", backend=f"{redis}/1")
+    celery_leaker = client.send_task("memapp.hold", args=[BLOAT_MB]).get(timeout=60)
+    assert celery_leaker in workers(masters["celery:celery"])
+    web_others = workers(masters["web:web"]) - {web_leaker}
+    plain = sv.pid("plain:plain")
+
+    lst.tick()
+    wait_for(lambda: web_leaker not in workers(masters["web:web"])
+             and len(workers(masters["web:web"])) == 2, timeout=60,
+             what="uWSGI's bloated worker replaced by its master")
+    wait_for(lambda: gunicorn_leaker not in workers(masters["gunicorn:gunicorn"])
+             and len(workers(masters["gunicorn:gunicorn"])) == 2, timeout=60,
+             what="gunicorn's bloated worker replaced by its arbiter")
+    wait_for(lambda: sv.infos()["celery:celery"]["pid"] not in (0, masters["celery:celery"])
+             and sv.infos()["celery:celery"]["statename"] == "RUNNING", timeout=60,
+             what="the Celery master restarted (warm shutdown)")
+    assert sv.pid("web:web") == masters["web:web"] and web_others <= workers(masters["web:web"])
+    assert sv.pid("gunicorn:gunicorn") == masters["gunicorn:gunicorn"]
+    assert sv.pid("plain:plain") == plain
+    assert get(ports["web"], "/").startswith("ok ") and get(ports["gunicorn"], "/").startswith("ok ")
+
+    wait_for(lambda: value(lst.metrics(), "memwatch_restarts_total", group="celery",
+                           process="celery") == 1, what="the Celery restart counted")
+    samples = lst.metrics()
+    counts = {g: (value(samples, "memwatch_child_signals_total", group=g, process=g),
+                  value(samples, "memwatch_restarts_total", group=g, process=g))
+              for g in ("web", "gunicorn", "celery", "plain")}
+    assert counts == {"web": (1, 0), "gunicorn": (1, 0), "celery": (0, 1), "plain": (0, 0)}
+    log = lst.stderr()
+    assert f"child_pid={web_leaker}" in log and f"child_pid={gunicorn_leaker}" in log
+    assert f"child_pid={celery_leaker}" in log  # the restart names the child that caused it
+
+
+def test_a_memwatch_listener_under_supervisord_is_never_judged(supervisord, listener):
+    """Any sentry-memwatch, not only the one judging: here another listener, running as the
+    console script would, far over a limit that applies to everything."""
+    sv = supervisord(f"""
+[eventlistener:other-memwatch]
+command={PY} -m listener -a 1GB --metrics-port 0
+events=TICK_60
+startsecs=1
+environment=PYTHONPATH="{ROOT}"
+""")
+    sv.wait_running("other-memwatch:other-memwatch")
+    lst = listener("-a", "1MB", server_url=sv.url)
+    lst.tick()
+    other = status(lst).get("other-memwatch:other-memwatch")
+    assert other is None  # not among the watched processes at all
+    assert value(lst.metrics(), "memwatch_restarts_total", group="other-memwatch",
+                 process="other-memwatch") in (None, 0)
+    assert "memwatch listener" in subprocess.run(
+        [PY, "-m", "listener", "check", "-a", "1MB"], capture_output=True, text=True, cwd=ROOT,
+        env={**os.environ, "SUPERVISOR_SERVER_URL": sv.url, "PYTHONPATH": str(ROOT)}).stdout
