@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import time
 import urllib.request
 from collections.abc import Sequence
@@ -14,6 +15,7 @@ from listener.config import Config
 from listener.model import ProcessInfo, own_namespecs
 from listener.policy import Verdict
 from listener.sampler import Sampler
+from listener.servers import Server, recognise
 from listener.units import format_size
 
 HEADERS = ("GROUP", "PROCESS", "PID", "STATE", "STRATEGY", "MEMORY", "LIMIT", "VERDICT")
@@ -115,3 +117,45 @@ def check_listener(url: str, out: TextIO, timeout: float = 10.0) -> int:
 
 class CheckError(Exception):
     """One line for the user; exit code 2."""
+
+
+def listener_arguments(commands: Sequence[tuple[str, str, str]]) -> tuple[str, list[str]]:
+    """The arguments of the one sentry-memwatch listener supervisord runs, so that a bare
+    `check` judges with the listener's own rules: (its namespec, its arguments)."""
+    found = []
+    for namespec, command, directory in commands:
+        try:
+            argv = shlex.split(command)
+        except ValueError:
+            continue
+        if recognise(argv) is Server.MEMWATCH:
+            found.append((namespec, _absolute_config(argv[_first_argument(argv):], directory)))
+    if not found:
+        raise CheckError("no limits given, and supervisord runs no sentry-memwatch listener to "
+                         "take them from: give --config FILE or limits (-p, -g, -a)")
+    if len(found) > 1:
+        names = ", ".join(n for n, _ in found)
+        raise CheckError(f"no limits given, and supervisord runs several sentry-memwatch "
+                         f"listeners ({names}): give --config FILE or limits (-p, -g, -a)")
+    return found[0]
+
+
+def _first_argument(argv: list[str]) -> int:
+    """Where the listener's own arguments start: after the script, or after `-m listener`."""
+    for i, arg in enumerate(argv):
+        if arg == "listener" and i and argv[i - 1] == "-m":
+            return i + 1
+        if os.path.basename(arg) == "sentry-memwatch":
+            return i + 1
+    return len(argv)
+
+
+def _absolute_config(args: list[str], directory: str) -> list[str]:
+    """A relative --config is relative to the listener's directory (supervisord's `directory=`)."""
+    out = list(args)
+    for i, arg in enumerate(out):
+        if arg == "--config" and i + 1 < len(out):
+            out[i + 1] = os.path.join(directory or "/", out[i + 1])
+        elif arg.startswith("--config="):
+            out[i] = "--config=" + os.path.join(directory or "/", arg.split("=", 1)[1])
+    return out

@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import logging
 import os
+import shlex
 import sys
 from collections.abc import Sequence
 from typing import TextIO
 
 from listener import log as logsetup
 from listener.app import build, connect, sampler_for
-from listener.check import CheckError, check, check_listener
+from listener.check import CheckError, check, check_listener, listener_arguments
 from listener.config import Config, ConfigError, parse
 from listener.flags import one_line
 from listener.log import fields
-from listener.supervisor import SupervisorError, describe_error
+from listener.supervisor import Supervisor, SupervisorError, describe_error
 
 PROG = "sentry-memwatch"
 log = logging.getLogger("memwatch")
@@ -36,7 +37,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logsetup.setup(config.log_level, config.log_format)
     warn_if_password_exposed(config)
     if is_check:
-        return run_check(config)
+        return run_check(config, argv)
     return run_listener(argv, config)
 
 
@@ -56,21 +57,35 @@ def warn_if_password_exposed(config: Config) -> None:
                     "chmod 600 it", extra=fields(path=path, mode=oct(mode & 0o777)))
 
 
-def run_check(config: Config) -> int:
-    if config.listener_url:
-        try:
-            return check_listener(config.listener_url, sys.stdout)
-        except CheckError as exc:
-            print(f"{PROG}: error: {one_line(str(exc))}", file=sys.stderr)
-            return 2
+def run_check(config: Config, argv: list[str]) -> int:
     supervisor = connect(config)
     try:
+        if config.listener_url:
+            return check_listener(config.listener_url, sys.stdout)
+        if not config.rules.has_limits and not config.config_file:
+            config = listeners_config(supervisor, argv)
+            supervisor = connect(config)
         processes = supervisor.processes()
+    except CheckError as exc:
+        print(f"{PROG}: error: {one_line(str(exc))}", file=sys.stderr)
+        return 2
+    except ConfigError as exc:
+        print(f"{PROG}: error: the listener's command line: {exc}", file=sys.stderr)
+        return 2
     except SupervisorError as exc:
         print(f"{PROG}: error: cannot reach supervisord at {supervisor.display_url}: "
               f"{describe_error(exc)}", file=sys.stderr)
         return 2
     return check(config, processes, sampler_for(config), sys.stdout)
+
+
+def listeners_config(supervisor: Supervisor, argv: list[str]) -> Config:
+    """A bare `check` judges as the sentry-memwatch listener supervisord runs: with its
+    arguments (its rules, its --config file), this command line's coming last."""
+    namespec, arguments = listener_arguments(supervisor.commands())
+    print(f"{PROG}: judging with the rules of listener {namespec}: {shlex.join(arguments)}",
+          file=sys.stderr)
+    return parse(["check", *arguments, *argv[1:]])[0]
 
 
 def run_listener(argv: list[str], config: Config) -> int:

@@ -158,6 +158,10 @@ class Rules:
             return None
         return Rule("any", self.any, self.any_strategy or self.strategy)
 
+    @property
+    def has_limits(self) -> bool:
+        return bool(self.programs or self.groups) or self.any is not None
+
     def rule_for(self, group: str, name: str) -> Rule | None:
         """The most specific rule that applies to the process, if any."""
         programs = self._programs

@@ -173,6 +173,11 @@ class Supervisor:
         info = self._proxy.supervisor.getProcessInfo(namespec)
         return to_process_info(info, boot_clock())
 
+    def commands(self) -> list[tuple[str, str, str]]:
+        """(namespec, command, directory) of every configured process, listeners included."""
+        return [(f"{c['group']}:{c['name']}", str(c["command"]), str(c.get("directory") or ""))
+                for c in self._proxy.supervisor.getAllConfigInfo()]
+
     def stop(self, namespec: str) -> None:
         self._proxy.supervisor.stopProcess(namespec, True)
 

@@ -234,3 +234,45 @@ environment=PYTHONPATH="{ROOT}"
     assert "memwatch listener" in subprocess.run(
         [PY, "-m", "listener", "check", "-a", "1MB"], capture_output=True, text=True, cwd=ROOT,
         env={**os.environ, "SUPERVISOR_SERVER_URL": sv.url, "PYTHONPATH": str(ROOT)}).stdout
+
+
+def run_check(sv: Supervisord, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([PY, "-m", "listener", "check", *args], capture_output=True, text=True,
+                          cwd=ROOT, timeout=60,
+                          env={**os.environ, "SUPERVISOR_SERVER_URL": sv.url, "PYTHONPATH": str(ROOT)})
+
+
+def test_bare_check_judges_with_the_rules_of_the_listener_supervisord_runs(supervisord, short_tmp):
+    (short_tmp / "memwatch.conf").write_text("[memwatch]\nmeasure = rss\n\n[program:big]\n"
+                                             "limit = 20MB\n\n[program:small]\nlimit = 1GB\n")
+    sv = supervisord(f"""
+[eventlistener:memwatch]
+command={PY} -m listener --config memwatch.conf --metrics-port 0 --dry-run
+directory={short_tmp}
+events=TICK_60
+startsecs=1
+environment=PYTHONPATH="{ROOT}"
+
+{hog_program("big", 40)}
+{hog_program("small", 5)}
+""")
+    sv.wait_running("memwatch:memwatch", "big:big", "small:small")
+    sv.wait_allocated({"big:big": 40})
+    done = run_check(sv)
+    assert done.returncode == 1, done.stderr
+    assert "judging with the rules of listener memwatch:memwatch: --config" in done.stderr
+    verdicts = {line.split()[0]: line.split()[-1] for line in done.stdout.splitlines()[1:]}
+    assert verdicts == {"memwatch": "listener", "big": "OVER", "small": "ok"}
+
+
+def test_bare_check_without_a_listener_or_limits_says_what_to_give(supervisord):
+    sv = supervisord(hog_program("small", 5))
+    sv.wait_running("small:small")
+    done = run_check(sv)
+    assert done.returncode == 2
+    assert done.stderr.strip().endswith("give --config FILE or limits (-p, -g, -a)")
+    assert len(done.stderr.strip().splitlines()) == 1
+
+
+def hog_program(name: str, mb: int) -> str:
+    return f"[program:{name}]\ncommand={hog('--mb', mb)}\nstartsecs=1\n"
