@@ -1,13 +1,15 @@
-"""deploy/supervisor/sentry.conf: read by the listener's own flag parser, loaded by a real
-supervisord.
+"""deploy/supervisor/sentry.conf and its rules file deploy/memwatch/sentry-memwatch.conf: read
+by the listener's own parser, loaded by a real supervisord.
 
 The file is parsed section by section and handed to a real supervisord in a temp dir with
 only what a test machine cannot have substituted: the `sentry` executable becomes a stand-in
-that records how it was started and runs deploy/demo/hog.py with the process tree of the real
-command (a master with the web workers of sentry.conf.py, a Celery master with -c children);
-`sentry-memwatch` becomes this checkout's listener (with a temp --state-dir); log files and
-the working directory move to the temp dir, `user=` becomes the current user and the metrics
-ports free ones. Every other key and every argument stays as shipped.
+(a script named `sentry`, so that its command line reads `sentry run web` as the real one's
+does) that records how it was started and runs deploy/demo/hog.py in-process with the process
+tree of the real command (a master with the web workers of sentry.conf.py, a Celery master
+with -c children); `sentry-memwatch` becomes this checkout's listener (with a temp
+--state-dir) reading a copy of the rules file whose metrics port is a free one; log files and
+the working directory move to the temp dir, `user=` becomes the current user. Every other key
+and every argument stays as shipped.
 """
 
 from __future__ import annotations
@@ -21,7 +23,6 @@ import re
 import runpy
 import shlex
 import shutil
-import signal
 import subprocess
 import tempfile
 import textwrap
@@ -36,7 +37,7 @@ import pytest
 
 from listener.config import parse
 from listener.daemon import SHUTDOWN_GRACE
-from tests.harness import HOG, PY, Samples, Supervisord, scrape, value, wait_for
+from tests.harness import HOG, PY, ROOT, Samples, Supervisord, scrape, value, wait_for
 
 try:
     from . import deploy_helpers as h
@@ -46,13 +47,14 @@ except ImportError:  # tests/integration is not a package
 CONF = h.DEPLOY / "supervisor" / "sentry.conf"
 SENTRY_CONF_PY = h.DEPLOY / "sentry" / "sentry.conf.py"
 PROGRAMS = {"sentry-web", "sentry-worker", "sentry-cron"}
-LISTENERS = {"memwatch-web": 9870, "memwatch-workers": 9871}
+RULES = h.DEPLOY / "memwatch" / "sentry-memwatch.conf"
+RULES_PATH = "/etc/sentry-memwatch.conf"  # where sentry.conf's listener reads it
 MiB = 2**20
 
 STANDIN = '''\
 """Stand-in for `sentry` (tests only): `sentry run web|worker|cron [options]` records how it
 was started, then becomes hog.py with the process tree of the real command."""
-import json, os, sys
+import json, os, runpy, sys
 
 HOG, RECORDS, WEB_WORKERS = {hog!r}, {records!r}, {web_workers!r}
 args = sys.argv[1:]
@@ -80,7 +82,8 @@ elif args[1] == "worker":  # a Celery main process and its prefork children
     tree = ["--mb", "15", "--children", option("-c", "--concurrency", "1"), "--child-mb", "5"]
 else:  # Celery beat: one process
     tree = ["--mb", "10"]
-os.execv(sys.executable, [sys.executable, HOG, *tree])
+sys.argv = [HOG, *tree]  # hog runs in this process, whose command line stays `sentry run ...`
+runpy.run_path(HOG, run_name="__main__")
 '''
 
 
@@ -115,9 +118,11 @@ def namespecs(parser: configparser.RawConfigParser) -> set[str]:
 
 
 def listener_config(command: str):  # -> listener.config.Config
+    """The listener's Config, as its command line and the shipped rules file make it."""
     argv = shlex.split(command)
     assert Path(argv[0]).name == "sentry-memwatch", command
-    config, check = parse(argv[1:], environ={})
+    assert argv[1:] == ["--config", RULES_PATH], command
+    config, check = parse(["--config", str(RULES)], environ={})
     assert not check
     return config
 
@@ -129,12 +134,12 @@ def web_workers() -> int:
 # --- the file as shipped -----------------------------------------------------------------------
 
 
-def test_the_file_has_sentrys_programs_and_two_listeners() -> None:
+def test_the_file_has_sentrys_programs_and_one_listener_with_one_rules_file() -> None:
     parser = read_conf(CONF.read_text())
     programs = sections(parser, "program")
     listeners = sections(parser, "eventlistener")
     assert set(programs) == PROGRAMS
-    assert set(listeners) == set(LISTENERS)
+    assert set(listeners) == {"memwatch"}
 
     assert shlex.split(programs["sentry-web"]["command"])[1:] == ["run", "web"]
     worker = programs["sentry-worker"]
@@ -149,41 +154,43 @@ def test_the_file_has_sentrys_programs_and_two_listeners() -> None:
         # the master is signalled, the whole group killed: see the comments in the file
         assert opts["stopasgroup"] == "false" and opts["killasgroup"] == "true", name
 
-    for name, opts in listeners.items():
-        assert opts["events"] == "TICK_5", name
-        assert opts.get("stderr_logfile", "").startswith("/"), name
-        assert "stdout_logfile" not in opts, f"{name}: stdout is the event protocol"
-        config = listener_config(opts["command"])
-        assert config.metrics_port == LISTENERS[name], name
-        strategy = config.strategy
-        assert strategy.measure == "pss", name
-        assert (strategy.consecutive, strategy.grace, strategy.max_restarts,
-                strategy.restart_window, strategy.max_parallel) == (3, 60.0, 5, 3600.0, 1), name
-        assert config.rules.any is None, f"{name}: -a would watch the other listener"
-        assert not config.dry_run
-        # supervisord must not SIGKILL a listener that waits for a restart in flight
-        assert int(opts["stopwaitsecs"]) > SHUTDOWN_GRACE, name
-    web = listener_config(listeners["memwatch-web"]["command"])
-    assert (web.strategy.children, web.strategy.child_signal) == ("each", signal.SIGHUP)
-    workers = listener_config(listeners["memwatch-workers"]["command"]).strategy
-    assert workers.children in {"each", "sum"} and workers.child_signal is None
+    opts = listeners["memwatch"]
+    assert opts["events"] == "TICK_5"
+    assert opts.get("stderr_logfile", "").startswith("/")
+    assert "stdout_logfile" not in opts, "stdout is the event protocol"
+    # supervisord must not SIGKILL a listener that waits for a restart in flight
+    assert int(opts["stopwaitsecs"]) > SHUTDOWN_GRACE
+    config = listener_config(opts["command"])
+    assert config.metrics_port == 9870
+    assert not config.dry_run
+    assert config.rules.any is None
+    default = config.strategy
+    assert default.measure == "pss"
+    assert (default.consecutive, default.grace, default.max_restarts, default.restart_window,
+            default.max_parallel) == (3, 60.0, 5, 3600.0, 1)
 
 
-def test_every_program_is_guarded_by_exactly_one_listener_that_waits_long_enough() -> None:
+RULE_OF = {  # program -> (rule, limit, children) as the rules file says
+    "sentry-web": ("group sentry-web", 700 * MiB, "auto"),
+    "sentry-worker": ("group sentry-worker", 400 * MiB, "auto"),
+    "sentry-cron": ("program sentry-cron", 400 * MiB, "none"),
+}
+
+
+def test_every_program_has_its_own_rule_and_the_listener_waits_long_enough() -> None:
     parser = read_conf(CONF.read_text())
-    programs = sections(parser, "program")
-    guards: dict[str, list[str]] = {}
-    for name, opts in sections(parser, "eventlistener").items():
-        config = listener_config(opts["command"])
-        for group, size in config.rules.groups:
-            assert 300 * MiB <= size <= 1024 * MiB, (name, group, size)
-            guards.setdefault(group, []).append(name)
-            # A restart waits for the stop and then the start in one XML-RPC call each: a
-            # timeout shorter than either reports a restart that is under way as failed.
-            program = programs[group]
-            for key in ("stopwaitsecs", "startsecs"):
-                assert config.rpc_timeout > int(program[key]), (name, group, key)
-    assert {g: len(ls) for g, ls in guards.items()} == dict.fromkeys(PROGRAMS, 1), guards
+    config = listener_config(sections(parser, "eventlistener")["memwatch"]["command"])
+    for group, program in sections(parser, "program").items():
+        rule = config.rules.rule_for(group, group)
+        assert rule is not None, group
+        assert (rule.target, rule.limit, rule.strategy.children) == RULE_OF[group]
+        assert rule.strategy.measure == "pss" and rule.strategy.child_signal is None, group
+        # A restart waits for the stop and then the start in one XML-RPC call each: a
+        # timeout shorter than either reports a restart that is under way as failed.
+        for key in ("stopwaitsecs", "startsecs"):
+            assert config.rpc_timeout > int(program[key]), (group, key)
+        # a signalled uWSGI worker gets longer than uWSGI's own worker-reload-mercy (60 s)
+        assert rule.strategy.child_signal_timeout > 60
 
 
 # --- the file in a real supervisord ------------------------------------------------------------
@@ -216,9 +223,13 @@ def for_test(text: str, root: Path, standin: Path) -> tuple[str, dict[str, int]]
                 else:
                     assert Path(exe).name == "sentry-memwatch", val
                     ports[name] = h.free_port()
-                    rest, count = re.subn(r"--metrics-port \d+", f"--metrics-port {ports[name]}", rest)
-                    assert count == 1, val
-                    val = f"{PY} -m listener --state-dir {root / 'state'} {rest}"
+                    rules = root / "sentry-memwatch.conf"
+                    text, count = re.subn(r"(?m)^metrics-port = 9870$", f"metrics-port = {ports[name]}",
+                                          RULES.read_text())
+                    assert count == 1, "the rules file sets metrics-port = 9870"
+                    rules.write_text(text)
+                    assert rest == f"--config {RULES_PATH}", val
+                    val = f"{PY} -m listener --state-dir {root / 'state'} --config {rules}"
             elif key == "directory":
                 val = str(root / "www")
             elif key.endswith("logfile") and val.startswith("/"):
@@ -237,9 +248,9 @@ def for_test(text: str, root: Path, standin: Path) -> tuple[str, dict[str, int]]
 @pytest.fixture(scope="module")
 def stack() -> Iterator[Stack]:
     root = Path(tempfile.mkdtemp(prefix="mw-sup-", dir="/tmp"))  # short: unix socket path
-    for sub in ("www", "log", "state", "records"):
+    for sub in ("www", "log", "state", "records", "bin"):
         (root / sub).mkdir()
-    standin = root / "sentry-standin.py"
+    standin = root / "bin" / "sentry"
     standin.write_text(STANDIN.format(hog=str(HOG), records=str(root / "records"),
                                       web_workers=str(web_workers())))
     text, ports = for_test(CONF.read_text(), root, standin)
@@ -251,8 +262,8 @@ def stack() -> Iterator[Stack]:
         shutil.rmtree(root, ignore_errors=True)
 
 
-def test_supervisord_runs_every_program_and_both_listeners(stack: Stack) -> None:
-    assert len(stack.expected) == 1 + 4 + 1 + 2  # web, 4 worker masters, cron, two listeners
+def test_supervisord_runs_every_program_and_the_listener(stack: Stack) -> None:
+    assert len(stack.expected) == 1 + 4 + 1 + 1  # web, 4 worker masters, cron, the listener
     pids = stack.sv.wait_running(*stack.expected, timeout=60)
     assert set(stack.sv.infos()) == stack.expected
     # running, not crash-looping: nothing has exited since the start
@@ -262,13 +273,13 @@ def test_supervisord_runs_every_program_and_both_listeners(stack: Stack) -> None
     # with its environment; the worker node names come out unique and host-qualified
     def records() -> dict[int, dict] | None:
         found = {int(p.stem): json.loads(p.read_text()) for p in stack.records.glob("*.json")}
-        wanted = {pid for n, pid in pids.items() if not n.startswith("memwatch-")}
+        wanted = {pid for n, pid in pids.items() if not n.startswith("memwatch:")}
         return found if wanted <= set(found) else None
 
     found = wait_for(records, what="stand-in records")
     node_names = []
     for namespec, pid in pids.items():
-        if namespec.startswith("memwatch-"):
+        if namespec.startswith("memwatch:"):
             continue
         rec = found[pid]
         assert rec["cwd"] == str(stack.root / "www") and rec["uid"] == os.getuid(), rec
@@ -283,40 +294,46 @@ def test_supervisord_runs_every_program_and_both_listeners(stack: Stack) -> None
     assert len(psutil.Process(pids["sentry-web:sentry-web"]).children()) == web_workers()
     for namespec in workers:
         assert len(psutil.Process(pids[namespec]).children()) == 4
-    for name in ("sentry-web.log", "sentry-worker-00.log", "memwatch-web.log",
-                 "memwatch-workers.log"):
+    for name in ("sentry-web.log", "sentry-worker-00.log", "memwatch.log"):
         assert (stack.root / "log" / name).exists(), name
 
 
-def test_each_listener_watches_its_own_groups_with_its_own_settings(stack: Stack) -> None:
+def test_the_listener_judges_each_program_by_its_own_rule_and_check_agrees(stack: Stack) -> None:
     stack.sv.wait_running(*stack.expected, timeout=60)
     since = time.time()
+    (port,) = stack.ports.values()
     workers = {n.partition(":")[2] for n in stack.expected if n.startswith("sentry-worker:")}
-    wanted = {"memwatch-web": {("sentry-web", "sentry-web")},
-              "memwatch-workers": {("sentry-cron", "sentry-cron")}
-              | {("sentry-worker", w) for w in workers}}
+    strategies = {("sentry-web", "sentry-web"): "pss, each, HUP (auto: uwsgi)",
+                  ("sentry-cron", "sentry-cron"): "pss"}
+    strategies |= {("sentry-worker", w): "pss, each (auto: celery)" for w in workers}
 
-    for name, port in stack.ports.items():
-        samples = wait_for(lambda port=port: ticked(port, since), timeout=30,
-                           what=f"{name} to handle a TICK_5")
-        assert value(samples, "memwatch_supervisor_up") == 1, name
-        limited = {(dict(labels)["group"], dict(labels)["process"])
-                   for metric, labels in samples if metric == "memwatch_process_memory_limit_bytes"}
-        assert limited == wanted[name], (name, limited)
-        # memory is measured as PSS, for every process the listener watches
-        for group, process in wanted[name]:
-            assert value(samples, "memwatch_process_memory_bytes", group=group, process=process,
-                         measure="pss"), (name, group, process)
-            assert value(samples, "memwatch_restarts_total", group=group, process=process) == 0
-        # neither listener judges itself or the other one
-        for other in LISTENERS:
-            assert value(samples, "memwatch_process_memory_limit_bytes", group=other,
-                         process=other) is None
-
-    web = scrape(stack.ports["memwatch-web"])
-    # --children each sees the web master's workers
-    assert value(web, "memwatch_process_children", group="sentry-web",
+    samples = wait_for(lambda: ticked(port, since), timeout=30, what="the listener to handle a TICK_5")
+    assert value(samples, "memwatch_supervisor_up") == 1
+    limited = {(dict(labels)["group"], dict(labels)["process"])
+               for metric, labels in samples if metric == "memwatch_process_memory_limit_bytes"}
+    assert limited == set(strategies)  # never itself
+    for group, process in strategies:  # PSS, for every process
+        assert value(samples, "memwatch_process_memory_bytes", group=group, process=process,
+                     measure="pss"), (group, process)
+        assert value(samples, "memwatch_restarts_total", group=group, process=process) == 0
+    # `auto` found uWSGI in `sentry run web` and judges each of its workers
+    assert value(samples, "memwatch_process_children", group="sentry-web",
                  process="sentry-web") == web_workers()
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/status", timeout=10) as resp:
+        seen = {(p["group"], p["process"]): p["strategy"] for p in json.load(resp)["processes"]}
+    assert seen == strategies
+
+    # a bare `check` finds the listener in supervisord and judges with its rules file
+    done = subprocess.run([PY, "-m", "listener", "check"], capture_output=True, text=True,
+                          timeout=60, cwd=ROOT,
+                          env={**os.environ, "SUPERVISOR_SERVER_URL": stack.sv.url,
+                               "PYTHONPATH": str(ROOT)})
+    assert done.returncode == 0, (done.stdout, done.stderr)
+    assert "judging with the rules of listener memwatch:memwatch" in done.stderr
+    rows = [re.split(r"\s{2,}", line.strip()) for line in done.stdout.splitlines()[1:]]
+    checked = {(r[0], r[1]): r[4] for r in rows if r[0] != "memwatch"}
+    assert checked == strategies
+    assert [r[-1] for r in rows if r[0] == "memwatch"] == ["memwatch listener"]
 
 
 def ticked(port: int, since: float) -> Samples | None:
@@ -327,7 +344,7 @@ def ticked(port: int, since: float) -> Samples | None:
     return samples if last >= since else None
 
 
-def test_promtool_finds_nothing_to_complain_about_in_either_listeners_metrics(stack: Stack) -> None:
+def test_promtool_finds_nothing_to_complain_about_in_the_listeners_metrics(stack: Stack) -> None:
     promtool = h.require_binary("promtool", "apt-get install prometheus")
     stack.sv.wait_running(*stack.expected, timeout=60)
     since = time.time()
