@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -23,27 +24,51 @@ HERE = Path(__file__).resolve().parent
 PY = sys.executable
 
 
+RULES = HERE.parent / "memwatch" / "sentry-memwatch.conf"
+# The production rules file at demo sizes: the same rules and strategies, smaller limits and
+# quicker reactions (a minute, not an hour), this supervisord and port.
+DEMO_SIZES = {
+    r"limit = 700MB": "limit = 150MB",  # sentry-web, per uWSGI worker
+    r"limit = 400MB\n(children = auto)": "limit = 60MB\n\\1",  # sentry-worker, per process
+    r"(\[program:sentry-cron\]\n)limit = 400MB": "\\1limit = 60MB",
+    r"grace = 60s": "grace = 5s",
+    r"consecutive = 3": "consecutive = 2",
+    r"max-restarts = 5": "max-restarts = 10",
+    r"restart-window = 1h": "restart-window = 10m",
+}
+
+# `sentry run web|worker|cron -- HOG ARGS`: a command line that reads as Sentry's, so that
+# `children = auto` recognises web as uWSGI and the workers as Celery masters, running hog.py
+# in this same process.
+STANDIN = f"""\
+import runpy, sys
+sys.argv = [{str(HERE / "hog.py")!r}, *sys.argv[sys.argv.index("--") + 1:]]
+runpy.run_path(sys.argv[0], run_name="__main__")
+"""
+
+
+def demo_rules(root: Path, metrics_port: int) -> str:
+    text = RULES.read_text()
+    for pattern, replacement in DEMO_SIZES.items():
+        text, count = re.subn(pattern, replacement, text)
+        assert count >= 1, f"{RULES} no longer has {pattern!r}"
+    text, count = re.subn(r"metrics-port = 9870", f"metrics-port = {metrics_port}\n"
+                          f"server-url = unix://{root}/supervisor.sock\nstate-dir = {root}/state",
+                          text)
+    assert count == 1, f"{RULES} no longer sets metrics-port"
+    return "; the production rules (deploy/memwatch/sentry-memwatch.conf) at demo sizes\n" + text
+
+
 def write_config(root: Path, metrics_port: int, web_port: int) -> Path:
     uwsgi = shutil.which("uwsgi", path=os.path.dirname(PY) + os.pathsep + os.environ.get("PATH", ""))
+    (root / "bin").mkdir(exist_ok=True)
+    (root / "bin" / "sentry").write_text(STANDIN)
+    sentry = f"{PY} {root / 'bin' / 'sentry'}"
+    # without pyuwsgi, a stand-in whose workers go on SIGHUP (and are not replaced)
     web = (f"{uwsgi} --http-socket 127.0.0.1:{web_port} --wsgi-file {HERE / 'webapp.py'} "
            "--master --processes 2 --die-on-term --disable-logging" if uwsgi
-           else f"{PY} {HERE / 'hog.py'} --mb 20 --children 2 --child-mb 10")
-    hog = f"{PY} {HERE / 'hog.py'}"
-    (root / "memwatch.ini").write_text(textwrap.dedent(f"""\
-        # sentry-memwatch settings for the demo: the production flags at demo sizes
-        [sentry-memwatch]
-        server-url = unix://{root}/supervisor.sock
-        group = sentry-web=150MB sentry-worker=60MB sentry-cron=60MB
-        children = each
-        measure = pss
-        consecutive = 2
-        grace = 5s
-        max-restarts = 10
-        restart-window = 10m
-        max-parallel = 1
-        metrics-port = {metrics_port}
-        state-dir = {root}/state
-        """))
+           else f"{sentry} run web -- --mb 20 --children 2 --child-mb 10 --child-drain 0")
+    (root / "memwatch.conf").write_text(demo_rules(root, metrics_port))
     conf = root / "supervisord.conf"
     conf.write_text(textwrap.dedent(f"""\
         [unix_http_server]
@@ -68,9 +93,9 @@ def write_config(root: Path, metrics_port: int, web_port: int) -> Path:
         stopasgroup=true
         startsecs=1
 
-        ; Sentry workers: prefork masters, the first child of each leaks 4 MiB/s
+        ; Sentry workers: Celery-like prefork masters, the first child of each leaks 4 MiB/s
         [program:sentry-worker]
-        command={hog} --mb 10 --children 2 --child-mb 5 --grow-child 0 --leak-mb-per-sec 4
+        command={sentry} run worker -- --mb 10 --children 2 --child-mb 5 --grow-child 0 --leak-mb-per-sec 4
         process_name=%(program_name)s-%(process_num)02d
         numprocs=2
         stopasgroup=true
@@ -78,11 +103,11 @@ def write_config(root: Path, metrics_port: int, web_port: int) -> Path:
 
         ; Sentry cron: a single process that leaks 3 MiB/s
         [program:sentry-cron]
-        command={hog} --mb 10 --leak-mb-per-sec 3
+        command={sentry} run cron -- --mb 10 --leak-mb-per-sec 3
         startsecs=1
 
         [eventlistener:memwatch]
-        command={PY} -m listener --config {root}/memwatch.ini
+        command={PY} -m listener --config {root}/memwatch.conf
         events=TICK_5
         stderr_logfile={root}/memwatch.log
         """))
@@ -98,12 +123,14 @@ def main() -> None:
     root = Path(args.dir or tempfile.mkdtemp(prefix="memwatch-demo-")).resolve()
     root.mkdir(parents=True, exist_ok=True)
     conf = write_config(root, args.metrics_port, args.web_port)
+    tool = Path(PY).parent / "sentry-memwatch"
     print(textwrap.dedent(f"""\
         sentry-memwatch demo in {root}
           status page:  http://127.0.0.1:{args.metrics_port}/
           metrics:      curl -s http://127.0.0.1:{args.metrics_port}/metrics | grep ^memwatch_restarts
-          one look:     {Path(PY).parent / 'sentry-memwatch'} check --config {root}/memwatch.ini
+          one look:     SUPERVISOR_SERVER_URL=unix://{root}/supervisor.sock {tool} check
           bloat web:    curl -s 'http://127.0.0.1:{args.web_port}/leak?mb=200'
+                        (that uWSGI worker gets SIGHUP and is replaced; the web keeps answering)
           logs:         tail -f {root}/memwatch.log {root}/supervisord.log
           status:       {Path(PY).parent / 'supervisorctl'} -c {conf} status
         Restarts begin within a minute. Ctrl-C stops everything.

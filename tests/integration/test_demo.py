@@ -8,12 +8,14 @@ import shutil
 import signal
 import sys
 import tempfile
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
+import psutil
 import pytest
 
-from tests.harness import scrape
+from tests.harness import scrape, value
 
 try:
     from . import deploy_helpers as h
@@ -44,6 +46,16 @@ def restarts(port: int) -> float | None:
     return total or None
 
 
+def get(port: int, path: str) -> str:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as resp:
+        return resp.read().decode()
+
+
+def web_signals(port: int) -> float:
+    return value(scrape(port), "memwatch_child_signals_total", group="sentry-web",
+                 process="sentry-web") or 0
+
+
 def test_the_demo_shows_a_restart_and_stops_cleanly(output: Path) -> None:
     metrics_port, web_port = h.free_port(), h.free_port()
     # The README's command (.venv/bin/python deploy/demo/run.py), with free ports; start() gives
@@ -57,6 +69,17 @@ def test_the_demo_shows_a_restart_and_stops_cleanly(output: Path) -> None:
                           proc=proc, log=output)
         h.wait_for(lambda: restarts(metrics_port), "a restart in the demo's /metrics",
                    timeout=90, proc=proc, log=root / "memwatch.log")
+        # the README's `curl /leak`: that one uWSGI worker gets SIGHUP and is replaced, while
+        # the web keeps answering and its master stays
+        if shutil.which("uwsgi", path=str(Path(sys.executable).parent)):
+            leaker = int(get(web_port, "/leak?mb=200").split()[-1])
+            h.wait_for(lambda: web_signals(metrics_port) >= 1, "the bloated worker signalled",
+                       timeout=60, proc=proc, log=root / "memwatch.log")
+            h.wait_for(lambda: not psutil.pid_exists(leaker), "the bloated worker gone",
+                       timeout=60, proc=proc, log=root / "memwatch.log")
+            assert get(web_port, "/").startswith("ok ")
+            assert value(scrape(metrics_port), "memwatch_restarts_total", group="sentry-web",
+                         process="sentry-web") == 0
         running = h.session_processes(sid)
         assert len(running) > 5, running  # supervisord, web master and workers, hogs, listener
 
