@@ -90,8 +90,11 @@ def listener_table(view: dict[str, Any], now: float) -> tuple[str, bool]:
         memory, limit = p["memory_bytes"], p["limit_bytes"]
         over = over or (memory is not None and memory > limit)
         action = p["last_action"]
-        rows.append((p["group"], p["process"], str(p["pid"] or "-"), p["strategy"],
-                     f"{format_size(memory)} ({p['measure']})" if memory is not None else "-",
+        whose = p.get("memory_pid")
+        figure = (f"{format_size(memory)} {p['measure']}"
+                  + (f" (pid {whose})" if whose not in (None, p["pid"]) else "")
+                  if memory is not None else "-")
+        rows.append((p["group"], p["process"], str(p["pid"] or "-"), p["strategy"], figure,
                      format_size(limit), p["verdict"], str(p["restarts"]),
                      str(p["child_signals"]),
                      "-" if p["budget_left"] is None else str(p["budget_left"]),

@@ -222,6 +222,15 @@ class Daemon:
         log.info("config reloaded", extra=fields(limits=new.rules.describe()))
 
 
+def _memory_pid(j: policy.Judgement) -> int | None:
+    """Whose figure the sample is: the largest unit's, the supervised pid's, none for a sum."""
+    if j.sample is None:
+        return None
+    if j.sample.units:
+        return max(j.sample.units, key=lambda u: u.bytes).pid
+    return None if j.sample.children else j.process.pid
+
+
 def watched_rows(judgements: Iterable[policy.Judgement],
                  state: policy.PolicyState | None = None) -> list[ProcessRow]:
     """The processes this listener watches (a limit applies; never itself), as Stats rows:
@@ -238,5 +247,6 @@ def watched_rows(judgements: Iterable[policy.Judgement],
             j.sample.measure if j.sample else strategy.measure, j.rule.limit, j.over_samples,
             j.sample.children if j.sample else None, pid=j.process.pid, verdict=str(j.verdict),
             strategy=strategy.description,
-            budget_left=max(0, strategy.max_restarts - used) if strategy.max_restarts else None))
+            budget_left=max(0, strategy.max_restarts - used) if strategy.max_restarts else None,
+            memory_pid=_memory_pid(j)))
     return rows

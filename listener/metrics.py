@@ -27,6 +27,9 @@ MEMORY = ("memwatch_process_memory_bytes",
 LIMIT = ("memwatch_process_memory_limit_bytes", "Memory limit that applies to the process.")
 OVER = ("memwatch_process_over_limit_samples", "Consecutive samples over the limit.")
 CHILDREN = ("memwatch_process_children", "Descendants of the process (with --children sum/each).")
+MEMORY_PID = ("memwatch_process_memory_pid",
+              "Pid whose memory memwatch_process_memory_bytes is: the largest worker with "
+              "--children each/auto, else the supervised process (none for a tree's sum).")
 COUNTER_HELP = {
     Counter.RESTARTS: "Restarts of the process for memory (stop done).",
     Counter.RESTART_FAILURES:
@@ -83,6 +86,7 @@ PER_PROCESS: list[tuple[Callable[..., Metric], str, str, Callable[[ProcessStats]
     (GaugeMetricFamily, *LIMIT, attrgetter("limit")),
     (GaugeMetricFamily, *OVER, attrgetter("over_samples")),
     (GaugeMetricFamily, *CHILDREN, attrgetter("children")),
+    (GaugeMetricFamily, *MEMORY_PID, attrgetter("memory_pid")),
     *((CounterMetricFamily, f"memwatch_{c.value}", doc, attrgetter(c.value))
       for c, doc in COUNTER_HELP.items()),
 ]

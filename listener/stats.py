@@ -46,6 +46,9 @@ class ProcessRow:
     verdict: str = ""
     strategy: str = ""  # e.g. "pss, each, HUP"
     budget_left: int | None = None  # restarts left in the window; None: no budget
+    # whose figure `memory` is: the supervised pid, or the largest worker with children
+    # each/auto; None for a tree's sum
+    memory_pid: int | None = None
 
 
 @dataclass(frozen=True)

@@ -31,7 +31,8 @@ def status(snap: Snapshot) -> dict[str, Any]:
 def _process(p: ProcessStats) -> dict[str, Any]:
     return {
         "group": p.group, "process": p.process, "pid": p.pid,
-        "memory_bytes": p.memory, "limit_bytes": p.limit, "measure": p.measure,
+        "memory_bytes": p.memory, "memory_pid": p.memory_pid, "limit_bytes": p.limit,
+        "measure": p.measure,
         "verdict": p.verdict, "strategy": p.strategy, "over_limit_samples": p.over_samples,
         "children": p.children, "restarts": p.restarts, "restart_failures": p.restart_failures,
         "child_signals": p.child_signals, "child_signal_escalations": p.child_signal_escalations,
@@ -63,6 +64,8 @@ def _row(p: dict[str, Any], now: float) -> str:
     bar_class = "over" if share > 1 else ("near" if share > 0.9 else "fine")
     figure = (f"{format_size(memory)} / {format_size(limit)} ({p['measure']})"
               if memory is not None else f"- / {format_size(limit)}")
+    if memory is not None and p.get("memory_pid") not in (None, p["pid"]):
+        figure += f" pid {p['memory_pid']}"  # the worker whose figure it is
     budget = "unlimited" if p["budget_left"] is None else str(p["budget_left"])
     action = p["last_action"]
     last = (f"{action['kind'].replace('_', ' ')} {_ago(now - action['at'])}" if action else "-")

@@ -188,6 +188,10 @@ def test_one_listener_replaces_each_servers_bloated_worker_its_own_way(sentry_li
     plain = sv.pid("plain:plain")
 
     lst.tick()
+    # the metrics name the worker whose figure each one is
+    whose = {g: value(lst.metrics(), "memwatch_process_memory_pid", group=g, process=g)
+             for g in ("web", "gunicorn", "celery")}
+    assert whose == {"web": web_leaker, "gunicorn": gunicorn_leaker, "celery": celery_leaker}
     wait_for(lambda: web_leaker not in workers(masters["web:web"])
              and len(workers(masters["web:web"])) == 2, timeout=60,
              what="uWSGI's bloated worker replaced by its master")

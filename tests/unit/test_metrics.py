@@ -18,8 +18,9 @@ from listener import __version__, policy
 from listener.daemon import watched_rows
 from listener.httpserver import HttpServer
 from listener.metrics import make_registry
-from listener.model import SAMPLE_ERRORS, ProcessInfo, Sample
+from listener.model import SAMPLE_ERRORS, ProcessInfo, Sample, Unit
 from listener.rules import Rules, Strategy
+from listener.servers import Server
 from listener.stats import TICK_BUCKETS, Counter, ProcessStats, Stats
 
 MiB = 1024**2
@@ -28,6 +29,7 @@ LIMIT = 100 * MiB
 WEB = ProcessInfo("web", "web_00", 10, "RUNNING", 0.0)
 WORKER = ProcessInfo("worker", "worker_00", 20, "RUNNING", 0.0)
 SELF = ProcessInfo("memwatch", "memwatch", 30, "RUNNING", 0.0)
+CRON = ProcessInfo("cron", "cron", 40, "RUNNING", 0.0)
 
 PER_PROCESS_COUNTERS = [
     "memwatch_restarts_total",
@@ -478,3 +480,17 @@ def test_a_loop_busy_for_long_delays_a_scrape_by_its_patience_at_most(stats: Sta
     thread, body = scrape_in_thread(make_registry(stats, patience=0.5))
     thread.join(4)  # the patience is for the whole scrape, not each of its ~16 families
     assert not thread.is_alive() and b"memwatch_supervisor_up" in body[0]
+
+
+def test_the_memory_figure_names_the_pid_it_is_of(stats: Stats, registry: CollectorRegistry) -> None:
+    """The largest worker's with children each/auto, the supervised pid's alone, none for a sum."""
+    workers = (Unit(WEB.pid, 20 * MiB, 0.0), Unit(11, 150 * MiB, 0.0), Unit(12, 30 * MiB, 0.0))
+    samples = {WEB.namespec: Sample(150 * MiB, "pss", 2, workers, Server.UWSGI),
+               WORKER.namespec: Sample(90 * MiB, "pss", 3, ()),
+               CRON.namespec: Sample(40 * MiB, "pss", 0, ())}
+    rules = Rules(any=LIMIT, strategy=Strategy(measure="pss", children="auto", consecutive=3))
+    decision = policy.decide([WEB, WORKER, CRON], samples, rules, policy.PolicyState(), 1000.0)
+    tick(stats, decision.judgements, finished=1000.0, duration=0.01)
+    assert value(registry, "memwatch_process_memory_pid", **labels(WEB)) == 11
+    assert value(registry, "memwatch_process_memory_pid", **labels(WORKER)) is None
+    assert value(registry, "memwatch_process_memory_pid", **labels(CRON)) == CRON.pid
