@@ -19,7 +19,8 @@ from tests.harness import ROOT
 
 MiB = 2**20
 NOTES = ROOT / "bench" / "NOTES.md"
-OURS_FLAGS = {"none": "-a 100GB", "sum": "--children sum -a 100GB", "each": "--children each -a 100GB"}
+OURS_FLAGS = {"none": "-a 100GB", "sum": "--children sum -a 100GB", "each": "--children each -a 100GB",
+              "auto": "-g web=100GB,children=auto -g worker=100GB,children=auto -g plain=100GB"}
 
 
 @dataclass
@@ -89,7 +90,10 @@ def render(r: Results) -> str:
            "Times are medians of several repetitions, shown as `median (min–max)`; "
            "`n` is the number of repetitions. Stand-ins: `sleep infinity` (flat) and "
            "`sh -c 'sleep infinity & ... & wait'` with 4 children (trees), under a real supervisord "
-           "with one program of N processes.\n",
+           "with one program of N processes. Mixed: the same trees under bash, one listener "
+           "with a rule per group and `children = auto`; a third of the N masters read as uWSGI "
+           "(`exec -a uwsgi`, judged per worker), a third as Celery workers, a third plain "
+           "(the pid alone); memmon gets `-c -a 100GB`.\n",
            targets(r)]
     if r.ticks:
         out.append(section_ticks(r))
@@ -123,7 +127,8 @@ def targets(r: Results) -> str:
     def add(target: str, measured: str, met: bool | None) -> None:
         rows.append([target, measured, "n/a" if met is None else ("met" if met else "**missed**")])
 
-    for shape, mode, want in (("flat", "none", 30), ("tree", "sum", 50), ("tree", "each", 50)):
+    for shape, mode, want in (("flat", "none", 30), ("tree", "sum", 50), ("tree", "each", 50),
+                              ("mixed", "auto", 50)):
         t = _tick(r, 50, shape, mode)
         if t and t.memmon:
             speed = t.memmon.median / t.ours.median

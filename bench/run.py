@@ -13,11 +13,19 @@ from pathlib import Path
 
 from bench import latency, scrape, soak, ticks
 from bench.report import Results, render
-from bench.standin import FLAT_COMM, FLAT_COMMAND, TREE_CHILDREN, TREE_COMM, TREE_COMMAND
+from bench.standin import (
+    FLAT_COMM,
+    FLAT_COMMAND,
+    MIXED_COMM,
+    MIXED_COMMANDS,
+    TREE_CHILDREN,
+    TREE_COMM,
+    TREE_COMMAND,
+)
 from listener import log as logsetup
 from tests.harness import ROOT, ListenerProcess, Supervisord, free_port, program
 
-SHAPES = {"flat": ("none",), "tree": ("sum", "each")}
+SHAPES = {"flat": ("none",), "tree": ("sum", "each"), "mixed": ("auto",)}
 
 
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
@@ -30,7 +38,8 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     p.add_argument("--latency-events", type=int, help="events per latency phase (default 2000; quick 300)")
     p.add_argument("--soak-events", type=int, help="TICKs in the soak (default 100000; quick 1000)")
     p.add_argument("--sections", default="1,2,3,4,5,6", help="which sections to run (default all)")
-    p.add_argument("--shapes", default="flat,tree", help="process shapes for sections 1-3 (default both)")
+    p.add_argument("--shapes", default="flat,tree,mixed",
+                   help="process shapes for sections 1-3 (default all: flat, tree, mixed)")
     p.add_argument("--no-memmon", action="store_true",
                    help="skip memmon in section 1 (for before/after runs of our own code)")
     p.add_argument("--rerender", action="store_true",
@@ -118,9 +127,14 @@ def per_size(args: argparse.Namespace, results: Results, reps: ticks.Reps, shape
              modes: Sequence[str], n: int) -> None:
     command, children, comm = ((FLAT_COMMAND, 0, FLAT_COMM) if shape == "flat"
                                else (TREE_COMMAND, TREE_CHILDREN, TREE_COMM))
+    sections = program(shape, command, n)
+    if shape == "mixed":  # a third each: uWSGI-like, Celery-like, plain trees
+        counts = {"web": n // 3, "worker": n // 3, "plain": n - 2 * (n // 3)}
+        sections = "".join(program(g, MIXED_COMMANDS[g], counts[g]) for g in MIXED_COMMANDS)
+        comm = MIXED_COMM
     say(f"{shape} N={n}: starting supervisord")
     try:
-        sv = Supervisord(program(shape, command, n), loglevel="warn", all_running=True,
+        sv = Supervisord(sections, loglevel="warn", all_running=True,
                         tree_children=children, comm=comm)
     except AssertionError as exc:
         results.notes.append(f"{shape} N={n}: supervisord did not start every program: {exc}")

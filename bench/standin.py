@@ -16,6 +16,16 @@ TREE_CHILDREN = 4
 # A prefork master with 4 children: dash forks 4 sleeps and waits for them.
 TREE_COMMAND = "sh -c '" + " & ".join(["sleep infinity"] * TREE_CHILDREN) + " & wait'"
 TREE_COMM = "sh"
+# Mixed rules (one listener, `children = auto`): the same trees under bash, a third whose command
+# line reads as a uWSGI master, a third as a Celery worker (bash's `exec -a` sets argv[0]), a
+# third plain; each group has its own rule.
+_TREE_SCRIPT = " & ".join(["sleep infinity"] * TREE_CHILDREN) + " & wait"
+MIXED_COMMANDS = {
+    "web": f"bash -c 'exec -a uwsgi bash -c \"{_TREE_SCRIPT}\" --master'",
+    "worker": f"bash -c 'exec -a celery bash -c \"{_TREE_SCRIPT}\" worker'",
+    "plain": f"bash -c '{_TREE_SCRIPT}'",
+}
+MIXED_COMM = "bash"
 
 class _RpcHandler(socketserver.StreamRequestHandler):
     server: StandInServer

@@ -30,7 +30,11 @@ HIGH = "100GB"  # limits no process reaches: nothing is ever restarted
 HIGH_BYTES = 100 * 1024**3
 PAGE = os.sysconf("SC_PAGE_SIZE")
 # ours --children mode -> memmon's equivalent: -c is its only tree mode (a sum)
-MEMMON_CUMULATIVE = {"none": False, "sum": True, "each": True}
+MEMMON_CUMULATIVE = {"none": False, "sum": True, "each": True, "auto": True}
+# the listener's rules per --children mode; `auto`: the mixed shape's rule per group
+RULES = {mode: ["-a", HIGH, "--children", mode] for mode in ("none", "sum", "each")}
+RULES["auto"] = ["-g", f"web={HIGH},children=auto", "-g", f"worker={HIGH},children=auto",
+                 "-g", f"plain={HIGH}"]
 
 
 @dataclass(frozen=True)
@@ -93,7 +97,7 @@ class InProcessDaemon:
 
     def __init__(self, url: str, mode: str, measure: str = "rss") -> None:
         self.state_dir = short_dir("mwbs-")
-        config, _ = parse(["-a", HIGH, "--children", mode, "--measure", measure, "--server-url",
+        config, _ = parse([*RULES[mode], "--measure", measure, "--server-url",
                            url, "--metrics-port", "0", "--state-dir", str(self.state_dir)])
         self.parts = build(config, environ={})
         self.daemon = self.parts.daemon
