@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import textwrap
 import urllib.request
@@ -280,3 +281,21 @@ def test_bare_check_without_a_listener_or_limits_says_what_to_give(supervisord):
 
 def hog_program(name: str, mb: int) -> str:
     return f"[program:{name}]\ncommand={hog('--mb', mb)}\nstartsecs=1\n"
+
+
+def test_sighup_rereads_the_rules_and_the_next_tick_measures_by_them(supervisord, listener, short_tmp):
+    sv = supervisord(f"[program:tree]\ncommand={hog('--mb', 5, '--children', 2, '--child-mb', 5)}\n"
+                     "startsecs=1\n")
+    sv.wait_running("tree:tree")
+    rules = short_tmp / "memwatch.conf"
+    rules.write_text("[memwatch]\nmeasure = pss\n[group:tree]\nlimit = 1GB\nchildren = sum\n")
+    lst = listener("--config", rules, server_url=sv.url)
+    wait_for(lambda: len(workers(sv.pid("tree:tree"))) == 2, what="the tree's 2 children")
+    lst.tick()
+    assert status(lst)["tree:tree"]["strategy"] == "pss, sum"
+    rules.write_text("[memwatch]\nmeasure = uss\n[group:tree]\nlimit = 1GB\nchildren = each\n")
+    lst.proc.send_signal(signal.SIGHUP)
+    wait_for(lambda: lst.tick() or status(lst)["tree:tree"]["strategy"] == "uss, each",
+             what="the new rules in force")
+    row = status(lst)["tree:tree"]
+    assert (row["measure"], row["children"]) == ("uss", 2)

@@ -234,6 +234,7 @@ def test_a_reload_applies_the_new_rules_at_the_next_tick_and_a_broken_one_keeps_
     assert world.supervisor.calls == [("stop", "web:web"), ("start", "web:web")]
     assert any(r.getMessage() == "config reload failed: keeping the old config" for r in caplog.records)
     assert world.process("web:web")["limit"] == 100 * MiB
+    assert world.daemon.sampler.rules == limited(100 * MiB).rules  # measured by the new rules too
 
 
 def test_a_dry_run_counts_every_tick_says_so_once_per_change_and_never_calls_supervisord(caplog):
