@@ -110,6 +110,9 @@ class Sampler:
                 if argv is None:  # gone: look again next time
                     servers[proc.namespec] = server
                     continue
+                if server is not Server.PLAIN:  # once per process start: what `auto` will use
+                    log.info("recognised", extra={"fields": {
+                        "process": proc.namespec, "pid": proc.pid, "server": server.value}})
             self._servers[key] = server
             servers[proc.namespec] = server
         return servers

@@ -217,6 +217,10 @@ def test_one_listener_replaces_each_servers_bloated_worker_its_own_way(sentry_li
     log = lst.stderr()
     assert f"child_pid={web_leaker}" in log and f"child_pid={gunicorn_leaker}" in log
     assert f"child_pid={celery_leaker}" in log  # the restart names the child that caused it
+    recognised = {line.split("process=")[1].split()[0]: line.split("server=")[1].split()[0]
+                  for line in log.splitlines() if "msg=recognised" in line}
+    assert recognised == {"web:web": "uwsgi", "gunicorn:gunicorn": "gunicorn",
+                          "celery:celery": "celery"}  # the logs say what `auto` found
 
 
 def test_a_memwatch_listener_under_supervisord_is_never_judged(supervisord, listener):

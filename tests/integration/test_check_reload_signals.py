@@ -31,7 +31,7 @@ def test_check_prints_a_table_and_exits_1_when_some_process_is_over(supervisord)
     done = check("-a", "30MB", server_url=sv.url)
     assert done.returncode == 1, done.stderr
     lines = done.stdout.splitlines()
-    assert lines[0].split() == ["GROUP", "PROCESS", "PID", "STATE", "MEMORY", "(RSS)", "LIMIT",
+    assert lines[0].split() == ["GROUP", "PROCESS", "PID", "STATE", "STRATEGY", "MEMORY", "LIMIT",
                                 "VERDICT"]
     rows = {line.split()[0]: line.split() for line in lines[1:]}
     assert rows["big"][2] == str(pids["big:big"])
