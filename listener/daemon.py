@@ -248,5 +248,7 @@ def watched_rows(judgements: Iterable[policy.Judgement],
             j.sample.children if j.sample else None, pid=j.process.pid, verdict=str(j.verdict),
             strategy=strategy.description,
             budget_left=max(0, strategy.max_restarts - used) if strategy.max_restarts else None,
-            memory_pid=_memory_pid(j)))
+            memory_pid=_memory_pid(j),
+            tree_memory=j.sample.tree if j.sample else None,
+            cpu_seconds=j.sample.cpu if j.sample else None))
     return rows

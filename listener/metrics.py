@@ -27,6 +27,12 @@ MEMORY = ("memwatch_process_memory_bytes",
 LIMIT = ("memwatch_process_memory_limit_bytes", "Memory limit that applies to the process.")
 OVER = ("memwatch_process_over_limit_samples", "Consecutive samples over the limit.")
 CHILDREN = ("memwatch_process_children", "Descendants of the process (with --children sum/each).")
+TREE_MEMORY = ("memwatch_process_tree_memory_bytes",
+               "Memory of the supervised process and all its descendants, summed (with --children "
+               "none: the process alone).")
+CPU = ("memwatch_process_cpu_seconds",
+       "CPU time of the process and its descendants, exited ones included (with --children "
+       "none: the process and the children it has waited for).")
 MEMORY_PID = ("memwatch_process_memory_pid",
               "Pid whose memory memwatch_process_memory_bytes is: the largest worker with "
               "--children each/auto, else the supervised process (none for a tree's sum).")
@@ -87,6 +93,8 @@ PER_PROCESS: list[tuple[Callable[..., Metric], str, str, Callable[[ProcessStats]
     (GaugeMetricFamily, *OVER, attrgetter("over_samples")),
     (GaugeMetricFamily, *CHILDREN, attrgetter("children")),
     (GaugeMetricFamily, *MEMORY_PID, attrgetter("memory_pid")),
+    (GaugeMetricFamily, *TREE_MEMORY, attrgetter("tree_memory")),
+    (CounterMetricFamily, *CPU, attrgetter("cpu_seconds")),
     *((CounterMetricFamily, f"memwatch_{c.value}", doc, attrgetter(c.value))
       for c, doc in COUNTER_HELP.items()),
 ]
@@ -95,7 +103,7 @@ PER_PROCESS: list[tuple[Callable[..., Metric], str, str, Callable[[ProcessStats]
 def _process_family(snap: Snapshot, kind: Callable[..., Metric], name: str, doc: str,
                     value: Callable[[ProcessStats], float | None]) -> Metric:
     """One family with a sample per process that has a value; memory also says its measure."""
-    with_measure = name == MEMORY[0]
+    with_measure = name in (MEMORY[0], TREE_MEMORY[0])
     family: Any = kind(name, doc, labels=[*LABELS, "measure"] if with_measure else LABELS)
     for p in snap.processes:
         v = value(p)

@@ -61,6 +61,8 @@ class Sample:
     children: int
     units: tuple[Unit, ...]
     server: Server = Server.PLAIN  # what the process runs, from its command line
+    tree: int | None = None  # the figures of the supervised pid and its descendants, summed
+    cpu: float | None = None  # CPU seconds of the process (its tree, with children modes)
 
 
 @dataclass(frozen=True)

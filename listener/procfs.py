@@ -19,6 +19,9 @@ class ProcStat:
     state: str  # R, S, D, Z, ...
     since_boot: float  # start time, seconds after boot (CLOCK_BOOTTIME)
     started: float  # the same as epoch seconds
+    # CPU seconds used by the process and by its children it has waited for: summed over a
+    # tree, a child's time stays counted after it exits (it moves into its parent's)
+    cpu: float = 0.0
 
 
 class ProcReader:
@@ -51,7 +54,9 @@ class ProcReader:
         fields = data[data.rfind(b")") + 2:].split(None, 20)
         try:
             since_boot = int(fields[19]) / self.ticks
-            return ProcStat(int(fields[1]), fields[0].decode(), since_boot, self.boot_time + since_boot)
+            cpu = (int(fields[11]) + int(fields[12]) + int(fields[13]) + int(fields[14])) / self.ticks
+            return ProcStat(int(fields[1]), fields[0].decode(), since_boot,
+                            self.boot_time + since_boot, cpu)
         except (IndexError, ValueError):
             return None
 

@@ -79,7 +79,7 @@ class Sampler:
             table = self.reader.scan()
         kids = children_map(table)
         for proc, strategy in zip(running, strategies, strict=True):
-            units, measures = self._units(proc, strategy, table, kids, errors)
+            units, measures, cpu = self._units(proc, strategy, table, kids, errors)
             if not units:
                 continue
             if strategy.children == "sum":
@@ -94,6 +94,8 @@ class Sampler:
                 children=len(units) - 1,
                 units=tuple(units) if strategy.children == "each" else (),
                 server=servers[proc.namespec],
+                tree=sum(u.bytes for u in units),
+                cpu=cpu,
             )
         return SampleResult(samples, errors)
 
@@ -118,8 +120,10 @@ class Sampler:
         return servers
 
     def _units(self, proc: ProcessInfo, strategy: Strategy, table: dict[int, ProcStat],
-               kids: dict[int, list[int]], errors: Counter[str]) -> tuple[list[Unit], set[str]]:
-        """The supervised pid first (none if it cannot be trusted), then its descendants."""
+               kids: dict[int, list[int]], errors: Counter[str]
+               ) -> tuple[list[Unit], set[str], float]:
+        """The supervised pid first (none if it cannot be trusted), then its descendants; and
+        the CPU seconds of them all (the pid's own and its waited-for children's with `none`)."""
         measures: set[str] = set()
         measure = strategy.measure
         if strategy.children == "none":
@@ -127,29 +131,31 @@ class Sampler:
             # stat after the memory: if the pid was still ours then, it was ours before too
             root = self._stat(proc.pid, errors) if read else None
             if read is None or root is None or self._untrusted(proc, root, errors):
-                return [], measures
+                return [], measures, 0.0
             measures.add(read[1])
-            return [Unit(proc.pid, read[0], root.started)], measures
+            return [Unit(proc.pid, read[0], root.started)], measures, root.cpu
         root = table.get(proc.pid)
         if root is None:
             errors[VANISHED] += 1
-            return [], measures
+            return [], measures, 0.0
         if self._untrusted(proc, root, errors):
-            return [], measures
+            return [], measures, 0.0
         units: list[Unit] = []
+        cpu = 0.0
         for pid in (proc.pid, *descendants(proc.pid, kids)):
             stat = table[pid]
+            cpu += stat.cpu  # a zombie's too: its time moves to its parent only once reaped
             if stat.state == "Z":
                 errors[ZOMBIE] += 1
                 continue
             read = self._memory(pid, measure, errors)
             if read is None:
                 if pid == proc.pid:  # the supervised pid itself is gone: no figure at all
-                    return [], measures
+                    return [], measures, 0.0
                 continue
             measures.add(read[1])
             units.append(Unit(pid, read[0], stat.started))
-        return units, measures
+        return units, measures, cpu
 
     def _untrusted(self, proc: ProcessInfo, stat: ProcStat, errors: Counter[str]) -> bool:
         problem = identity_problem(proc, stat)

@@ -49,6 +49,8 @@ class ProcessRow:
     # whose figure `memory` is: the supervised pid, or the largest worker with children
     # each/auto; None for a tree's sum
     memory_pid: int | None = None
+    tree_memory: int | None = None  # the supervised pid and its descendants, summed
+    cpu_seconds: float | None = None  # CPU used, never decreasing while the pid is the same
 
 
 @dataclass(frozen=True)
@@ -146,6 +148,11 @@ class Stats:
                 kept = {f: getattr(old, f) for f in COUNTER_FIELDS} if old else {}
                 if old:
                     kept.update(last_action=old.last_action, last_action_at=old.last_action_at)
+                    if old.pid == row.pid and old.cpu_seconds is not None and (
+                            row.cpu_seconds is None or row.cpu_seconds < old.cpu_seconds):
+                        # a counter: an orphaned child's time leaves the tree, a missed sample
+                        # leaves a gap; neither may look like a reset to Prometheus
+                        row = replace(row, cpu_seconds=old.cpu_seconds)
                 current[namespec] = ProcessStats(**vars(row), **kept)
                 samples = self._history.setdefault(namespec, array("d"))
                 if row.memory is not None:

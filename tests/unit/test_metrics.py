@@ -21,7 +21,7 @@ from listener.metrics import make_registry
 from listener.model import SAMPLE_ERRORS, ProcessInfo, Sample, Unit
 from listener.rules import Rules, Strategy
 from listener.servers import Server
-from listener.stats import TICK_BUCKETS, Counter, ProcessStats, Stats
+from listener.stats import TICK_BUCKETS, Counter, ProcessRow, ProcessStats, Stats
 
 MiB = 1024**2
 LIMIT = 100 * MiB
@@ -494,3 +494,19 @@ def test_the_memory_figure_names_the_pid_it_is_of(stats: Stats, registry: Collec
     assert value(registry, "memwatch_process_memory_pid", **labels(WEB)) == 11
     assert value(registry, "memwatch_process_memory_pid", **labels(WORKER)) is None
     assert value(registry, "memwatch_process_memory_pid", **labels(CRON)) == CRON.pid
+
+
+def test_cpu_seconds_is_a_counter_that_only_resets_with_a_new_pid(stats: Stats,
+                                                                   registry: CollectorRegistry) -> None:
+    def row(pid: int, cpu: float | None) -> ProcessRow:
+        return ProcessRow("web", "web_00", 10 * MiB, "pss", LIMIT, 0, 0, pid=pid, cpu_seconds=cpu)
+
+    def cpu() -> float | None:
+        return value(registry, "memwatch_process_cpu_seconds_total", **labels(WEB))
+
+    for pid, seconds, expected in ((10, 5.0, 5.0), (10, 7.5, 7.5),
+                                   (10, 7.0, 7.5),  # a child orphaned out of the tree: held
+                                   (10, None, 7.5),  # no sample this tick: held
+                                   (11, 0.5, 0.5)):  # restarted: a new process, a reset
+        stats.observe([row(pid, seconds)], 1000.0)
+        assert cpu() == expected

@@ -193,3 +193,23 @@ def test_a_memwatch_listener_is_recognised_whatever_the_rule():
     with server_with_workers("sentry-memwatch", workers=0) as listener:
         sample = Sampler.of("rss").sample([listener]).samples["sentry-memwatch:sentry-memwatch"]
     assert sample.server is Server.MEMWATCH
+
+
+def test_a_trees_cpu_time_counts_its_children_and_stays_counted_after_one_exits():
+    burn = "import time\nt = time.process_time()\nwhile time.process_time() - t < 0.3: pass\n"
+    code = ("import subprocess, sys, time\n"
+            f"subprocess.run([{sys.executable!r}, '-c', {burn!r}])\n"  # a child that burns and exits
+            "print('ready', flush=True)\n"
+            "time.sleep(60)\n")
+    master = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE)
+    try:
+        assert master.stdout is not None and master.stdout.readline() == b"ready\n"
+        info = ProcessInfo("tests", "tree", master.pid, "RUNNING", time.time(), listed_at=boot_clock())
+        for mode in ("none", "sum", "each"):
+            sample = Sampler.of("rss", mode).sample([info]).samples["tests:tree"]
+            assert sample.cpu is not None and sample.cpu >= 0.3, mode  # the reaped child's 0.3 s
+            if mode == "each":  # every pid's figure is there: the tree is their sum
+                assert sample.tree == sum(u.bytes for u in sample.units)
+    finally:
+        master.kill()
+        master.wait()
