@@ -43,7 +43,7 @@ def _lines(text: str, parser: _Parser) -> dict[tuple[str, str], int]:
     """(section, key) -> line number: configparser keeps no line numbers, its regexes find them."""
     found: dict[tuple[str, str], int] = {}
     section = ""
-    for lineno, line in enumerate(text.splitlines(), 1):
+    for lineno, line in enumerate(text.split("\n"), 1):
         if line[:1].isspace():
             continue
         header = parser.SECTCRE.match(line)
@@ -58,7 +58,7 @@ def _lines(text: str, parser: _Parser) -> dict[tuple[str, str], int]:
 
 
 def read_sections(text: str, path: str) -> tuple[_Parser, dict[tuple[str, str], int]]:
-    meaningful = [(n, line) for n, line in enumerate(text.splitlines(), 1)
+    meaningful = [(n, line) for n, line in enumerate(text.split("\n"), 1)
                   if line.strip() and not line.lstrip().startswith(("#", ";"))]
     shift = 0
     if meaningful and not meaningful[0][1].startswith("["):
@@ -75,6 +75,9 @@ def read_sections(text: str, path: str) -> tuple[_Parser, dict[tuple[str, str], 
     except configparser.DuplicateOptionError as exc:
         raise ConfigError(f"{path}:{(exc.lineno or 0) - shift}: {exc.option} is given twice in "
                           f"[{exc.section}] (list several values on one line)") from None
+    except configparser.MissingSectionHeaderError as exc:
+        raise ConfigError(f"{path}:{exc.lineno - shift}: expected a [section], got "
+                          f"{exc.line.strip()!r}") from None
     except configparser.ParsingError as exc:
         lineno, line = exc.errors[0]
         raise ConfigError(f"{path}:{lineno - shift}: expected 'key = value', got "

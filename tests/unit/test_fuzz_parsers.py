@@ -32,10 +32,14 @@ def test_any_command_line_parses_or_fails_with_one_line(argv: list[str]) -> None
 ini_lines = st.one_of(st.text(max_size=40), st.sampled_from([
     "[sentry-memwatch]", "any = 400MB", "program = web=1GB other=2GB", "dry-run = maybe",
     "children: each", "  continued", "= nothing", "unknown = 1", "consecutive = -3",
-    "password = secret", "measure = pss"]))
+    "password = secret", "measure = pss",
+    # rule sections
+    "[memwatch]", "[group:web]", "[program:web:*]", "[any]", "[grup:x]", "[program:]", "[",
+    "limit = 1GB", "limit = 400", "limit: 2GB,children=each", "children = auto",
+    "child-signal = HUP", "child_signal_timeout = 2m", "max-restarts = x", "limit = 1GB ; comment"]))
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=1000, deadline=None)
 @given(lines=st.lists(ini_lines, max_size=10))
 def test_any_config_file_text_parses_or_fails_naming_the_file(lines: list[str]) -> None:
     text = "\n".join(lines)
@@ -43,6 +47,7 @@ def test_any_config_file_text_parses_or_fails_naming_the_file(lines: list[str]) 
         argv = file_to_argv(build_parser(), text, "memwatch.ini")
     except ConfigError as exc:
         assert str(exc).startswith("memwatch.ini:") and "\n" not in str(exc)
+        assert not str(exc).startswith("memwatch.ini:0:"), "a line that exists"
         return
     try:
         parse(argv, environ={})
