@@ -17,6 +17,15 @@ __all__ = ["DEFAULT_SERVER_URL", "Config", "ConfigError", "build_parser", "file_
 
 
 @dataclass(frozen=True)
+class AdviseOptions:
+    duration: float = 60.0
+    interval: float = 2.0
+    prometheus_url: str | None = None
+    window: float = 7 * 86400.0
+    output_format: str = "table"
+
+
+@dataclass(frozen=True)
 class Config:
     rules: Rules = field(default_factory=Rules)
     email: str | None = None
@@ -38,6 +47,8 @@ class Config:
     log_format: str = "text"
     config_file: str | None = None
     listener_url: str | None = None  # check --listener: a running listener's /status
+    command: str = "listen"  # listen, check or advise
+    advise: AdviseOptions = field(default_factory=lambda: AdviseOptions())
 
     @property
     def strategy(self) -> Strategy:
@@ -48,12 +59,14 @@ def parse(argv: Sequence[str], environ: dict[str, str] | None = None) -> tuple[C
     """argv (without the program name) -> (Config, is_check). Raises ConfigError."""
     environ = dict(os.environ) if environ is None else environ
     argv = list(argv)
-    is_check = bool(argv) and argv[0] == "check"
-    if is_check:
+    command = argv[0] if argv and argv[0] in COMMANDS else "listen"
+    if command != "listen":
         argv = argv[1:]
     elif argv and not argv[0].startswith("-"):
-        hint = "; did you mean 'check'?" if difflib.get_close_matches(argv[0], ["check"]) else ""
-        raise ConfigError(f"unknown command {argv[0]!r}{hint} (the only command is check)")
+        close = difflib.get_close_matches(argv[0], COMMANDS)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise ConfigError(f"unknown command {argv[0]!r}{hint} (commands: {', '.join(COMMANDS)})")
+    is_check = command == "check"
     for flag, following in zip(argv, argv[1:], strict=False):
         # argparse would take '-5MB' for an option and say only "expected one argument"
         if flag in ("-a", "--any") and following[:2].startswith("-") and following[1:2].isdigit():
@@ -69,7 +82,25 @@ def parse(argv: Sequence[str], environ: dict[str, str] | None = None) -> tuple[C
     ns.children = first.children or ("sum" if first.cumulative else None) or ns.children
     if ns.listener and not is_check:
         raise ConfigError("--listener goes with check (sentry-memwatch check --listener URL)")
-    return _to_config(ns, environ, first.config), is_check
+    if command != "advise":
+        for flag in ("duration", "interval", "prometheus", "window", "format"):
+            if getattr(first, flag) is not None:
+                raise ConfigError(f"--{flag} goes with advise (sentry-memwatch advise --{flag} ...)")
+    if ns.window is not None and not ns.prometheus:
+        raise ConfigError("--window goes with --prometheus (live observation uses --duration)")
+    config = _to_config(ns, environ, first.config)
+    return replace(config, command=command, advise=_advise(ns)), is_check
+
+
+COMMANDS = ("check", "advise")
+
+
+def _advise(ns: argparse.Namespace) -> AdviseOptions:
+    d = AdviseOptions()
+    return AdviseOptions(duration=_given(ns.duration, d.duration),
+                         interval=_given(ns.interval, d.interval),
+                         prometheus_url=ns.prometheus, window=_given(ns.window, d.window),
+                         output_format=ns.format or d.output_format)
 
 
 def _read_text(path: str) -> str:

@@ -179,10 +179,11 @@ class _Parser(argparse.ArgumentParser):
 def build_parser(prog: str = "sentry-memwatch") -> argparse.ArgumentParser:
     p = _Parser(
         prog=prog,
-        usage=f"{prog} [check] [options]",
+        usage=f"{prog} [check|advise] [options]",
         description="Restart supervisord processes that use too much memory (a drop-in for "
         "superlance's memmon), with Prometheus metrics. `check` prints a table once and exits "
-        "0 (none over), 1 (some over) or 2 (error).",
+        "0 (none over), 1 (some over) or 2 (error). `advise` observes every program and says "
+        "what limit each should get and how many processes of it the host can hold.",
     )
     p.add_argument("--version", action="version", version=f"{prog} {__version__}")
     memmon = p.add_argument_group("memmon-compatible options")
@@ -258,4 +259,16 @@ def build_parser(prog: str = "sentry-memwatch") -> argparse.ArgumentParser:
     conn.add_argument("--listener", metavar="URL",
                       help="with check: show a running listener's own view, from URL/status "
                       "(e.g. http://127.0.0.1:9870)")
+
+    advise = p.add_argument_group("advise")
+    advise.add_argument("--duration", type=_positive_duration, metavar="DURATION",
+                        help="how long to observe the processes (default 60s)")
+    advise.add_argument("--interval", type=_positive_duration, metavar="DURATION",
+                        help="time between two samples while observing (default 2s)")
+    advise.add_argument("--prometheus", metavar="URL",
+                        help="read the listener's series from this Prometheus instead of "
+                        "observing live (e.g. http://prometheus:9090)")
+    advise.add_argument("--window", type=_positive_duration, metavar="DURATION",
+                        help="with --prometheus: how far back to look (default 7d)")
+    advise.add_argument("--format", choices=("table", "json"), help="default table")
     return p

@@ -57,6 +57,11 @@ def _lines(text: str, parser: _Parser) -> dict[tuple[str, str], int]:
     return found
 
 
+def _line(lines: dict[tuple[str, str], int], section: str, key: str) -> int:
+    """A key's line; its section's where the key's own was not found (an indented first key)."""
+    return lines.get((section, key)) or lines.get((section, ""), 1)
+
+
 def read_sections(text: str, path: str) -> tuple[_Parser, dict[tuple[str, str], int]]:
     meaningful = [(n, line) for n, line in enumerate(text.split("\n"), 1)
                   if line.strip() and not line.lstrip().startswith(("#", ";"))]
@@ -82,7 +87,7 @@ def read_sections(text: str, path: str) -> tuple[_Parser, dict[tuple[str, str], 
         lineno, line = exc.errors[0]
         raise ConfigError(f"{path}:{lineno - shift}: expected 'key = value', got "
                           f"{line.strip()!r}") from None
-    lines = {key: n - shift for key, n in _lines(text, parser).items()}
+    lines = {key: n - shift for key, n in _lines(text, parser).items() if n > shift}
     return parser, lines
 
 
@@ -91,10 +96,10 @@ def file_to_argv(parser: argparse.ArgumentParser, text: str, path: str) -> list[
     sections, lines = read_sections(text, path)
     argv: list[str] = []
     for section in sections.sections():
-        where = f"{path}:{lines.get((section, ''), 0)}"
+        where = f"{path}:{lines.get((section, ''), 1)}"
         if section in LISTENER_SECTIONS:
             for key, value in sections.items(section):
-                argv += _option(parser, key, value, f"{path}:{lines.get((section, key), 0)}")
+                argv += _option(parser, key, value, f"{path}:{_line(lines, section, key)}")
             continue
         kind, _, name = section.partition(":")
         if kind not in RULE_KINDS or (kind == "any") == bool(name) or (
@@ -102,7 +107,7 @@ def file_to_argv(parser: argparse.ArgumentParser, text: str, path: str) -> list[
             raise ConfigError(f"{where}: unknown section [{section}]; expected [memwatch], "
                               "[program:NAME], [group:NAME] or [any]")
         def line_of(key: str, section: str = section) -> str:
-            return f"{path}:{lines.get((section, key), 0)}"
+            return f"{path}:{_line(lines, section, key)}"
         argv.append(_rule(kind, name, dict(sections.items(section)), section, line_of, where))
     return argv
 

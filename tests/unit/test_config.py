@@ -243,7 +243,10 @@ def test_bad_value_error_names_the_flag_and_the_value(command_line: str, flag: s
     ("--any=-5MB", "a size cannot be negative: '-5MB'"),
     ("-p web=-5MB", "a size cannot be negative: '-5MB'"),
     ("chek -a 1GB", "unknown command 'chek'; did you mean 'check'?"),
-    ("status", "unknown command 'status' (the only command is check)"),
+    ("status", "unknown command 'status' (commands: check, advise)"),
+    ("advice", "unknown command 'advice'; did you mean 'advise'?"),
+    ("check --duration 10s", "--duration goes with advise"),
+    ("advise --window 7d", "--window goes with --prometheus"),
     ("--listener http://127.0.0.1:9870", "--listener goes with check"),
 ])
 def test_mistakes_a_new_user_makes_get_a_hint(command_line: str, hint: str) -> None:
