@@ -1,0 +1,108 @@
+"""listener.advice: observations in, advice out (limits, processes the host holds, sentences)."""
+
+from __future__ import annotations
+
+import json
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from listener.advice import (
+    HEADROOM,
+    MAX_HEADROOM,
+    ROUND,
+    SAFETY,
+    Host,
+    Observed,
+    Percentiles,
+    advise,
+    as_json,
+    render,
+)
+
+MiB, GiB = 1024**2, 1024**3
+HOST = Host(memory_total=16 * GiB, memory_available=8 * GiB, cpus=4)
+
+
+def worker(**changes: object) -> Observed:
+    base = dict(program="sentry-worker", kind="celery", processes=2, children_per_process=4.0,
+                worker_memory=[100 * MiB] * 98 + [150 * MiB, 200 * MiB],
+                process_memory=[600 * MiB] * 99 + [700 * MiB], cpu_cores=1.0,
+                limit=400 * MiB, measure="pss", judges_workers=True)
+    return Observed(**{**base, **changes})  # type: ignore[arg-type]
+
+
+def test_percentiles_are_observed_values_by_nearest_rank() -> None:
+    assert Percentiles.of(list(range(1, 101))) == Percentiles(50, 99, 100)
+    assert Percentiles.of([7]) == Percentiles(7, 7, 7)
+    assert Percentiles.of([]) is None
+
+
+@given(st.lists(st.integers(min_value=1, max_value=8 * GiB), min_size=1, max_size=200))
+def test_the_limit_is_above_every_observed_figure_and_p99_with_headroom(values: list[int]) -> None:
+    (a,) = advise(HOST, [worker(worker_memory=values)])
+    assert a.recommended_limit is not None
+    assert a.recommended_limit > max(values)
+    p99 = Percentiles.of(values).p99  # type: ignore[union-attr]
+    assert a.recommended_limit >= p99 * HEADROOM
+    assert a.recommended_limit % ROUND == 0
+    assert a.recommended_limit < max(p99 * HEADROOM, max(values) * MAX_HEADROOM) + ROUND  # no more
+
+
+def test_a_prefork_programs_limit_guards_each_worker_a_plain_ones_the_process() -> None:
+    celery, cron = advise(HOST, [worker(), worker(program="sentry-cron", kind="plain",
+                                                    worker_memory=[], children_per_process=0)])
+    # the workers': p99 150 MiB x 1.3 = 195 < max 200 x 1.1 = 220, rounded up to 16 MiB: 224
+    assert celery.recommended_limit == 224 * MiB
+    # the process's: p99 600 MiB x 1.3 = 780 > max 700 x 1.1 = 770, rounded up: 784
+    assert cron.recommended_limit == 784 * MiB
+
+
+def test_the_processes_that_fit_in_memory_keep_a_safety_share_free() -> None:
+    (a,) = advise(HOST, [worker(cpu_cores=0.0)])  # idle: memory decides alone
+    in_use = (600 * 99 + 700) / 100 * MiB * 2
+    expected = int((in_use + 8 * GiB - SAFETY * 16 * GiB) // (600 * MiB))  # over the p99
+    assert a.recommended_processes == expected
+
+
+def test_the_cpus_left_by_the_other_programs_bound_the_processes() -> None:
+    busy, other = advise(HOST, [worker(cpu_cores=2.0), worker(program="web", cpu_cores=1.0)])
+    assert busy.recommended_processes == 3  # (4 CPUs - 1 used by web) / 1 core per process
+    assert other.recommended_processes == 4  # (4 - 2) / 0.5
+
+
+def test_sentences_for_the_mistakes_the_guide_and_the_figures_show() -> None:
+    (a,) = advise(Host(4 * GiB, 100 * MiB, 2), [worker(
+        children_per_process=16.0, limit=150 * MiB, measure="rss", judges_workers=False,
+        cpu_cores=0.0)])
+    said = " | ".join(a.advice)
+    assert "16 children per master: Sentry's guide advises more masters at -c 4" in said
+    assert "the limit 150.0MiB is below a worker's normal peak (p99 150.0MiB): restarts will loop" in said
+    assert "measure = pss" in said
+    assert "children = auto" in said
+    assert "over-committed" in said and "runs 2" in said
+
+
+def test_a_program_without_a_rule_gets_one_suggested() -> None:
+    (a,) = advise(HOST, [worker(limit=None, measure=None, judges_workers=None)])
+    assert a.advice == ("no rule covers this program: limit = 224.0MiB",)
+
+
+def test_json_has_the_documented_shape() -> None:
+    data = json.loads(json.dumps(as_json(HOST, advise(HOST, [worker()]))))
+    assert data["host"] == {"memory_total_bytes": 16 * GiB, "memory_available_bytes": 8 * GiB,
+                            "cpus": 4}
+    (p,) = data["programs"]
+    assert set(p) == {"program", "processes", "kind", "children_per_process", "worker_memory_bytes",
+                      "process_memory_bytes", "cpu_cores", "recommended_limit_bytes",
+                      "recommended_processes", "advice"}
+    assert p["worker_memory_bytes"] == {"p50": 100 * MiB, "p99": 150 * MiB, "max": 200 * MiB}
+
+
+def test_the_table_names_every_program_and_says_how_figures_are_derived() -> None:
+    text = render(HOST, advise(HOST, [worker(), worker(program="sentry-web", kind="uwsgi")]))
+    lines = text.splitlines()
+    assert lines[0] == "host: 16.0GiB memory, 8.0GiB available, 4 CPUs"
+    assert lines[1].split()[:4] == ["PROGRAM", "KIND", "PROCS", "CHILDREN"]
+    assert [line.split()[0] for line in lines[2:4]] == ["sentry-worker", "sentry-web"]
+    assert "p99 x 1.3" in text
