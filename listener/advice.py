@@ -5,9 +5,9 @@ listener.history gather the observations, listener.cli prints the result).
 How the figures are derived:
 
 - the limit guards what the rule judges: each worker for a pre-fork server (uWSGI, gunicorn,
-  Celery), else the whole process. It is HEADROOM above that figure's p99, and never less than
-  MAX_HEADROOM above the largest figure observed, rounded up to a multiple of ROUND bytes: a
-  normal peak never reaches it, a leak does;
+  Celery) or a rule with children = each, else the whole process. It is HEADROOM above that
+  figure's p99, and never less than MAX_HEADROOM above the largest figure observed, rounded up
+  to a multiple of ROUND bytes: a normal peak never reaches it, a leak does;
 - the processes the host can hold: the memory this program uses now plus what the host has
   available, less a SAFETY share of the host's memory kept free, over a process's p99 (with
   its workers); and no more than the CPUs left to it (the host's, less what every other program
@@ -46,8 +46,9 @@ class Observed:
     kind: str  # uwsgi, gunicorn, celery, plain, unknown
     processes: int  # supervised processes of the program, running
     children_per_process: float
-    worker_memory: Sequence[int]  # per child of a pre-fork master, every sample (PSS)
-    process_memory: Sequence[int]  # per supervised process with its tree, every sample (PSS)
+    # in `measure` (PSS when observed live; the listener's measure when read from Prometheus)
+    worker_memory: Sequence[int]  # per child of a pre-fork master, every sample
+    process_memory: Sequence[int]  # per supervised process with its tree, every sample
     cpu_cores: float  # mean CPU use of the whole program, in cores
     limit: int | None = None  # the rule's limit now, if one applies
     measure: str | None = None  # the rule's measure now
@@ -96,7 +97,10 @@ def _one(host: Host, seen: Observed, others_cpu: float) -> Advice:
     workers = Percentiles.of(seen.worker_memory)
     processes = Percentiles.of(seen.process_memory)
     prefork = seen.kind in PREFORK and workers is not None
-    judged = workers if prefork else processes
+    # the figure a rule compares with its limit: each worker's, for a pre-fork server or a
+    # rule that judges children on their own; else the process's
+    per_worker = workers is not None and (prefork or bool(seen.judges_workers))
+    judged = workers if per_worker else processes
     limit = _limit(judged) if judged else None
     fit = _fit(host, seen, processes, others_cpu)
     said = []
@@ -104,7 +108,7 @@ def _one(host: Host, seen: Observed, others_cpu: float) -> Advice:
         said.append(f"{seen.children_per_process:g} children per master: Sentry's guide advises "
                     f"more masters at -c {GUIDE_CONCURRENCY} rather than more children per master")
     if seen.limit is not None and judged is not None and seen.limit <= judged.p99:
-        what = "a worker's" if prefork else "a process's"
+        what = "a worker's" if per_worker else "a process's"
         said.append(f"the limit {format_size(seen.limit)} is below {what} normal peak (p99 "
                     f"{format_size(judged.p99)}): restarts will loop; raise it to "
                     f"{format_size(limit or 0)}")

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shlex
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import TextIO
 
+from listener import advice, history, observe
 from listener import log as logsetup
+from listener.advice import Observed
 from listener.app import build, connect, sampler_for
 from listener.check import CheckError, check, check_listener, listener_arguments
 from listener.config import Config, ConfigError, parse
@@ -34,10 +38,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except SystemExit as exc:  # --help
         return int(exc.code or 0)
-    logsetup.setup(config.log_level, config.log_format)
+    # one-shot commands print their result: the listener's info lines would be noise there
+    quiet = config.command != "listen" and config.log_level == "INFO"
+    logsetup.setup("WARNING" if quiet else config.log_level, config.log_format)
     warn_if_password_exposed(config)
     if is_check:
         return run_check(config, argv)
+    if config.command == "advise":
+        return run_advise(config, argv)
     return run_listener(argv, config)
 
 
@@ -79,13 +87,80 @@ def run_check(config: Config, argv: list[str]) -> int:
     return check(config, processes, sampler_for(config), sys.stdout)
 
 
+def run_advise(config: Config, argv: list[str]) -> int:
+    """`advise`: observe (or read Prometheus), then the table or JSON; 2 with one line on errors."""
+    supervisor = connect(config)
+    options = config.advise
+    try:
+        if not config.rules.has_limits and not config.config_file:
+            config = _listeners_rules_if_any(supervisor, argv, config)
+        if options.prometheus_url:
+            programs = history.observe_history(options.prometheus_url, options.window,
+                                               timeout=config.rpc_timeout,
+                                               instance=options.instance)
+            programs = _with_kinds(supervisor, programs)
+        else:
+            programs = observe.observe_live(supervisor, config.rules, options.duration,
+                                            options.interval, progress=_progress_line())
+            if not programs:
+                raise CheckError("supervisord runs no process to observe")
+    except CheckError as exc:
+        print(f"{PROG}: error: {one_line(str(exc))}", file=sys.stderr)
+        return 2
+    except history.HistoryError as exc:
+        print(f"{PROG}: error: --prometheus: {one_line(str(exc))}", file=sys.stderr)
+        return 2
+    except SupervisorError as exc:
+        print(f"{PROG}: error: cannot reach supervisord at {supervisor.display_url}: "
+              f"{describe_error(exc)}", file=sys.stderr)
+        return 2
+    host = observe.read_host()
+    result = advice.advise(host, programs)
+    if options.output_format == "json":
+        json.dump(advice.as_json(host, result), sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        sys.stdout.write(advice.render(host, result))
+    return 0
+
+
+def _with_kinds(supervisor: Supervisor, programs: list[Observed]) -> list[Observed]:
+    """Prometheus does not say what a program runs; supervisord's command lines do, when it
+    can be reached from here (advise then runs on the host it advises on)."""
+    try:
+        kinds = observe.recognised_kinds(supervisor)
+    except SupervisorError:
+        return programs
+    return [replace(p, kind=kinds.get(p.program, p.kind)) for p in programs]
+
+
+def _listeners_rules_if_any(supervisor: Supervisor, argv: list[str], config: Config) -> Config:
+    """The running listener's rules, so that advice compares with the limits in force; none if
+    supervisord runs no listener (the advice then says which programs no rule covers)."""
+    try:
+        return listeners_config(supervisor, argv)
+    except CheckError:
+        return config
+
+
+def _progress_line() -> Callable[[float, float], None] | None:
+    """A progress line on a terminal (stderr), nothing otherwise."""
+    if not sys.stderr.isatty():
+        return None
+
+    def show(done: float, total: float) -> None:
+        end = "\n" if done >= total else ""
+        print(f"\r{PROG}: observing {done:.0f}/{total:.0f}s", end=end, file=sys.stderr, flush=True)
+    return show
+
+
 def listeners_config(supervisor: Supervisor, argv: list[str]) -> Config:
     """A bare `check` judges as the sentry-memwatch listener supervisord runs: with its
     arguments (its rules, its --config file), this command line's coming last."""
     namespec, arguments = listener_arguments(supervisor.commands())
     print(f"{PROG}: judging with the rules of listener {namespec}: {shlex.join(arguments)}",
           file=sys.stderr)
-    return parse(["check", *arguments, *argv[1:]])[0]
+    return parse([argv[0], *arguments, *argv[1:]])[0]
 
 
 def run_listener(argv: list[str], config: Config) -> int:

@@ -22,6 +22,7 @@ class AdviseOptions:
     interval: float = 2.0
     prometheus_url: str | None = None
     window: float = 7 * 86400.0
+    instance: str | None = None  # with --prometheus: the listener's `instance` label
     output_format: str = "table"
 
 
@@ -83,11 +84,13 @@ def parse(argv: Sequence[str], environ: dict[str, str] | None = None) -> tuple[C
     if ns.listener and not is_check:
         raise ConfigError("--listener goes with check (sentry-memwatch check --listener URL)")
     if command != "advise":
-        for flag in ("duration", "interval", "prometheus", "window", "format"):
+        for flag in ("duration", "interval", "prometheus", "window", "format", "instance"):
             if getattr(first, flag) is not None:
                 raise ConfigError(f"--{flag} goes with advise (sentry-memwatch advise --{flag} ...)")
     if ns.window is not None and not ns.prometheus:
         raise ConfigError("--window goes with --prometheus (live observation uses --duration)")
+    if ns.instance is not None and not ns.prometheus:
+        raise ConfigError("--instance goes with --prometheus")
     config = _to_config(ns, environ, first.config)
     return replace(config, command=command, advise=_advise(ns)), is_check
 
@@ -100,6 +103,7 @@ def _advise(ns: argparse.Namespace) -> AdviseOptions:
     return AdviseOptions(duration=_given(ns.duration, d.duration),
                          interval=_given(ns.interval, d.interval),
                          prometheus_url=ns.prometheus, window=_given(ns.window, d.window),
+                         instance=ns.instance,
                          output_format=ns.format or d.output_format)
 
 

@@ -270,5 +270,8 @@ def build_parser(prog: str = "sentry-memwatch") -> argparse.ArgumentParser:
                         "observing live (e.g. http://prometheus:9090)")
     advise.add_argument("--window", type=_positive_duration, metavar="DURATION",
                         help="with --prometheus: how far back to look (default 7d)")
+    advise.add_argument("--instance", metavar="INSTANCE",
+                        help="with --prometheus: the listener's `instance` label (needed when "
+                        "Prometheus scrapes several hosts' listeners)")
     advise.add_argument("--format", choices=("table", "json"), help="default table")
     return p

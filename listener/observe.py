@@ -130,3 +130,12 @@ def read_host(proc_root: str = "/proc") -> Host:
             if rest.split():
                 info[key] = int(rest.split()[0]) * 1024
     return Host(info["MemTotal"], info["MemAvailable"], len(os.sched_getaffinity(0)))
+
+
+def recognised_kinds(supervisor: Supervisor) -> dict[str, str]:
+    """What each program runs (uwsgi, gunicorn, celery, plain), from one look at supervisord:
+    Prometheus's series do not say it."""
+    processes = supervisor.processes()
+    samples = Sampler.of("rss", "none").sample(processes).samples
+    return {p.group: samples[p.namespec].server.value or "plain"
+            for p in processes if p.namespec in samples}

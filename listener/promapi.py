@@ -1,0 +1,191 @@
+"""Prometheus's HTTP API (GET /api/v1/query and /api/v1/query_range), standard library only:
+every answer checked, every failure one line (HistoryError) that names the URL, never its
+credentials (a user:password in the URL is sent as basic auth)."""
+
+from __future__ import annotations
+
+import base64
+import http.client
+import json
+import socket
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from listener.flags import one_line
+from listener.supervisor import redact_url
+
+MAX_QUOTED = 200  # characters of the server's own text quoted in an error
+QUERY = "/api/v1/query"
+QUERY_RANGE = "/api/v1/query_range"
+
+
+class HistoryError(Exception):
+    """One line for the user, naming the URL and what is wrong."""
+
+
+@dataclass(frozen=True)
+class Series:
+    """One series of an answer: its labels and its (unix time, value) points."""
+
+    labels: Mapping[str, str]
+    points: tuple[tuple[float, float], ...]
+
+
+class Prometheus:
+    """Prometheus's HTTP API, each answer checked; every failure is a HistoryError."""
+
+    def __init__(self, url: str, timeout: float) -> None:
+        self.shown = _checked_url(url)
+        self.base, self.headers = _without_credentials(url.rstrip("/"))
+        self.timeout = timeout
+
+    def time(self) -> float:
+        """Prometheus's clock; also the first proof that this is Prometheus."""
+        data = self._data(QUERY, {"query": "time()"})
+        self._expect(data, "scalar")
+        try:
+            return float(data["result"][0])
+        except (TypeError, ValueError, IndexError, KeyError):
+            raise self._not_api(f"{QUERY} answered a malformed scalar") from None
+
+    def instant(self, query: str, at: float) -> list[Series]:
+        data = self._data(QUERY, {"query": query, "time": timestamp(at)})
+        self._expect(data, "vector")
+        return self._parse(data["result"], lambda r: (r["value"],))
+
+    def range(self, query: str, start: float, end: float, step: str) -> list[Series]:
+        params = {"query": query, "start": timestamp(start), "end": timestamp(end), "step": step}
+        data = self._data(QUERY_RANGE, params)
+        self._expect(data, "matrix")
+        return self._parse(data["result"], lambda r: r["values"])
+
+    def _data(self, path: str, params: dict[str, str]) -> dict[str, Any]:
+        """The `data` of a successful answer."""
+        # Prometheus gives up on the query when this client would
+        params = {**params, "timeout": duration(round(self.timeout * 1000))}
+        status, kind, body = self._get(f"{self.base}{path}?{urllib.parse.urlencode(params)}")
+        try:
+            answer = json.loads(body)
+        except ValueError:
+            raise self._not_api(_not_json(path, status, kind, body)) from None
+        if not isinstance(answer, dict):
+            raise self._not_api(f"{path} answered JSON that is no object")
+        if answer.get("status") == "error":
+            raise HistoryError(f"Prometheus at {self.shown} answered {path} with an error: "
+                               f"{quoted(answer.get('errorType'))}: {quoted(answer.get('error'))}")
+        data = answer.get("data")
+        if status != 200 or answer.get("status") != "success" or not isinstance(data, dict) \
+                or not isinstance(data.get("resultType"), str) or "result" not in data:
+            said = f"HTTP {status}" if status != 200 else 'no status "success" with data.resultType'
+            raise self._not_api(f"{path} answered JSON with {said}")
+        return data
+
+    def _get(self, url: str) -> tuple[int, str, bytes]:
+        """(HTTP status, content type, body); an HTTP error status is an answer too."""
+        request = urllib.request.Request(url, headers=self.headers)
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout) as resp:
+                return resp.status, resp.headers.get_content_type(), resp.read()
+        except urllib.error.HTTPError as exc:
+            return exc.code, exc.headers.get_content_type(), _body(exc)
+        except urllib.error.URLError as exc:
+            raise self._unreachable(exc.reason) from None
+        except (OSError, http.client.HTTPException) as exc:  # while reading the answer
+            raise self._unreachable(exc) from None
+
+    def _expect(self, data: dict[str, Any], kind: str) -> None:
+        if data["resultType"] != kind:
+            raise self._not_api(f"a {quoted(data['resultType'])} came where a {kind} was due")
+
+    def _parse(self, result: Any, points: Callable[[Any], Iterable[Any]]) -> list[Series]:
+        try:
+            return [Series({str(k): str(v) for k, v in r["metric"].items()},
+                           tuple((float(t), float(v)) for t, v in points(r)))
+                    for r in result]
+        except (TypeError, ValueError, KeyError, AttributeError):
+            raise self._not_api("a malformed result") from None
+
+    def _unreachable(self, reason: object) -> HistoryError:
+        return HistoryError(f"cannot reach Prometheus at {self.shown}: {self._why(reason)}")
+
+    def _why(self, reason: object) -> str:
+        if isinstance(reason, TimeoutError):
+            return f"no answer within {self.timeout:g}s"
+        if isinstance(reason, ConnectionRefusedError):
+            return "connection refused (nothing listens there)"
+        if isinstance(reason, socket.gaierror):
+            return f"unknown host ({reason.strerror})"
+        if isinstance(reason, http.client.RemoteDisconnected):
+            return "the server closed the connection without answering"
+        if isinstance(reason, http.client.HTTPException):
+            return f"the server does not speak HTTP ({type(reason).__name__})"
+        if isinstance(reason, OSError) and reason.strerror:
+            return quoted(reason.strerror)
+        return quoted(reason)
+
+    def _not_api(self, detail: str) -> HistoryError:
+        return HistoryError(f"{self.shown} does not answer like Prometheus's HTTP API ({detail}): "
+                            "give the address of the Prometheus server, e.g. http://127.0.0.1:9090")
+
+
+def _checked_url(url: str) -> str:
+    """The URL as errors show it (without credentials), or HistoryError if it is no http(s) URL."""
+    try:
+        parts = urllib.parse.urlsplit(url)
+        parts.port  # noqa: B018 (raises ValueError for a bad port)
+    except ValueError:
+        parts = None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+        raise HistoryError(f"{quoted(url)} is not the http(s) URL of a Prometheus server "
+                           "(e.g. http://127.0.0.1:9090)")
+    return one_line(redact_url(url))
+
+
+def _without_credentials(url: str) -> tuple[str, dict[str, str]]:
+    """The URL to request and its headers: user:password@ in the URL (a Prometheus behind
+    basic auth) becomes an Authorization header, which urllib does not make by itself."""
+    headers = {"Accept": "application/json"}
+    parts = urllib.parse.urlsplit(url)
+    if parts.username is None:
+        return url, headers
+    user = urllib.parse.unquote(parts.username)
+    password = urllib.parse.unquote(parts.password or "")
+    token = base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
+    headers["Authorization"] = f"Basic {token}"
+    return urllib.parse.urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2])), headers
+
+
+def _body(exc: urllib.error.HTTPError) -> bytes:
+    try:
+        return exc.read()
+    except (OSError, http.client.HTTPException):
+        return b""
+    finally:
+        exc.close()
+
+
+def _not_json(path: str, status: int, kind: str, body: bytes) -> str:
+    if status != 200:
+        return f"HTTP {status} for {path}"
+    if body.lstrip().startswith((b"# HELP", b"# TYPE")):
+        return f"{path} answered metrics text, as an exporter's /metrics does, not JSON"
+    return f"{path} answered {quoted(kind)}, not JSON"
+
+
+def quoted(text: object) -> str:
+    """The server's own words, on one line and not too long."""
+    said = one_line(str(text))
+    return said if len(said) <= MAX_QUOTED else said[:MAX_QUOTED] + "..."
+
+
+def timestamp(at: float) -> str:
+    return f"{at:.3f}"
+
+
+def duration(ms: int) -> str:
+    """Prometheus duration syntax, which takes whole numbers only: 604800000 -> '604800s'."""
+    return f"{ms // 1000}s" if ms % 1000 == 0 else f"{ms}ms"
