@@ -38,6 +38,7 @@ class Config:
     username: str | None = None
     password: str | None = field(default=None, repr=False)
     rpc_timeout: float = 10.0
+    resync: float = 300.0  # with PROCESS_STATE events: list everything this often anyway
     metrics_addr: str = "127.0.0.1"
     metrics_port: int = 9870
     metrics_tls_cert: str | None = None
@@ -189,6 +190,7 @@ def _to_config(ns: argparse.Namespace, environ: dict[str, str], config_file: str
         username=ns.username or environ.get("SUPERVISOR_USERNAME") or None,
         password=ns.password or environ.get("SUPERVISOR_PASSWORD") or None,
         rpc_timeout=_given(ns.rpc_timeout, d.rpc_timeout),
+        resync=_given(ns.resync, d.resync),
         metrics_addr=ns.metrics_addr or d.metrics_addr,
         metrics_port=_given(ns.metrics_port, d.metrics_port),
         metrics_tls_cert=ns.metrics_tls_cert,

@@ -15,15 +15,17 @@ from listener.config import Config, ConfigError
 from listener.log import fields
 from listener.model import ProcessInfo, Restart, own_namespecs
 from listener.policy import Verdict
+from listener.proctable import ProcessTable
 from listener.restarts import Restarter
 from listener.sampler import Sampler
 from listener.signals import ChildSignaller
 from listener.stats import Counter, ProcessRow, Stats
-from listener.supervisor import Supervisor, SupervisorError, describe_error
+from listener.supervisor import Supervisor, SupervisorError, boot_clock, describe_error
 
 log = logging.getLogger("memwatch.daemon")
 
 SHUTDOWN_GRACE = 30.0  # seconds in-flight restarts may take to finish at exit
+SAY_SUBSCRIBE_AFTER = 3  # ticks without a PROCESS_STATE event: the listener is not subscribed
 
 
 class _Shutdown(Exception):
@@ -54,6 +56,8 @@ class Daemon:
         self._stopping = False
         self._idle = False
         self._dry_run_before: set[str] = set()  # processes a dry run would act on last tick
+        self.table = ProcessTable(config.resync, time.monotonic, clock, boot_clock)
+        self._ticks = 0
 
     # --- signals: handlers set flags; the loop does the work ---
 
@@ -121,6 +125,10 @@ class Daemon:
 
     def handle(self, event: protocol.Event) -> None:
         self.stats.event(event.name or "unknown")
+        self.table.saw(event.headers)
+        if event.name.startswith(("PROCESS_STATE_", "PROCESS_GROUP_")):
+            self.table.apply(event.name, event.payload)  # no RPC: answered as fast as a TICK
+            return
         if not event.name.startswith("TICK"):
             return
         try:
@@ -133,14 +141,34 @@ class Daemon:
         if self._reload_requested:
             self._reload_requested = False
             self._reload()
+        processes = self._processes()
+        if processes is None:
+            return
+        self.act(processes)
+        self.stats.tick_done(self.clock(), self.timer() - began)
+
+    def _processes(self) -> list[ProcessInfo] | None:
+        """The event-kept table when it can be trusted; else a full listing (None if
+        supervisord cannot be reached)."""
+        self._ticks += 1
+        subscribed = self.table.subscribed
+        reason = self.table.resync_reason()
+        if subscribed and reason is None:
+            return self.table.processes()
+        if not subscribed and self._ticks == SAY_SUBSCRIBE_AFTER:
+            log.info("listing every process on every tick: events=TICK_5,PROCESS_STATE,"
+                     "PROCESS_GROUP in the listener's section would spare supervisord that")
         try:
             processes = self.supervisor.processes()
         except SupervisorError as exc:
+            self.table.unreachable()
             self._set_supervisor_up(False, describe_error(exc))
-            return
+            return None
         self._set_supervisor_up(True)
-        self.act(processes)
-        self.stats.tick_done(self.clock(), self.timer() - began)
+        self.table.reset(processes)
+        if subscribed and reason != "start":
+            log.info("process table listed again", extra=fields(reason=reason))
+        return processes
 
     def act(self, processes: Sequence[ProcessInfo]) -> None:
         config = self.config
@@ -218,6 +246,7 @@ class Daemon:
             log.error("config reload failed: keeping the old config", extra=fields(error=str(exc)))
             return
         self.sampler.rules = new.rules
+        self.table.resync_every = new.resync
         self.config = new
         log.info("config reloaded", extra=fields(limits=new.rules.describe()))
 

@@ -244,6 +244,9 @@ def build_parser(prog: str = "sentry-memwatch") -> argparse.ArgumentParser:
     conn.add_argument("--password", metavar="PASSWORD", help="default $SUPERVISOR_PASSWORD")
     conn.add_argument("--rpc-timeout", type=_positive_duration, metavar="DURATION",
                       help="timeout of each XML-RPC call (default 10s)")
+    conn.add_argument("--resync", type=_positive_duration, metavar="DURATION",
+                      help="with PROCESS_STATE events subscribed: list every process again this "
+                      "often anyway (default 5m)")
     conn.add_argument("--metrics-addr", metavar="ADDR", help="default 127.0.0.1")
     conn.add_argument("--metrics-port", type=_port, metavar="PORT", help="default 9870, 0 = off")
     conn.add_argument("--metrics-tls-cert", metavar="FILE", help="serve /metrics over HTTPS")

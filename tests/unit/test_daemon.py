@@ -36,10 +36,12 @@ class FakeSupervisor:
                       for i, n in enumerate(namespecs)}
         self.up = True
         self.calls: list[tuple[str, str]] = []
+        self.listings = 0
 
     def processes(self) -> list[ProcessInfo]:
         if not self.up:
             raise ConnectionRefusedError(111, "Connection refused")
+        self.listings += 1
         return list(self.table.values())
 
     def process(self, namespec: str) -> ProcessInfo:
@@ -120,9 +122,9 @@ class Script(io.TextIOBase):
         return data
 
 
-def event(name: str = "TICK_5", payload: str = "when:1000") -> str:
-    return f"ver:3.0 server:supervisor serial:1 pool:memwatch poolserial:1 eventname:{name} " \
-           f"len:{len(payload)}\n{payload}"
+def event(name: str = "TICK_5", payload: str = "when:1000", poolserial: int = 1) -> str:
+    return f"ver:3.0 server:supervisor serial:1 pool:memwatch poolserial:{poolserial} " \
+           f"eventname:{name} len:{len(payload)}\n{payload}"
 
 
 TICK = event()
@@ -311,3 +313,35 @@ def test_stdout_closed_by_supervisord_ends_the_loop_cleanly(answered):
 
     world = World(limited(), "web:web")
     assert world.daemon.run(Script(TICK, TICK), Closed()) == 0
+
+
+def test_with_state_events_ticks_use_the_table_and_list_only_when_it_cannot_be_trusted(caplog):
+    world = World(limited(), "web:web")
+    world.sampler.memory = {"web:web": 50 * MiB}
+    serial = iter(range(1, 100))
+
+    def web(state: str, before: str, pid: int = 0) -> str:
+        payload = f"processname:web groupname:web from_state:{before}" + (f" pid:{pid}" if pid else "")
+        return event(f"PROCESS_STATE_{state}", payload, next(serial))
+
+    def tick() -> str:
+        return event(poolserial=next(serial))
+
+    listings: list[int] = []
+    pids: list[object] = []
+
+    def look() -> None:
+        listings.append(world.supervisor.listings)
+        pids.append(world.process("web:web")["pid"])
+
+    with caplog.at_level(logging.INFO, logger="memwatch"):
+        world.run(tick(), look,  # not subscribed yet: listed
+                  web("STOPPING", "RUNNING", 100), web("STOPPED", "STOPPING", 100),
+                  web("STARTING", "STOPPED"), web("RUNNING", "STARTING", 200),
+                  tick(), look,  # the table says where web is: no listing
+                  event(poolserial=next(serial) + 3),  # events dropped: the next tick lists
+                  tick(), look)
+    assert listings == [1, 1, 2]
+    assert pids == [100, 200, 100]  # the fake supervisord never restarted web: the listing says so
+    assert any(r.getMessage() == "process table listed again" and "dropped" in r.fields["reason"]
+               for r in caplog.records if hasattr(r, "fields"))

@@ -1,0 +1,141 @@
+"""The process table, kept from supervisord's own events so that a tick needs no
+getAllProcessInfo (supervisord is single-threaded: building that answer for 1000 processes
+stops it for most of a second, every tick).
+
+With `events=TICK_5,PROCESS_STATE,PROCESS_GROUP`, every state change of every process reaches
+the listener as an event. The table starts from one full listing and then follows the events:
+group, name, pid, state, start and stop times. It lists everything again (`resync_reason`):
+
+- at start, and until the first PROCESS_STATE event shows the subscription;
+- after a gap in `poolserial` (supervisord numbers the events it sends to this listener: a
+  number skipped is an event dropped from a full buffer);
+- after an event that does not follow from the table (its from_state is not the table's state):
+  the table missed something, or the event was sent before a listing that already counted it;
+- after PROCESS_GROUP_ADDED (a group added by reread/update: processes that do not autostart
+  send no state event); a removed group is dropped on PROCESS_GROUP_REMOVED;
+- every `resync` seconds anyway, and whenever supervisord could not be reached.
+
+A restart is confirmed with one getProcessInfo before supervisord is asked to stop anything
+(listener.restarts), and a child signal checks the kernel's start time of the pid, so a stale
+entry can delay an action but never aim one at the wrong process.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import replace
+
+from listener.model import RUNNING, ProcessInfo
+
+STATE_EVENT = "PROCESS_STATE_"
+GROUP_ADDED = "PROCESS_GROUP_ADDED"
+GROUP_REMOVED = "PROCESS_GROUP_REMOVED"
+WITH_PID = frozenset({RUNNING, "STOPPING"})  # the states getProcessInfo shows a pid in, here
+STOPPED_STATES = frozenset({"STOPPED", "EXITED", "FATAL", "BACKOFF"})
+
+
+def payload_tokens(payload: str) -> dict[str, str]:
+    """`processname:cat groupname:cat from_state:STARTING pid:42` as a dict."""
+    tokens = {}
+    for token in payload.split():
+        key, sep, value = token.partition(":")
+        if sep:
+            tokens[key] = value
+    return tokens
+
+
+class ProcessTable:
+    def __init__(self, resync_every: float, monotonic: Callable[[], float],
+                 wall: Callable[[], float], boot: Callable[[], float]) -> None:
+        self.resync_every = resync_every
+        self._monotonic = monotonic
+        self._wall = wall
+        self._boot = boot
+        self._entries: dict[str, ProcessInfo] = {}
+        self._listed = False
+        self._listed_at = -math.inf
+        self._poolserial: int | None = None
+        self._reason: str | None = "start"
+        self.subscribed = False  # a PROCESS_STATE event has arrived: the events keep the table
+
+    # --- events ---
+
+    def saw(self, headers: Mapping[str, str]) -> None:
+        """Every event: a gap in poolserial means supervisord dropped events for this listener.
+        A number seen before is an event sent again (after a FAIL), not a gap."""
+        text = headers.get("poolserial", "")
+        if not text.isdigit():
+            return
+        serial = int(text)
+        if self._poolserial is not None and serial > self._poolserial + 1:
+            self._resync(f"{serial - self._poolserial - 1} events dropped by supervisord "
+                         "(poolserial gap: raise the listener's buffer_size)")
+        if self._poolserial is None or serial > self._poolserial:
+            self._poolserial = serial
+
+    def apply(self, eventname: str, payload: str) -> None:
+        """A PROCESS_STATE_* or PROCESS_GROUP_* event."""
+        tokens = payload_tokens(payload)
+        if eventname == GROUP_ADDED:
+            self._resync(f"group {tokens.get('groupname', '?')} added")
+            return
+        if eventname == GROUP_REMOVED:
+            group = tokens.get("groupname", "")
+            self._entries = {n: p for n, p in self._entries.items() if p.group != group}
+            return
+        if not eventname.startswith(STATE_EVENT):
+            return
+        self.subscribed = True
+        state = eventname.removeprefix(STATE_EVENT)
+        group, name = tokens.get("groupname", ""), tokens.get("processname", "")
+        namespec = f"{group}:{name}"
+        before = self._entries.get(namespec)
+        if not self._listed:
+            return  # the first listing will say where everything is
+        if before is None:
+            if tokens.get("from_state") != "STOPPED":  # a new process starts out STOPPED
+                self._resync(f"{namespec} is not in the table")
+            before = ProcessInfo(group, name, 0, "STOPPED", 0.0)
+        elif tokens.get("from_state") != before.statename:
+            self._resync(f"{namespec} went {tokens.get('from_state')}->{state}, the table "
+                         f"had it {before.statename}")
+        self._entries[namespec] = self._moved(before, state, tokens)
+
+    def _moved(self, before: ProcessInfo, state: str, tokens: Mapping[str, str]) -> ProcessInfo:
+        pid_text = tokens.get("pid", "")
+        pid = int(pid_text) if state in WITH_PID and pid_text.isdigit() else 0
+        now = self._wall()
+        start = now if state == "STARTING" else before.start
+        if state == RUNNING and not start:
+            start = now
+        stop = now if state in STOPPED_STATES and before.statename not in STOPPED_STATES \
+            else before.stop
+        # a pid that started after this moment is not this process (listener.sampler)
+        return replace(before, pid=pid, statename=state, start=start, stop=stop,
+                       listed_at=self._boot() if pid else math.inf)
+
+    def _resync(self, reason: str) -> None:
+        if self._reason is None:
+            self._reason = reason
+
+    # --- ticks ---
+
+    def resync_reason(self) -> str | None:
+        """Why the next tick must list everything; None when the table can be trusted."""
+        if self._reason is None and self._monotonic() - self._listed_at >= self.resync_every:
+            self._reason = f"periodic resync ({self.resync_every:g}s)"
+        return self._reason
+
+    def reset(self, processes: Iterable[ProcessInfo]) -> None:
+        """A full listing: the table is supervisord's now."""
+        self._entries = {p.namespec: p for p in processes}
+        self._listed = True
+        self._listed_at = self._monotonic()
+        self._reason = None
+
+    def unreachable(self) -> None:
+        self._resync("supervisord was unreachable")
+
+    def processes(self) -> list[ProcessInfo]:
+        return list(self._entries.values())
