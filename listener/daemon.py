@@ -279,5 +279,6 @@ def watched_rows(judgements: Iterable[policy.Judgement],
             budget_left=max(0, strategy.max_restarts - used) if strategy.max_restarts else None,
             memory_pid=_memory_pid(j),
             tree_memory=j.sample.tree if j.sample else None,
-            cpu_seconds=j.sample.cpu if j.sample else None))
+            cpu_seconds=j.sample.cpu if j.sample else None,
+            state=j.process.statename))
     return rows

@@ -33,6 +33,7 @@ GROUP_ADDED = "PROCESS_GROUP_ADDED"
 GROUP_REMOVED = "PROCESS_GROUP_REMOVED"
 WITH_PID = frozenset({RUNNING, "STOPPING"})  # the states getProcessInfo shows a pid in, here
 STOPPED_STATES = frozenset({"STOPPED", "EXITED", "FATAL", "BACKOFF"})
+MAX_REASONS = 3  # said in the log line of the listing: the first few are enough
 
 
 def payload_tokens(payload: str) -> dict[str, str]:
@@ -56,7 +57,7 @@ class ProcessTable:
         self._listed = False
         self._listed_at = -math.inf
         self._poolserial: int | None = None
-        self._reason: str | None = "start"
+        self._reasons: list[str] = ["start"]  # why the next tick must list; empty: it need not
         self.subscribed = False  # a PROCESS_STATE event has arrived: the events keep the table
 
     # --- events ---
@@ -116,23 +117,23 @@ class ProcessTable:
                        listed_at=self._boot() if pid else math.inf)
 
     def _resync(self, reason: str) -> None:
-        if self._reason is None:
-            self._reason = reason
+        if len(self._reasons) < MAX_REASONS and reason not in self._reasons:
+            self._reasons.append(reason)
 
     # --- ticks ---
 
     def resync_reason(self) -> str | None:
         """Why the next tick must list everything; None when the table can be trusted."""
-        if self._reason is None and self._monotonic() - self._listed_at >= self.resync_every:
-            self._reason = f"periodic resync ({self.resync_every:g}s)"
-        return self._reason
+        if not self._reasons and self._monotonic() - self._listed_at >= self.resync_every:
+            self._reasons.append(f"periodic resync ({self.resync_every:g}s)")
+        return "; ".join(self._reasons) or None
 
     def reset(self, processes: Iterable[ProcessInfo]) -> None:
         """A full listing: the table is supervisord's now."""
         self._entries = {p.namespec: p for p in processes}
         self._listed = True
         self._listed_at = self._monotonic()
-        self._reason = None
+        self._reasons = []
 
     def unreachable(self) -> None:
         self._resync("supervisord was unreachable")

@@ -51,6 +51,7 @@ class ProcessRow:
     memory_pid: int | None = None
     tree_memory: int | None = None  # the supervised pid and its descendants, summed
     cpu_seconds: float | None = None  # CPU used, never decreasing while the pid is the same
+    state: str = ""  # supervisord's state name: RUNNING, STOPPED...
 
 
 @dataclass(frozen=True)

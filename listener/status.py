@@ -30,7 +30,7 @@ def status(snap: Snapshot) -> dict[str, Any]:
 
 def _process(p: ProcessStats) -> dict[str, Any]:
     return {
-        "group": p.group, "process": p.process, "pid": p.pid,
+        "group": p.group, "process": p.process, "pid": p.pid, "state": p.state,
         "memory_bytes": p.memory, "memory_pid": p.memory_pid, "limit_bytes": p.limit,
         "measure": p.measure,
         "verdict": p.verdict, "strategy": p.strategy, "over_limit_samples": p.over_samples,
