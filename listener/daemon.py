@@ -151,7 +151,7 @@ class Daemon:
         """The event-kept table when it can be trusted; else a full listing (None if
         supervisord cannot be reached)."""
         self._ticks += 1
-        subscribed = self.table.subscribed
+        subscribed, listed_before = self.table.subscribed, self.table.listed
         reason = self.table.resync_reason()
         if subscribed and reason is None:
             return self.table.processes()
@@ -166,7 +166,7 @@ class Daemon:
             return None
         self._set_supervisor_up(True)
         self.table.reset(processes)
-        if subscribed and reason != "start":
+        if subscribed and listed_before:
             log.info("process table listed again", extra=fields(reason=reason))
         return processes
 

@@ -135,6 +135,10 @@ class ProcessTable:
         self._listed_at = self._monotonic()
         self._reasons = []
 
+    @property
+    def listed(self) -> bool:
+        return self._listed
+
     def unreachable(self) -> None:
         self._resync("supervisord was unreachable")
 

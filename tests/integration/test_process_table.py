@@ -204,5 +204,34 @@ def test_events_dropped_from_a_full_buffer_show_as_a_gap_and_the_next_tick_lists
         sv.stop()
 
 
-if __name__ == "__main__":
-    pytest.main([__file__, "-q"])
+def test_a_restart_for_memory_is_followed_through_the_events_and_done_once(short_tmp: Path) -> None:
+    """The behaviour of listing mode, kept: the process over its limit is restarted once, the
+    table learns its new pid from the events, and the next ticks judge the new process."""
+    sv = Supervisord(recorder_section(short_tmp)
+                     + f"[program:big]\ncommand={hog('--mb', 40)}\nstartsecs=1\n\n"
+                     + programs(["small"]), short_tmp)
+    lst = None
+    try:
+        sv.wait_running()
+        old = sv.wait_allocated({"big:big": 40})["big:big"]
+        relay = Relay(short_tmp / "events.bin")
+        lst = ListenerProcess(["-p", "big=20MB", "-a", "1GB"], sv.url, short_tmp)
+        relay.forward(lst)  # subscribed: the table follows the events from here
+        lst.tick()  # lists (first tick), judges big over its limit, restarts it
+        wait_for(lambda: value(lst.metrics(), "memwatch_restarts_total", group="big",
+                               process="big") == 1, what="the restart")
+        expected = quiet(sv, relay)
+        assert expected["big:big"][1] not in (0, old)
+        relay.forward(lst)
+        lst.tick()
+        assert table(lst) == expected  # the new pid, from the events alone
+        assert "process table listed again" not in lst.stderr()
+        for _ in range(3):  # judged again: over again, so restarted again, each time once
+            lst.tick()
+        samples = lst.metrics()
+        assert value(samples, "memwatch_restart_failures_total", group="big", process="big") == 0
+        assert value(samples, "memwatch_restarts_total", group="small", process="small_00") == 0
+    finally:
+        if lst is not None:
+            lst.close()
+        sv.stop()
