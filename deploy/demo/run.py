@@ -108,7 +108,8 @@ def write_config(root: Path, metrics_port: int, web_port: int) -> Path:
 
         [eventlistener:memwatch]
         command={PY} -m listener --config {root}/memwatch.conf
-        events=TICK_5
+        events=TICK_5,PROCESS_STATE,PROCESS_GROUP
+        buffer_size=1024
         stderr_logfile={root}/memwatch.log
         """))
     return conf

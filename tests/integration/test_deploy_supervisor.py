@@ -155,7 +155,8 @@ def test_the_file_has_sentrys_programs_and_one_listener_with_one_rules_file() ->
         assert opts["stopasgroup"] == "false" and opts["killasgroup"] == "true", name
 
     opts = listeners["memwatch"]
-    assert opts["events"] == "TICK_5"
+    assert opts["events"] == "TICK_5,PROCESS_STATE,PROCESS_GROUP"  # the table from events
+    assert int(opts["buffer_size"]) >= 100
     assert opts.get("stderr_logfile", "").startswith("/")
     assert "stdout_logfile" not in opts, "stdout is the event protocol"
     # supervisord must not SIGKILL a listener that waits for a restart in flight
