@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from listener.columns import table
 from listener.units import format_size
 
 HEADROOM = 1.3  # limit = p99 x 1.3 ...
@@ -168,8 +169,6 @@ def as_json(host: Host, advice: Sequence[Advice]) -> dict[str, Any]:
 
 def render(host: Host, advice: Sequence[Advice]) -> str:
     """The table for people, then each program's advice as sentences."""
-    from listener.check import table  # one table layout for every command
-
     def pct(p: Percentiles | None) -> str:
         return "-" if p is None else f"{format_size(p.p50)} / {format_size(p.p99)} / {format_size(p.max)}"
 

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from typing import Any, TextIO
 
 from listener import policy
+from listener.columns import table
 from listener.config import Config
 from listener.model import ProcessInfo, own_namespecs
 from listener.policy import Verdict
@@ -57,12 +58,6 @@ def render(judgements: Sequence[policy.Judgement]) -> str:
                      j.process.statename, strategy, memory_text(j),
                      format_size(j.limit) if j.limit is not None else "-", verdict_text(j)))
     return table(rows)
-
-
-def table(rows: Sequence[Sequence[str]]) -> str:
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    lines = ("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows)
-    return "\n".join(lines) + "\n"
 
 
 def check(config: Config, processes: Sequence[ProcessInfo], sampler: Sampler, out: TextIO,
