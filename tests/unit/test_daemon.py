@@ -345,3 +345,13 @@ def test_with_state_events_ticks_use_the_table_and_list_only_when_it_cannot_be_t
     assert pids == [100, 200, 100]  # the fake supervisord never restarted web: the listing says so
     assert any(r.getMessage() == "process table listed again" and "dropped" in r.fields["reason"]
                for r in caplog.records if hasattr(r, "fields"))
+
+
+def test_without_state_events_every_tick_lists_and_says_once_that_subscribing_would_help(caplog):
+    world = World(limited(), "web:web")
+    world.sampler.memory = {"web:web": 50 * MiB}
+    with caplog.at_level(logging.INFO, logger="memwatch"):
+        world.run(*[TICK] * 6)
+    assert world.supervisor.listings == 6
+    said = [r for r in caplog.records if r.getMessage().startswith("listing every process")]
+    assert len(said) == 1 and "PROCESS_STATE" in said[0].getMessage()
