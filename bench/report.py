@@ -7,6 +7,7 @@ import platform
 import statistics
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import metadata
 
@@ -14,6 +15,7 @@ from bench.latency import LatencyRun
 from bench.measure import Summary, ms, percentile, ratio, span, us
 from bench.scrape import ScrapeLatencyRun, ScrapeRow
 from bench.soak import SoakRun
+from bench.supcost import RESYNC, TICK_PERIOD, CostRow, SupervisordCost
 from bench.ticks import FloorRow, MeasureRow, TickRow
 from tests.harness import ROOT
 
@@ -35,6 +37,7 @@ class Results:
     scrapes: list[ScrapeRow] = field(default_factory=list)
     scrape_latency: list[ScrapeLatencyRun] = field(default_factory=list)
     soak: SoakRun | None = None
+    supcost: SupervisordCost | None = None  # section 7 (absent from older pickles: the default)
     notes: list[str] = field(default_factory=list)
     seconds: float = 0.0
     when: str = field(default_factory=lambda: time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()))
@@ -107,6 +110,8 @@ def render(r: Results) -> str:
         out.append(section_scrapes(r))
     if r.soak:
         out.append(section_soak(r.soak))
+    if r.supcost:
+        out.append(section_supcost(r.supcost))
     if r.notes:
         out.append("## Run notes\n\n" + "".join(f"- {n}\n" for n in r.notes))
     out.append("Notes on these figures (what was missed and why, what changed): "
@@ -170,6 +175,8 @@ def targets(r: Results) -> str:
         add(f"scraping delays a {run.event} answer by a few ms at most (median, {run.processes} "
             "processes)", f"{ms(delay)} ms ({ms(percentile(run.quiet, 50))} → "
             f"{ms(percentile(run.scraped, 50))} ms)", delay < 0.005)
+    if r.supcost:
+        supcost_targets(r.supcost, add)
     return "## Targets\n\n" + table(["target", "measured", "verdict"], rows)
 
 
@@ -292,6 +299,156 @@ def section_soak(s: SoakRun) -> str:
                      "RSS end", "RSS max", "growth", "CPU per tick", "wall per tick", "scrapes"],
                     rows)
             + f"\nRSS (MiB) by TICKs done: {trace}.\n")
+
+
+# --- section 7 ---
+
+
+def _cost(sc: SupervisordCost, n: int, client: str) -> CostRow | None:
+    return next((c for c in sc.costs if (c.n, c.client) == (n, client)), None)
+
+
+def supcost_targets(sc: SupervisordCost, add: Callable[[str, str, bool | None], None]) -> None:
+    sizes = sorted({c.n for c in sc.costs if c.client == "table"})
+    if sizes:
+        n = 1000 if 1000 in sizes else sizes[-1]
+        t, listing = _cost(sc, n, "table"), _cost(sc, n, "listing")
+        assert t is not None
+        against = f"; listing each tick {span(listing.tick)} ms" if listing else ""
+        add("whole tick at 1000 processes with the event-kept table < 60 ms"
+            + ("" if n == 1000 else f" (not run at 1000: N={n} here)"),
+            f"{span(t.tick)} ms, n={t.tick.n}{against}", t.tick.median < 0.06 if n == 1000 else None)
+    if sc.burst:
+        state = sc.burst.rows[0]
+        p99 = percentile(state.times, 99)
+        add(f"event-answer p99 < 5 ms, burst of {len(state.times)} PROCESS_STATE events "
+            f"({sc.burst.n} processes)", f"{ms(p99)} ms", p99 < 0.005)
+
+
+def cpu_ms(seconds: float) -> str:
+    """ms() without the minus sign of a figure that rounds to nothing (above idle can dip below)."""
+    return ms(0.0) if abs(seconds) < 5e-7 else ms(seconds)
+
+
+def section_supcost(sc: SupervisordCost) -> str:
+    rows = []
+    for c in sc.costs:
+        amortized = ""
+        if c.client == "table" and (listing := _cost(sc, c.n, "listing")):
+            amortized = cpu_ms(c.oncpu_above_idle.median
+                           + listing.oncpu_above_idle.median * TICK_PERIOD / RESYNC)
+        busy = max(0.0, c.oncpu_above_idle.median) / TICK_PERIOD * 100
+        rows.append([str(c.n), c.client, f"`{c.flags}`", f"{c.ticks} × {c.measurements}",
+                     span(c.cpu, cpu_ms), span(c.above_idle, cpu_ms),
+                     span(c.oncpu_above_idle, cpu_ms), amortized,
+                     f"{busy:.2f}%",
+                     f"{c.rpc_per_tick:.2f}", f"{span(c.tick)} n={c.tick.n}"])
+    idle_rows = [[str(i.n), f"{i.window:g} s × {i.per_period.n}", span(i.per_period, cpu_ms),
+                  span(i.oncpu_per_period, cpu_ms), f"{i.oncpu_rate * 100:.2f}%"] for i in sc.idle]
+    whole = []
+    for n in sorted({c.n for c in sc.costs}):
+        t, listing, memmon = (_cost(sc, n, k) for k in ("table", "listing", "memmon"))
+        if t and listing:
+            whole.append([str(n), f"{span(t.tick)} n={t.tick.n}", f"{span(listing.tick)} "
+                          f"n={listing.tick.n}", ratio(listing.tick.median, t.tick.median),
+                          f"{span(memmon.tick)} n={memmon.tick.n}" if memmon else "not run"])
+    p = sc.plan
+    text = ("## 7. supervisord's cost per tick\n\n"
+            "supervisord is single-threaded: while it builds an answer it serves nobody else "
+            "(supervisorctl, other listeners, its children's output and state changes). On a real "
+            "supervisord running N `sleep infinity` programs, supervisord's CPU time (utime + "
+            f"stime of its process from /proc/PID/stat, in steps of 1/{sc.clk_tck} s) is read "
+            "before and after K ticks of one client back to back (K fills at least "
+            f"{p.window:g} s, {p.min_ticks} ticks at least; memmon's ticks last seconds, one at "
+            "least). *per tick* = CPU / K; *above idle* = (CPU − idle rate × the K ticks' wall "
+            "time) / K, the idle rate measured on the same supervisord with nobody asking it "
+            f"anything (table below). The clients take turns (idle, table, listing, memmon), "
+            f"{p.reps} rounds (memmon: until {p.memmon_budget:g} s of its ticks and 2 rounds); "
+            "medians of the rounds (min–max). *schedstat*: the same from the scheduler's own "
+            "count (/proc/PID/schedstat, ns), a cross-check of utime + stime, which the kernel "
+            "keeps by sampling at its clock ticks (its idle rate comes in steps of "
+            f"{1000 / sc.clk_tck:g} ms per {TICK_PERIOD:g} s: a figure near nothing can come out "
+            "slightly below it). *table*: our Daemon in process (as section 1), fed one "
+            "PROCESS_STATE event (the subscription shows) and one tick (the listing that seeds "
+            "the table), its periodic resync moved out of the way; *amortized* (schedstat): the "
+            f"same plus the default `--resync` ({RESYNC / 60:g} min), one listing every "
+            f"{RESYNC / TICK_PERIOD:.0f} TICK_5s. *listing*: the same Daemon without state "
+            "events, getAllProcessInfo every tick. *memmon*: superlance's, one "
+            "getAllProcessInfo and one `ps` per process every tick. *busy*: above idle "
+            "(schedstat) as a share of a TICK_5 period. *RPC/tick*: XML-RPC requests the client "
+            "sent per tick, counted at its transport. *tick*: the client's whole tick, wall ms, "
+            "tick by tick over every "
+            "round.\n\n"
+            + table(["N", "client", "flags", "K × rounds", "supervisord CPU per tick (ms)",
+                     "above idle (ms)", "above idle, schedstat (ms)", "amortized (ms)", "busy",
+                     "RPC/tick", "tick (ms)"], rows)
+            + "\nsupervisord idle, nobody asking it anything (CPU ms per TICK_5 period of "
+            f"{TICK_PERIOD:g} s; its event loop wakes every second and walks every process):\n\n"
+            + table(["N", "window × rounds", "CPU per 5 s (ms)", "schedstat (ms)",
+                     "share of a core"], idle_rows)
+            + "\n### Our whole tick: event-kept table vs listing each tick (ms)\n\n"
+            "The *tick* column above, side by side: the same Daemon, the same supervisord, the "
+            "same rounds.\n\n"
+            + table(["N", "with the event-kept table", "listing each tick", "listing/table",
+                     "memmon"], whole))
+    if sc.burst:
+        text += burst_text(sc)
+    if sc.boot:
+        text += boot_text(sc)
+    if sc.notes:
+        text += "\n" + "".join(f"- {n}\n" for n in sc.notes)
+    return text
+
+
+def burst_text(sc: SupervisordCost) -> str:
+    b = sc.burst
+    assert b is not None
+    rows = [[a.what, str(len(a.times)), ms(percentile(a.times, 50)), ms(percentile(a.times, 99)),
+             ms(max(a.times)), ms(statistics.fmean(a.times)),
+             f"{cpu_ms(a.supervisord_cpu)} / {cpu_ms(a.supervisord_oncpu)}"]
+            for a in b.rows]
+    same = b.events_counted == b.events_sent
+    counted = ", ".join(f"{k.removeprefix('PROCESS_STATE_')} {v}" for k, v in b.events_counted.items())
+    resyncs = ("none" if not b.resyncs else f"{len(b.resyncs)}: " + "; ".join(
+        f"`{line.strip()[:200]}`" for line in b.resyncs[:3]))
+    return ("\n### Event answers during a burst of state events (ms)\n\n"
+            f"The real listener process (`python -m listener -a 100GB --resync 30d`, metrics on) "
+            f"over pipes, its XML-RPC peer the real supervisord with {b.n} programs; this "
+            "process plays supervisord's side: write an event, read its RESULT (and the READY "
+            "after it, as section 4). One PROCESS_STATE_RUNNING event shows the subscription and "
+            "a TICK lists everything (the seed); then the burst, back to back, poolserials "
+            "consecutive: restarts as supervisord reports them, process after process (RUNNING → "
+            "STOPPING → STOPPED → STARTING → RUNNING, `processname:flat_0001 groupname:flat "
+            "from_state:STARTING pid:1234` and so on, each following from the table's state), "
+            "so the table moves with every event; then TICKs answered from the table. A second "
+            "listener that never sees a state event lists on every TICK. *supervisord CPU*: "
+            "supervisord's CPU per event above its idle rate, from /proc/PID/stat and from "
+            "schedstat.\n\n"
+            + table(["events", "n", "p50", "p99", "max", "mean",
+                     "supervisord CPU per event above idle (stat / schedstat)"], rows)
+            + f"\nEvents the listener counted (`memwatch_events_total`): {counted} "
+            f"({'as sent' if same else 'sent: ' + str(b.events_sent)}). Resyncs after the seed "
+            f"(`process table listed again` in its log): {resyncs}.\n")
+
+
+def boot_text(sc: SupervisordCost) -> str:
+    rows = [[str(b.buffer_size), str(b.n), f"{b.boot:.1f}", f"{b.drained:.1f}", str(b.received),
+             str(b.discarded), "yes" if b.discarded == 0 else "**no**",
+             str(b.listener_restarts)] for b in sc.boot]
+    return ("\n### A boot burst through supervisord's event buffer\n\n"
+            "A real supervisord (loglevel info) starting N `sleep infinity` programs and a "
+            "`marker` at boot, with the real listener under it as `[eventlistener:memwatch]`, "
+            "`events=TICK_5,PROCESS_STATE,PROCESS_GROUP`, `buffer_size` as given. Once "
+            "supervisord's log shows every program RUNNING, the marker is stopped: its "
+            "STOPPED event is buffered after every boot event, so when the listener has counted "
+            "it the boot burst has gone through the buffer. *answered*: PROCESS_STATE and "
+            "PROCESS_GROUP events the listener counted, the marker's 2 not included; "
+            "*discarded*: supervisord's `pool memwatch event buffer overflowed, discarding "
+            "event N` log lines (supervisor/process.py: when the buffer is full it drops the "
+            "oldest event). *boot*: seconds from starting supervisord to every program "
+            "RUNNING; *through*: to the listener counting the marker.\n\n"
+            + table(["buffer_size", "N", "boot (s)", "through (s)", "answered", "discarded",
+                     "holds the boot burst", "listener restarts"], rows))
 
 
 __all__ = ["Results", "Summary", "render"]

@@ -11,7 +11,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from bench import latency, scrape, soak, ticks
+from bench import latency, scrape, soak, supcost, ticks
 from bench.report import Results, render
 from bench.standin import (
     FLAT_COMM,
@@ -31,24 +31,32 @@ SHAPES = {"flat": ("none",), "tree": ("sum", "each"), "mixed": ("auto",)}
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     p.add_argument("--quick", action="store_true",
-                   help="a short run (under 2 minutes): N = 10 and 50, fewer repetitions and events")
-    p.add_argument("--sizes", help="comma-separated N (default 10,50,200,1000; quick 10,50)")
+                   help="a short run (a few minutes): N = 10 and 50 (section 7: 50 and 200), fewer "
+                   "repetitions and events")
+    p.add_argument("--sizes", help="comma-separated N (default 10,50,200,1000; quick 10,50; "
+                   "section 7: 50,200,1000; quick 50,200)")
     p.add_argument("--reps", type=int, help="repetitions of our tick (default 15; quick 5)")
     p.add_argument("--memmon-reps", type=int, help="repetitions of memmon's tick (default 5; quick 3)")
     p.add_argument("--latency-events", type=int, help="events per latency phase (default 2000; quick 300)")
     p.add_argument("--soak-events", type=int, help="TICKs in the soak (default 100000; quick 1000)")
-    p.add_argument("--sections", default="1,2,3,4,5,6", help="which sections to run (default all)")
+    p.add_argument("--cost-reps", type=int,
+                   help="measurements of supervisord's CPU per client and N in section 7 (default 5; "
+                   "quick 3)")
+    p.add_argument("--sections", default="1,2,3,4,5,6,7", help="which sections to run (default all)")
     p.add_argument("--shapes", default="flat,tree,mixed",
                    help="process shapes for sections 1-3 (default all: flat, tree, mixed)")
     p.add_argument("--no-memmon", action="store_true",
-                   help="skip memmon in section 1 (for before/after runs of our own code)")
+                   help="skip memmon in sections 1 and 7 (for before/after runs of our own code)")
     p.add_argument("--rerender", action="store_true",
                    help="measure nothing: write the report again from the last run's figures "
-                        "(bench/results/last[-quick].pickle), e.g. after editing bench/NOTES.md")
+                        "(bench/results/last[-quick].pickle; with --out, the .pickle beside it), "
+                        "e.g. after editing bench/NOTES.md")
     p.add_argument("--out", type=Path,
                    help="report file (default bench/RESULTS.md; quick: bench/results/quick.md)")
     args = p.parse_args(argv)
     q = args.quick
+    args.cost_sizes = ([int(s) for s in args.sizes.split(",")] if args.sizes
+                       else [50, 200] if q else [50, 200, 1000])
     args.sizes = [int(s) for s in (args.sizes or ("10,50" if q else "10,50,200,1000")).split(",")]
     args.reps = args.reps or (5 if q else 15)
     args.memmon_reps = args.memmon_reps or (3 if q else 5)
@@ -56,8 +64,10 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     args.soak_events = args.soak_events or (1000 if q else 100_000)
     args.sections = {int(s) for s in args.sections.split(",")}
     args.shapes = [s for s in SHAPES if s in args.shapes.split(",")]
+    # a report written elsewhere keeps its figures beside it: the full run's stay untouched
+    args.pickle = (args.out.with_suffix(".pickle") if args.out
+                   else ROOT / "bench" / "results" / ("last-quick.pickle" if q else "last.pickle"))
     args.out = args.out or ROOT / "bench" / ("results/quick.md" if q else "RESULTS.md")
-    args.pickle = ROOT / "bench" / "results" / ("last-quick.pickle" if q else "last.pickle")
     return args
 
 
@@ -107,6 +117,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             results.soak = soak.run(sv, args.soak_events, args.reps)
         finally:
             sv.stop()
+    if 7 in args.sections:
+        results.supcost = supcost.run(args.cost_sizes, supcost.Plan.of(args.quick, args.cost_reps),
+                                      say, memmon=not args.no_memmon)
     results.seconds = time.monotonic() - began
     args.pickle.parent.mkdir(parents=True, exist_ok=True)
     with open(args.pickle, "wb") as f:

@@ -18,8 +18,6 @@ import sys
 import urllib.request
 from pathlib import Path
 
-import pytest
-
 from tests.harness import ListenerProcess, Supervisord, hog, value, wait_for
 
 RECORDER = """\
