@@ -13,7 +13,7 @@ from typing import TextIO
 from listener import policy, protocol
 from listener.config import Config, ConfigError
 from listener.log import fields
-from listener.model import ProcessInfo, Restart, own_namespecs
+from listener.model import RUNNING, ProcessInfo, Restart, own_namespecs
 from listener.policy import Verdict
 from listener.proctable import ProcessTable
 from listener.restarts import Restarter
@@ -57,6 +57,7 @@ class Daemon:
         self._idle = False
         self._dry_run_before: set[str] = set()  # processes a dry run would act on last tick
         self.table = ProcessTable(config.resync, time.monotonic, clock, boot_clock)
+        self._from_table = False  # this tick's processes came from the table, not a listing
         self._ticks = 0
 
     # --- signals: handlers set flags; the loop does the work ---
@@ -153,7 +154,8 @@ class Daemon:
         self._ticks += 1
         subscribed, listed_before = self.table.subscribed, self.table.listed
         reason = self.table.resync_reason()
-        if subscribed and reason is None:
+        self._from_table = subscribed and reason is None
+        if self._from_table:
             return self.table.processes()
         if not subscribed and self._ticks == SAY_SUBSCRIBE_AFTER:
             log.info("listing every process on every tick: events=TICK_5,PROCESS_STATE,"
@@ -205,13 +207,32 @@ class Daemon:
                     log.warning("dry run: would signal child", extra=fields(
                         **action.target.fields(), child_pid=action.child_pid))
             elif isinstance(action, Restart):
-                self.restarter.submit(action)
-            else:
+                self.restarter.submit(action)  # confirms the pid with getProcessInfo first
+            elif self._confirmed(action.target.namespec, action.target.pid):
                 self.signaller.send(action)
         self._dry_run_before = dry_run_now
         if not config.dry_run:
             self.restarter.retry_stopped()
         self.stats.stopped_not_running(len(self.restarter.stopped()))
+
+    def _confirmed(self, namespec: str, pid: int) -> bool:
+        """A child signal decided from the event-kept table: one getProcessInfo first, so that
+        a table that missed a change costs a tick, never a signal to the wrong tree."""
+        if not self._from_table:
+            return True  # this tick's listing said so
+        try:
+            info = self.supervisor.process(namespec)
+        except SupervisorError as exc:
+            log.warning("child signal not sent: supervisord did not confirm the process",
+                        extra=fields(process=namespec, error=describe_error(exc)))
+            self.table.unreachable()
+            return False
+        if info.pid == pid and info.statename == RUNNING:
+            return True
+        log.info("child signal not sent: the process changed since the table said so",
+                 extra=fields(process=namespec, pid=pid, now_pid=info.pid, state=info.statename))
+        self.table.stale(namespec)
+        return False
 
     @staticmethod
     def _say_drained(before: Mapping[tuple[str, int], tuple[float, float]],

@@ -139,6 +139,10 @@ class ProcessTable:
     def listed(self) -> bool:
         return self._listed
 
+    def stale(self, namespec: str) -> None:
+        """supervisord said otherwise of a process when asked about it."""
+        self._resync(f"{namespec} was not as the table had it")
+
     def unreachable(self) -> None:
         self._resync("supervisord was unreachable")
 

@@ -15,7 +15,7 @@ import pytest
 
 from listener.config import Config, ConfigError
 from listener.daemon import Daemon
-from listener.model import ProcessInfo, Sample, SignalChild
+from listener.model import ProcessInfo, Sample, SignalChild, Unit
 from listener.restarts import Restarter
 from listener.rules import Rules, Strategy
 from listener.sampler import SampleResult
@@ -266,7 +266,6 @@ def test_stopping_says_what_it_waits_for_only_when_something_is_in_flight(caplog
 
 
 def test_a_child_over_its_limit_is_signalled_not_restarted():
-    from listener.model import Unit
 
     world = World(limited(children="each", child_signal=1), "web:web")
     big_child = Unit(555, 150 * MiB, 900.0)
@@ -355,3 +354,30 @@ def test_without_state_events_every_tick_lists_and_says_once_that_subscribing_wo
     assert world.supervisor.listings == 6
     said = [r for r in caplog.records if r.getMessage().startswith("listing every process")]
     assert len(said) == 1 and "PROCESS_STATE" in said[0].getMessage()
+
+
+def test_a_child_signal_decided_from_the_table_is_confirmed_with_supervisord_first(caplog):
+    world = World(limited(children="each", child_signal=1), "web:web")  # supervisord: pid 100
+
+    class TreeSampler(FakeSampler):
+        """Whatever pid the tick believes web has, a big child of its own under it."""
+
+        def sample(self, processes):  # type: ignore[no-untyped-def]
+            web = next(p for p in processes if p.namespec == "web:web")
+            units = (Unit(web.pid, 10 * MiB, 900.0), Unit(web.pid + 1000, 150 * MiB, 900.0))
+            return SampleResult({"web:web": Sample(150 * MiB, "rss", 1, units)}, Tally())
+
+    world.daemon.sampler = TreeSampler()  # type: ignore[assignment]
+    serial = iter(range(1, 100))
+    # events the table believes: web restarted as pid 200; supervisord never did that
+    moves = [event(f"PROCESS_STATE_{s}", f"processname:web groupname:web from_state:{b}"
+                   + (f" pid:{p}" if p else ""), next(serial))
+             for s, b, p in (("STOPPING", "RUNNING", 100), ("STOPPED", "STOPPING", 100),
+                             ("STARTING", "STOPPED", 0), ("RUNNING", "STARTING", 200))]
+    with caplog.at_level(logging.INFO, logger="memwatch"):
+        world.run(event(poolserial=next(serial)), *moves, event(poolserial=next(serial)))
+    # the first tick listed (pid 100) and signalled; the second, from the table (pid 200),
+    # asked supervisord, which says 100: no signal, and the next tick lists
+    assert [s.target.pid for s in world.signaller.sent] == [100]
+    assert any(r.getMessage().startswith("child signal not sent") for r in caplog.records)
+    assert "was not as the table had it" in (world.daemon.table.resync_reason() or "")
