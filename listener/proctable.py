@@ -16,8 +16,9 @@ group, name, pid, state, start and stop times. It lists everything again (`resyn
 - every `resync` seconds anyway, and whenever supervisord could not be reached.
 
 A restart is confirmed with one getProcessInfo before supervisord is asked to stop anything
-(listener.restarts), and a child signal checks the kernel's start time of the pid, so a stale
-entry can delay an action but never aim one at the wrong process.
+(listener.restarts), and so is a child signal decided from the table (listener.daemon), on top
+of the kernel start-time checks of every pid: a stale entry can delay an action, never aim one
+at the wrong process.
 """
 
 from __future__ import annotations
