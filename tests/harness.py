@@ -244,7 +244,8 @@ class ListenerProcess:
 
     def __init__(self, args: list[str], server_url: str, root: Path | None = None,
                  env: dict[str, str] | None = None, metrics_port: int | None = None,
-                 prefix: tuple[str, ...] = ()) -> None:
+                 prefix: tuple[str, ...] = (), relay: Relay | None = None) -> None:
+        self.relay = relay  # events mode: supervisord's recorded events go first at every tick
         self._own_root = root is None
         self.root = root or short_dir("mwl-")
         self.metrics_port = free_port() if metrics_port is None else metrics_port
@@ -273,7 +274,12 @@ class ListenerProcess:
         return self.read_result()
 
     def tick(self) -> None:
-        """Send one TICK and expect OK."""
+        """Send one TICK and expect OK (in events mode, after the events recorded so far)."""
+        if self.relay is not None:
+            self.relay.forward(self)
+            # the TICK takes the next poolserial, as supervisord would number it; the recorder's
+            # next event then carries the same number, which the listener takes for a re-send
+            self.serial = self.relay.last_serial
         result = self.send()
         assert result == b"OK", f"expected OK, got {result!r}; stderr: {self.stderr()[-2000:]}"
 
@@ -328,3 +334,60 @@ class ListenerProcess:
         if self._own_root:
             shutil.rmtree(self.root, ignore_errors=True)
         return self.proc.returncode
+
+
+# --- supervisord's real events, recorded and relayed to a listener the test drives ---
+
+RECORDER = """\
+import sys, time
+out = open(sys.argv[1], "ab", buffering=0)
+slow = float(sys.argv[2])
+stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
+while True:
+    stdout.write(b"READY\\n"); stdout.flush()
+    header = stdin.readline()
+    if not header:
+        break
+    size = int(dict(t.split(b":", 1) for t in header.split())[b"len"])
+    payload = stdin.read(size)
+    time.sleep(slow)
+    out.write(header + payload)
+    stdout.write(b"RESULT 2\\nOK"); stdout.flush()
+"""
+
+
+def recorder_section(root: Path, buffer_size: int = 10000, slow: float = 0.0) -> str:
+    (root / "recorder.py").write_text(RECORDER)
+    return (f"[eventlistener:recorder]\ncommand={sys.executable} {root / 'recorder.py'} "
+            f"{root / 'events.bin'} {slow}\nevents=PROCESS_STATE,PROCESS_GROUP\n"
+            f"buffer_size={buffer_size}\nstartsecs=0\n\n")
+
+
+class Relay:
+    """Hands the recorded events on to the listener, each answered before the next."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.offset = 0
+        self.last_serial = 0  # the poolserial of the last event handed on
+
+    def skip(self) -> None:
+        self.offset = self.path.stat().st_size if self.path.exists() else 0
+
+    def forward(self, lst: ListenerProcess) -> int:
+        data = self.path.read_bytes() if self.path.exists() else b""
+        sent = 0
+        while True:
+            end = data.find(b"\n", self.offset)
+            if end < 0:
+                return sent
+            header = data[self.offset:end + 1]
+            tokens = dict(t.split(b":", 1) for t in header.split())
+            size = int(tokens[b"len"])
+            if end + 1 + size > len(data):
+                return sent  # the recorder is writing it
+            self.last_serial = int(tokens[b"poolserial"])
+            lst.write_raw(header + data[end + 1:end + 1 + size])
+            assert lst.read_result() == b"OK"
+            self.offset = end + 1 + size
+            sent += 1

@@ -1,5 +1,9 @@
 """Fixtures over tests/harness.py: every supervisord and listener gets a short temp dir and is
-stopped at the end of its test."""
+stopped at the end of its test.
+
+Tests marked `both_modes` run twice: with the listener listing every process on every tick, and
+with its process table kept from supervisord's events (recorded from the real supervisord by a
+recorder event listener and handed on before each TICK)."""
 
 from __future__ import annotations
 
@@ -9,7 +13,25 @@ from pathlib import Path
 
 import pytest
 
-from tests.harness import ListenerProcess, Supervisord, short_dir
+from tests.harness import ListenerProcess, Relay, Supervisord, recorder_section, short_dir
+
+MODES = ("listing", "events")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "both_modes: run in listing mode and in events mode")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if metafunc.definition.get_closest_marker("both_modes"):
+        metafunc.fixturenames.append("process_table")
+        metafunc.parametrize("process_table", MODES, indirect=True)
+
+
+@pytest.fixture
+def process_table(request: pytest.FixtureRequest) -> str:
+    """listing (the default) or events."""
+    return getattr(request, "param", "listing")
 
 
 @pytest.fixture
@@ -21,10 +43,12 @@ def short_tmp() -> Iterator[Path]:
 
 
 @pytest.fixture
-def supervisord(short_tmp: Path) -> Iterator[Callable[[str], Supervisord]]:
+def supervisord(short_tmp: Path, process_table: str) -> Iterator[Callable[[str], Supervisord]]:
     started: list[Supervisord] = []
 
     def start(sections: str) -> Supervisord:
+        if process_table == "events":
+            sections = recorder_section(short_tmp) + sections
         sv = Supervisord(sections, short_tmp)
         started.append(sv)
         return sv
@@ -35,12 +59,17 @@ def supervisord(short_tmp: Path) -> Iterator[Callable[[str], Supervisord]]:
 
 
 @pytest.fixture
-def listener(short_tmp: Path) -> Iterator[Callable[..., ListenerProcess]]:
+def listener(short_tmp: Path, process_table: str) -> Iterator[Callable[..., ListenerProcess]]:
     started: list[ListenerProcess] = []
 
     def start(*args: object, server_url: str, env: dict[str, str] | None = None,
               prefix: tuple[str, ...] = ()) -> ListenerProcess:
-        lst = ListenerProcess([str(a) for a in args], server_url, short_tmp, env, prefix=prefix)
+        relay = None
+        if process_table == "events":
+            relay = Relay(short_tmp / "events.bin")
+            args = (*args, "--exclude", "recorder:*")  # the recorder is the test's, not Sentry's
+        lst = ListenerProcess([str(a) for a in args], server_url, short_tmp, env, prefix=prefix,
+                              relay=relay)
         started.append(lst)
         return lst
 

@@ -4,8 +4,11 @@ waited for while the child finishes, and escalated once to a program restart if 
 from __future__ import annotations
 
 import psutil
+import pytest
 
 from tests.harness import hog, value, wait_for
+
+pytestmark = pytest.mark.both_modes  # listing every tick, and the table from events
 
 POOL = """
 [program:pool]

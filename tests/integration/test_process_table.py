@@ -14,70 +14,19 @@ import json
 import os
 import random
 import signal
-import sys
 import urllib.request
 from pathlib import Path
 
-from tests.harness import ListenerProcess, Supervisord, hog, value, wait_for
+from tests.harness import ListenerProcess, Relay, Supervisord, hog, recorder_section, value, wait_for
 
-RECORDER = """\
-import sys, time
-out = open(sys.argv[1], "ab", buffering=0)
-slow = float(sys.argv[2])
-stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
-while True:
-    stdout.write(b"READY\\n"); stdout.flush()
-    header = stdin.readline()
-    if not header:
-        break
-    size = int(dict(t.split(b":", 1) for t in header.split())[b"len"])
-    payload = stdin.read(size)
-    time.sleep(slow)
-    out.write(header + payload)
-    stdout.write(b"RESULT 2\\nOK"); stdout.flush()
-"""
 STABLE = {"RUNNING", "STOPPED", "EXITED", "FATAL"}
 WITH_PID = {"RUNNING", "STOPPING"}
-
-
-def recorder_section(root: Path, buffer_size: int = 10000, slow: float = 0.0) -> str:
-    (root / "recorder.py").write_text(RECORDER)
-    return (f"[eventlistener:recorder]\ncommand={sys.executable} {root / 'recorder.py'} "
-            f"{root / 'events.bin'} {slow}\nevents=PROCESS_STATE,PROCESS_GROUP\n"
-            f"buffer_size={buffer_size}\nstartsecs=0\n\n")
 
 
 def programs(names: list[str], numprocs: int = 1) -> str:
     return "".join(f"[program:{n}]\ncommand={hog('--mb', 2)}\nnumprocs={numprocs}\n"
                    f"process_name=%(program_name)s_%(process_num)02d\nstartsecs=0\n"
                    "autorestart=true\nstopasgroup=true\n\n" for n in names)
-
-
-class Relay:
-    """Hands the recorded events on to the listener, each answered before the next."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.offset = 0
-
-    def skip(self) -> None:
-        self.offset = self.path.stat().st_size if self.path.exists() else 0
-
-    def forward(self, lst: ListenerProcess) -> int:
-        data = self.path.read_bytes() if self.path.exists() else b""
-        sent = 0
-        while True:
-            end = data.find(b"\n", self.offset)
-            if end < 0:
-                return sent
-            header = data[self.offset:end + 1]
-            size = int(dict(t.split(b":", 1) for t in header.split())[b"len"])
-            if end + 1 + size > len(data):
-                return sent  # the recorder is writing it
-            lst.write_raw(header + data[end + 1:end + 1 + size])
-            assert lst.read_result() == b"OK"
-            self.offset = end + 1 + size
-            sent += 1
 
 
 def truth(sv: Supervisord) -> dict[str, tuple[str, int]] | None:

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
+
 from tests.harness import hog, listener_command, scrape, value, wait_for
+
+pytestmark = pytest.mark.both_modes  # listing every tick, and the table from events
 
 PROGRAMS = f"""
 [program:small]
