@@ -60,6 +60,7 @@ class Sampler:
         self.reader = reader or ProcReader()
         self._reported: set[str] = set()
         self._servers: dict[tuple[int, float], Server] = {}  # (pid, start) -> what it runs
+        self._said: dict[str, Server] = {}  # namespec -> the server last logged for it
 
     @classmethod
     def of(cls, measure: str = "rss", children: str = "none",
@@ -112,7 +113,9 @@ class Sampler:
                 if argv is None:  # gone: look again next time
                     servers[proc.namespec] = server
                     continue
-                if server is not Server.PLAIN:  # once per process start: what `auto` will use
+                if server is not Server.PLAIN and self._said.get(proc.namespec) is not server:
+                    # what `auto` will use, said when it changes (not at every restart)
+                    self._said[proc.namespec] = server
                     log.info("recognised", extra={"fields": {
                         "process": proc.namespec, "pid": proc.pid, "server": server.value}})
             self._servers[key] = server
