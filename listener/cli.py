@@ -74,17 +74,23 @@ def run_check(config: Config, argv: list[str]) -> int:
             config = listeners_config(supervisor, argv)
             supervisor = connect(config)
         processes = supervisor.processes()
-    except CheckError as exc:
-        print(f"{PROG}: error: {one_line(str(exc))}", file=sys.stderr)
-        return 2
-    except ConfigError as exc:
-        print(f"{PROG}: error: the listener's command line: {exc}", file=sys.stderr)
-        return 2
-    except SupervisorError as exc:
-        print(f"{PROG}: error: cannot reach supervisord at {supervisor.display_url}: "
-              f"{describe_error(exc)}", file=sys.stderr)
-        return 2
+    except (CheckError, ConfigError, *SupervisorError) as exc:
+        return _failed(exc, supervisor)
     return check(config, processes, sampler_for(config), sys.stdout)
+
+
+def _failed(exc: BaseException, supervisor: Supervisor) -> int:
+    """One line on stderr for what stopped `check` or `advise`, and exit code 2."""
+    if isinstance(exc, ConfigError):
+        said = f"the listener's command line: {exc}"
+    elif isinstance(exc, history.HistoryError):
+        said = f"--prometheus: {exc}"
+    elif isinstance(exc, CheckError):
+        said = str(exc)
+    else:
+        said = f"cannot reach supervisord at {supervisor.display_url}: {describe_error(exc)}"
+    print(f"{PROG}: error: {one_line(said)}", file=sys.stderr)
+    return 2
 
 
 def run_advise(config: Config, argv: list[str]) -> int:
@@ -104,16 +110,8 @@ def run_advise(config: Config, argv: list[str]) -> int:
                                             options.interval, progress=_progress_line())
             if not programs:
                 raise CheckError("supervisord runs no process to observe")
-    except CheckError as exc:
-        print(f"{PROG}: error: {one_line(str(exc))}", file=sys.stderr)
-        return 2
-    except history.HistoryError as exc:
-        print(f"{PROG}: error: --prometheus: {one_line(str(exc))}", file=sys.stderr)
-        return 2
-    except SupervisorError as exc:
-        print(f"{PROG}: error: cannot reach supervisord at {supervisor.display_url}: "
-              f"{describe_error(exc)}", file=sys.stderr)
-        return 2
+    except (CheckError, ConfigError, history.HistoryError, *SupervisorError) as exc:
+        return _failed(exc, supervisor)
     host = observe.read_host()
     result = advice.advise(host, programs)
     if options.output_format == "json":
