@@ -37,7 +37,11 @@ def ended(pid: int) -> bool:
 
 
 def big_child(master: int) -> int:
-    return max(psutil.Process(master).children(), key=lambda c: c.memory_info().rss).pid
+    """The child that holds 65 MiB, once it does (right after the start both are small: taking
+    the larger then can pick the wrong one)."""
+    return wait_for(lambda: next((c.pid for c in psutil.Process(master).children()
+                                  if c.memory_info().rss > 60 * 2**20), None),
+                    what="a child at 65 MiB")
 
 
 def test_a_child_that_drains_for_several_ticks_is_signalled_once(supervisord, listener):
