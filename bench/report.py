@@ -260,7 +260,7 @@ def section_scrapes(r: Results) -> str:
             for s in r.scrapes]
     text = ("## 5. Scrape cost (ms)\n\n"
             "`GET /metrics` over HTTP, a new connection each time as Prometheus does; the body is "
-            "prometheus_client's own encoding (`make_wsgi_app`) behind `listener.httpserver`. "
+            "prometheus_client's own encoding (`make_wsgi_app`) behind `listener.web.httpserver`. "
             "*prometheus_client*: its `generate_latest()` of the same registry in process, "
             "without HTTP.\n\n"
             + table(["source", "series", "size", "GET /metrics", "prometheus_client",

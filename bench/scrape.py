@@ -16,13 +16,13 @@ from prometheus_client import make_wsgi_app
 from prometheus_client.exposition import generate_latest
 
 from bench.standin import StandInServer
-from listener import policy
+from listener.core import policy
+from listener.core.model import ProcessInfo, Sample
+from listener.core.rules import Rules
 from listener.daemon import watched_rows
-from listener.httpserver import HttpServer
-from listener.metrics import make_registry
-from listener.model import ProcessInfo, Sample
-from listener.rules import Rules
-from listener.stats import Stats
+from listener.web.httpserver import HttpServer
+from listener.web.metrics import make_registry
+from listener.web.stats import Stats
 from tests.harness import ListenerProcess, short_dir
 
 from .measure import Summary, repeat

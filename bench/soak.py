@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, replace
 from bench.measure import Summary, repeat
 from bench.scrape import get
 from bench.standin import StandInServer
-from listener.supervisor import Supervisor
+from listener.supervisord.rpc import Supervisor
 from tests.harness import ListenerProcess, Supervisord, free_port
 
 SCRAPE_EVERY = 100  # ticks between two GET /metrics (the exporter's memory is soaked too)

@@ -33,10 +33,10 @@ from supervisor.xmlrpc import SupervisorTransport
 from bench.measure import Summary
 from bench.standin import FLAT_COMM, FLAT_COMMAND
 from bench.ticks import HIGH, InProcessDaemon, InProcessMemmon, TimedSupervisor
-from listener import protocol
-from listener.model import ProcessInfo
-from listener.supervisor import Supervisor, TimeoutTransport
-from listener.units import parse_duration
+from listener.core.model import ProcessInfo
+from listener.core.text import parse_duration
+from listener.supervisord import protocol
+from listener.supervisord.rpc import Supervisor, TimeoutTransport
 from tests.harness import (
     PY,
     ListenerProcess,
@@ -412,7 +412,7 @@ def burst(sv: Supervisord, n: int, plan: Plan, idle: IdleRow) -> BurstRun:
                          events, listener),
                 _answers(pid, idle, "TICK_5, event-kept table (after the burst)", ticks,
                          listener)]
-        samples = listener.metrics()
+        samples = listener.web.metrics()
         counted = {name: int(value(samples, "memwatch_events_total", event=name) or 0)
                    for name in sorted({e for e, _ in events})}
         resyncs = _listed_again(listener)[len(seeded):]

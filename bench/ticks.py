@@ -15,13 +15,13 @@ from dataclasses import dataclass
 from superlance.memmon import Memmon  # type: ignore[import-untyped]
 from supervisor import childutils
 
-from listener import protocol
 from listener.app import build
-from listener.config import parse
-from listener.fastxml import fast_struct_array
-from listener.model import ProcessInfo
-from listener.sampler import Sampler
-from listener.supervisor import Supervisor
+from listener.config.parse import parse
+from listener.core.model import ProcessInfo
+from listener.host.sampler import Sampler
+from listener.supervisord import protocol
+from listener.supervisord.fastxml import fast_struct_array
+from listener.supervisord.rpc import Supervisor
 from tests.harness import event_text, short_dir
 
 from .measure import Summary, repeat, timings

@@ -9,18 +9,18 @@ from dataclasses import dataclass
 
 from prometheus_client import make_wsgi_app
 
-from listener import status
-from listener.config import Config
+from listener.actions.journal import Journal, default_state_dir
+from listener.actions.mail import Mailer
+from listener.actions.restarts import Restarter
+from listener.config.parse import Config
 from listener.daemon import Daemon
-from listener.httpserver import HttpServer, tls_context
-from listener.journal import Journal, default_state_dir
-from listener.metrics import make_registry
-from listener.notify import Mailer
-from listener.restarts import Restarter
-from listener.sampler import Sampler
-from listener.signals import ChildSignaller
-from listener.stats import Stats
-from listener.supervisor import Supervisor
+from listener.host.child_signals import ChildSignaller
+from listener.host.sampler import Sampler
+from listener.supervisord.rpc import Supervisor
+from listener.web import status
+from listener.web.httpserver import HttpServer, tls_context
+from listener.web.metrics import make_registry
+from listener.web.stats import Stats
 
 # A stop waits for the program's stopwaitsecs (Celery's warm shutdown can take minutes) and a
 # start for its startsecs; supervisord itself bounds both (SIGKILL after stopwaitsecs), so the

@@ -11,15 +11,15 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import TextIO
 
-from listener import advice, history, observe
 from listener import log as logsetup
-from listener.advice import Observed
 from listener.app import build, connect, sampler_for
-from listener.check import CheckError, check, check_listener, listener_arguments
-from listener.config import Config, ConfigError, parse
-from listener.flags import one_line
+from listener.config.flags import one_line
+from listener.config.parse import Config, ConfigError, parse
 from listener.log import fields
-from listener.supervisor import Supervisor, SupervisorError, describe_error
+from listener.supervisord.rpc import Supervisor, SupervisorError, describe_error
+from listener.tools import advice, history, observe
+from listener.tools.advice import Observed
+from listener.tools.check import CheckError, check, check_listener, listener_arguments
 
 PROG = "sentry-memwatch"
 log = logging.getLogger("memwatch")

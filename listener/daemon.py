@@ -10,17 +10,18 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from types import FrameType
 from typing import TextIO
 
-from listener import policy, protocol
-from listener.config import Config, ConfigError
+from listener.actions.restarts import Restarter
+from listener.config.parse import Config, ConfigError
+from listener.core import policy
+from listener.core.model import RUNNING, ProcessInfo, Restart, own_namespecs
+from listener.core.policy import Verdict
+from listener.host.child_signals import ChildSignaller
+from listener.host.sampler import Sampler
 from listener.log import fields
-from listener.model import RUNNING, ProcessInfo, Restart, own_namespecs
-from listener.policy import Verdict
-from listener.proctable import ProcessTable
-from listener.restarts import Restarter
-from listener.sampler import Sampler
-from listener.signals import ChildSignaller
-from listener.stats import Counter, ProcessRow, Stats
-from listener.supervisor import Supervisor, SupervisorError, boot_clock, describe_error
+from listener.supervisord import protocol
+from listener.supervisord.proctable import ProcessTable
+from listener.supervisord.rpc import Supervisor, SupervisorError, boot_clock, describe_error
+from listener.web.stats import Counter, ProcessRow, Stats
 
 log = logging.getLogger("memwatch.daemon")
 

@@ -23,7 +23,7 @@ from typing import IO, Any, TypeVar, cast
 import psutil
 from prometheus_client.parser import text_string_to_metric_families
 
-from listener.supervisor import Supervisor
+from listener.supervisord.rpc import Supervisor
 
 ROOT = Path(__file__).resolve().parents[1]
 HOG = ROOT / "deploy" / "demo" / "hog.py"

@@ -1,7 +1,7 @@
 """History mode of `advise` end to end: a real Prometheus (1 s scrapes) stores the series of a
 real listener (PSS, each process of a tree judged on its own) watching a real supervisord that
 runs stand-ins allocating known memory (a flat one, and a master with two children) and one that
-spins on a CPU. Then listener.history reads those series back over Prometheus's HTTP API and
+spins on a CPU. Then listener.tools.history reads those series back over Prometheus's HTTP API and
 must find what the stand-ins allocated, and one core for the spinner. It must also refuse, in
 one line, an address that is not Prometheus's (the listener's own /metrics port) and a
 Prometheus that holds no memwatch series.
@@ -23,8 +23,8 @@ from typing import Any
 import psutil
 import pytest
 
-from listener.advice import Host, Observed, Percentiles, advise
-from listener.history import HistoryError, observe_history
+from listener.tools.advice import Host, Observed, Percentiles, advise
+from listener.tools.history import HistoryError, observe_history
 from tests.harness import PY, ListenerProcess, Supervisord, hog, program, short_dir
 from tests.harness import wait_for as wait_until
 

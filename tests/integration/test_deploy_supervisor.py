@@ -35,7 +35,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from listener.config import parse
+from listener.config.parse import parse
 from listener.daemon import SHUTDOWN_GRACE
 from tests.harness import HOG, PY, ROOT, Samples, Supervisord, scrape, value, wait_for
 
@@ -117,7 +117,7 @@ def namespecs(parser: configparser.RawConfigParser) -> set[str]:
     return names
 
 
-def listener_config(command: str):  # -> listener.config.Config
+def listener_config(command: str):  # -> listener.config.parse.Config
     """The listener's Config, as its command line and the shipped rules file make it."""
     argv = shlex.split(command)
     assert Path(argv[0]).name == "sentry-memwatch", command

@@ -168,8 +168,8 @@ def test_pss_denied_by_permissions_falls_back_to_rss_visibly_and_is_counted():
     import io
     import logging
 
-    from listener.model import ProcessInfo
-    from listener.sampler import Sampler
+    from listener.core.model import ProcessInfo
+    from listener.host.sampler import Sampler
 
     target = ProcessInfo("g", "root", os.getpid(), "RUNNING", 0.0)
     read_end, write_end = os.pipe()

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import psutil
 
-from listener.journal import journal_name
+from listener.actions.journal import journal_name
 from tests.harness import hog, value, wait_for
 from tests.integration.test_faults import journal_entries
 

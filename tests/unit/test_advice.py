@@ -1,4 +1,4 @@
-"""listener.advice: observations in, advice out (limits, processes the host holds, sentences)."""
+"""listener.tools.advice: observations in, advice out (limits, processes the host holds, sentences)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import json
 from hypothesis import given
 from hypothesis import strategies as st
 
-from listener.advice import (
+from listener.tools.advice import (
     HEADROOM,
     MAX_HEADROOM,
     ROUND,

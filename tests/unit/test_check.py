@@ -1,4 +1,4 @@
-"""listener.check: the `check` table, its verdicts and its exit code."""
+"""listener.tools.check: the `check` table, its verdicts and its exit code."""
 
 from __future__ import annotations
 
@@ -12,14 +12,14 @@ from dataclasses import replace
 
 import pytest
 
-from listener import policy
-from listener.check import check, render, verdict_text
-from listener.config import Config
-from listener.model import ProcessInfo, Sample, Unit
-from listener.policy import Verdict
-from listener.rules import Rule, Rules, Strategy
-from listener.sampler import SampleResult
-from listener.servers import Server
+from listener.config.parse import Config
+from listener.core import policy
+from listener.core.model import ProcessInfo, Sample, Unit
+from listener.core.policy import Verdict
+from listener.core.rules import Rule, Rules, Strategy
+from listener.core.servers import Server
+from listener.host.sampler import SampleResult
+from listener.tools.check import check, render, verdict_text
 
 MiB = 1024**2
 LIMIT = 100 * MiB

@@ -1,4 +1,4 @@
-"""listener.config: memmon's flags unchanged, memwatch's own flags, the config file, the environment."""
+"""listener.config.parse: memmon's flags unchanged, memwatch's own flags, the config file, the environment."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 from superlance.memmon import memmon_from_args
 
-from listener import policy
-from listener.config import DEFAULT_SERVER_URL, Config, ConfigError, parse
-from listener.model import ProcessInfo, Sample
-from listener.rules import Rule, Rules, Strategy
+from listener.config.parse import DEFAULT_SERVER_URL, Config, ConfigError, parse
+from listener.core import policy
+from listener.core.model import ProcessInfo, Sample
+from listener.core.rules import Rule, Rules, Strategy
 
 KiB, MiB, GiB = 1024, 1024**2, 1024**3
 

@@ -13,13 +13,13 @@ from dataclasses import dataclass, field, replace
 
 import pytest
 
-from listener.config import Config, ConfigError
+from listener.actions.restarts import Restarter
+from listener.config.parse import Config, ConfigError
+from listener.core.model import ProcessInfo, Sample, SignalChild, Unit
+from listener.core.rules import Rules, Strategy
 from listener.daemon import Daemon
-from listener.model import ProcessInfo, Sample, SignalChild, Unit
-from listener.restarts import Restarter
-from listener.rules import Rules, Strategy
-from listener.sampler import SampleResult
-from listener.stats import Stats
+from listener.host.sampler import SampleResult
+from listener.web.stats import Stats
 
 MiB = 1024**2
 OK = "READY\nRESULT 2\nOK"

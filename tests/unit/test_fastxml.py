@@ -9,7 +9,7 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from listener.fastxml import fast_struct_array
+from listener.supervisord.fastxml import fast_struct_array
 
 
 def stdlib(body: bytes) -> Any:

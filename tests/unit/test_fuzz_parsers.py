@@ -5,10 +5,10 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from listener.config import parse
-from listener.flags import ConfigError, build_parser
-from listener.inifile import file_to_argv
-from listener.units import parse_duration, parse_size
+from listener.config.flags import ConfigError, build_parser
+from listener.config.parse import parse
+from listener.config.rulesfile import file_to_argv
+from listener.core.text import parse_duration, parse_size
 
 FLAGS = ["-p", "-g", "-a", "-c", "-m", "-s", "-u", "-n", "--measure", "--children",
          "--child-signal", "--consecutive", "--grace", "--max-restarts", "--restart-window",

@@ -1,4 +1,4 @@
-"""listener.history against a tiny local HTTP server that answers as Prometheus's query API does
+"""listener.tools.history against a tiny local HTTP server that answers as Prometheus's query API does
 (the JSON shapes of its documentation: a status/data envelope; vector results with `value`,
 matrix results with `values`, samples as strings; errors as status "error" with errorType and
 error under HTTP 400/422/503): what each program's observation is made of, and a one-line
@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from listener.history import HistoryError, observe_history
+from listener.tools.history import HistoryError, observe_history
 from tests.harness import free_port
 
 Answer = tuple[int, str, bytes]  # HTTP status, content type, body
@@ -109,7 +109,7 @@ def series(metric: dict[str, str], points: list[tuple[float, float | str]]) -> d
 
 
 class Canned:
-    """Answers each query of listener.history from canned results (an empty Prometheus by
+    """Answers each query of listener.tools.history from canned results (an empty Prometheus by
     default); anything else is Prometheus's own answer to a bad query."""
 
     def __init__(self) -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from listener.journal import Entry, Journal, journal_name
+from listener.actions.journal import Entry, Journal, journal_name
 
 ENV = {"SUPERVISOR_PROCESS_NAME": "memwatch"}
 URL = "unix:///var/run/supervisor.sock"

@@ -1,4 +1,4 @@
-"""listener.stats + listener.metrics + listener.httpserver: the daemon's record, read back through
+"""listener.web.stats + listener.web.metrics + listener.web.httpserver: the daemon's record, read back through
 prometheus_client, and served over HTTP."""
 
 from __future__ import annotations
@@ -14,14 +14,15 @@ from prometheus_client import CollectorRegistry, make_wsgi_app
 from prometheus_client.exposition import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from listener import __version__, policy
+from listener import __version__
+from listener.core import policy
+from listener.core.model import SAMPLE_ERRORS, ProcessInfo, Sample, Unit
+from listener.core.rules import Rules, Strategy
+from listener.core.servers import Server
 from listener.daemon import watched_rows
-from listener.httpserver import HttpServer
-from listener.metrics import make_registry
-from listener.model import SAMPLE_ERRORS, ProcessInfo, Sample, Unit
-from listener.rules import Rules, Strategy
-from listener.servers import Server
-from listener.stats import TICK_BUCKETS, Counter, ProcessRow, ProcessStats, Stats
+from listener.web.httpserver import HttpServer
+from listener.web.metrics import make_registry
+from listener.web.stats import TICK_BUCKETS, Counter, ProcessRow, ProcessStats, Stats
 
 MiB = 1024**2
 LIMIT = 100 * MiB
@@ -337,7 +338,7 @@ def test_concurrent_counting_loses_nothing(stats: Stats) -> None:
     assert stats.snapshot().events["TICK_5"] == 2000
 
 
-# --- over HTTP: prometheus_client's WSGI app on listener.httpserver ---
+# --- over HTTP: prometheus_client's WSGI app on listener.web.httpserver ---
 
 DEADLINE = 5.0  # seconds any wait below may take before the test fails
 

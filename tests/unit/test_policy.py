@@ -1,4 +1,4 @@
-"""listener.policy.decide: tables of ticks with an injected `now`; no I/O, no clock."""
+"""listener.core.policy.decide: tables of ticks with an injected `now`; no I/O, no clock."""
 
 from __future__ import annotations
 
@@ -10,12 +10,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from listener import policy
-from listener.config import Config
-from listener.model import ProcessInfo, Restart, Sample, SignalChild, Target, Unit
-from listener.policy import Decision, PolicyState, Verdict
-from listener.rules import Rules
-from listener.servers import Server
+from listener.config.parse import Config
+from listener.core import policy
+from listener.core.model import ProcessInfo, Restart, Sample, SignalChild, Target, Unit
+from listener.core.policy import Decision, PolicyState, Verdict
+from listener.core.rules import Rules
+from listener.core.servers import Server
 
 MiB = 1024**2
 LIMIT = 100 * MiB

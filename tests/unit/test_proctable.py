@@ -1,10 +1,10 @@
-"""listener.proctable: the process table kept from supervisord's events, with the moments it
+"""listener.supervisord.proctable: the process table kept from supervisord's events, with the moments it
 must list everything again."""
 
 from __future__ import annotations
 
-from listener.model import ProcessInfo
-from listener.proctable import ProcessTable
+from listener.core.model import ProcessInfo
+from listener.supervisord.proctable import ProcessTable
 
 WEB = ProcessInfo("web", "web", 100, "RUNNING", 1000.0, listed_at=50.0)
 CRON = ProcessInfo("cron", "cron", 0, "STOPPED", 0.0, stop=900.0)

@@ -1,4 +1,4 @@
-"""listener.protocol: supervisord's event-listener protocol, byte for byte."""
+"""listener.supervisord.protocol: supervisord's event-listener protocol, byte for byte."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from listener.protocol import (
+from listener.supervisord.protocol import (
     MAX_HEADER_LINE,
     MAX_PAYLOAD,
     Event,

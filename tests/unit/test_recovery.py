@@ -1,10 +1,10 @@
-"""listener.recovery: what a later tick does about a process we stopped, as a table."""
+"""listener.core.recovery: what a later tick does about a process we stopped, as a table."""
 
 from __future__ import annotations
 
 import pytest
 
-from listener.recovery import BACKOFF_MAX, Next, backoff, next_step
+from listener.core.recovery import BACKOFF_MAX, Next, backoff, next_step
 
 OUR_STOP = 1000.0
 

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from listener.journal import Journal
-from listener.model import ProcessInfo, Restart, Target
-from listener.restarts import Restarter
-from listener.stats import Counter, ProcessRow, Stats
-from listener.supervisor import Fault
+from listener.actions.journal import Journal
+from listener.actions.restarts import Restarter
+from listener.core.model import ProcessInfo, Restart, Target
+from listener.supervisord.rpc import Fault
+from listener.web.stats import Counter, ProcessRow, Stats
 
 ABNORMAL_TERMINATION, ALREADY_STARTED, BAD_NAME, NOT_RUNNING, SPAWN_ERROR = (
     Fault.ABNORMAL_TERMINATION, Fault.ALREADY_STARTED, Fault.BAD_NAME, Fault.NOT_RUNNING,

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from listener.config import Config, ConfigError, parse
-from listener.rules import Rules, Strategy
-from listener.servers import Server
+from listener.config.parse import Config, ConfigError, parse
+from listener.core.rules import Rules, Strategy
+from listener.core.servers import Server
 
 MiB, GiB = 1024**2, 1024**3
 

@@ -13,12 +13,12 @@ from collections.abc import Iterator
 
 import psutil
 
-from listener.model import ProcessInfo
-from listener.procfs import ProcReader, ProcStat, descendants
-from listener.rules import Rules, Strategy
-from listener.sampler import Sampler
-from listener.servers import Server
-from listener.supervisor import boot_clock
+from listener.core.model import ProcessInfo
+from listener.core.rules import Rules, Strategy
+from listener.core.servers import Server
+from listener.host.procfs import ProcReader, ProcStat, descendants
+from listener.host.sampler import Sampler
+from listener.supervisord.rpc import boot_clock
 
 GiB = 1024**3
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from listener.servers import Server, recognise
+from listener.core.servers import Server, recognise
 
 
 @pytest.mark.parametrize(

@@ -9,13 +9,14 @@ from collections.abc import Iterator
 import pytest
 from prometheus_client import make_wsgi_app
 
-from listener import policy, status
+from listener.core import policy
+from listener.core.model import ProcessInfo, Sample
+from listener.core.rules import Rules, Strategy
 from listener.daemon import watched_rows
-from listener.httpserver import HttpServer
-from listener.metrics import make_registry
-from listener.model import ProcessInfo, Sample
-from listener.rules import Rules, Strategy
-from listener.stats import Counter, Stats
+from listener.web import status
+from listener.web.httpserver import HttpServer
+from listener.web.metrics import make_registry
+from listener.web.stats import Counter, Stats
 
 MiB = 1024**2
 WEB = ProcessInfo("sentry-web", "web_00", 4242, "RUNNING", 0.0)

@@ -1,4 +1,4 @@
-"""listener.units: sizes as memmon writes them (and more), durations, human-readable sizes."""
+"""listener.core.text: sizes as memmon writes them (and more), durations, human-readable sizes."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from listener.units import format_size, parse_duration, parse_size
+from listener.core.text import format_size, parse_duration, parse_size
 
 KiB, MiB, GiB, TiB = 1024, 1024**2, 1024**3, 1024**4
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import enum
 
-from listener.model import RUNNING
+from listener.core.model import RUNNING
 
 BACKOFF_FIRST = 5.0  # seconds before a failed start is tried again; doubles each time
 BACKOFF_MAX = 300.0

@@ -11,9 +11,9 @@ import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from listener.model import RUNNING, Action, ProcessInfo, Restart, Sample, SignalChild, Target, Unit
-from listener.rules import Rule, Rules, Strategy
-from listener.servers import Server
+from listener.core.model import RUNNING, Action, ProcessInfo, Restart, Sample, SignalChild, Target, Unit
+from listener.core.rules import Rule, Rules, Strategy
+from listener.core.servers import Server
 
 
 class Verdict(str, enum.Enum):

@@ -6,8 +6,8 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from listener.servers import Server
-from listener.units import format_size
+from listener.core.servers import Server
+from listener.core.text import format_size
 
 RUNNING = "RUNNING"
 

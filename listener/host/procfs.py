@@ -60,6 +60,15 @@ class ProcReader:
         except (IndexError, ValueError):
             return None
 
+    def cmdline(self, pid: int) -> list[str] | None:
+        """argv of a process; None when it is gone or unreadable (a kernel thread has none)."""
+        try:
+            with open(f"{self.proc_root}/{pid}/cmdline", "rb") as f:
+                data = f.read(8192)
+        except OSError:
+            return None
+        return [a.decode("utf-8", "replace") for a in data.rstrip(b"\0").split(b"\0")] if data else []
+
     def rss(self, pid: int) -> int | None:
         data = self._read(pid, "statm")
         return None if data is None else int(data.split()[1]) * PAGE_SIZE

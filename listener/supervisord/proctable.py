@@ -16,7 +16,7 @@ group, name, pid, state, start and stop times. It lists everything again (`resyn
 - every `resync` seconds anyway, and whenever supervisord could not be reached.
 
 A restart is confirmed with one getProcessInfo before supervisord is asked to stop anything
-(listener.restarts), and so is a child signal decided from the table (listener.daemon), on top
+(listener.actions.restarts), and so is a child signal decided from the table (listener.daemon), on top
 of the kernel start-time checks of every pid: a stale entry can delay an action, never aim one
 at the wrong process.
 """
@@ -27,7 +27,7 @@ import math
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
 
-from listener.model import RUNNING, ProcessInfo
+from listener.core.model import RUNNING, ProcessInfo
 
 STATE_EVENT = "PROCESS_STATE_"
 GROUP_ADDED = "PROCESS_GROUP_ADDED"
@@ -113,7 +113,7 @@ class ProcessTable:
             start = now
         stop = now if state in STOPPED_STATES and before.statename not in STOPPED_STATES \
             else before.stop
-        # a pid that started after this moment is not this process (listener.sampler)
+        # a pid that started after this moment is not this process (listener.host.sampler)
         return replace(before, pid=pid, statename=state, start=start, stop=stop,
                        listed_at=self._boot() if pid else math.inf)
 

@@ -12,10 +12,10 @@ import os
 import signal
 from collections.abc import Callable
 
+from listener.core.model import SignalChild
+from listener.host.procfs import ProcReader
 from listener.log import fields
-from listener.model import SignalChild
-from listener.procfs import ProcReader
-from listener.stats import Counter, Stats
+from listener.web.stats import Counter, Stats
 
 log = logging.getLogger("memwatch.signals")
 

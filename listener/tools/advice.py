@@ -1,6 +1,6 @@
 """`advise`: how many processes of each program this host can hold, and what limit each should
-get, from observed memory and CPU. Pure: observations in, advice out (listener.observe and
-listener.history gather the observations, listener.cli prints the result).
+get, from observed memory and CPU. Pure: observations in, advice out (listener.tools.observe and
+listener.tools.history gather the observations, listener.cli prints the result).
 
 How the figures are derived:
 
@@ -21,8 +21,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from listener.columns import table
-from listener.units import format_size
+from listener.core.text import format_size
+from listener.tools.table import table
 
 HEADROOM = 1.3  # limit = p99 x 1.3 ...
 MAX_HEADROOM = 1.1  # ... and at least the observed max x 1.1

@@ -1,5 +1,5 @@
 """Prometheus exposition of the daemon's Stats: a collector on a private registry, encoded by
-prometheus_client itself (listener.httpserver serves it)."""
+prometheus_client itself (listener.web.httpserver serves it)."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 from listener import __version__
-from listener.stats import TICK_BUCKETS, Counter, ProcessStats, Snapshot, Stats
+from listener.web.stats import TICK_BUCKETS, Counter, ProcessStats, Snapshot, Stats
 
 LABELS = ["group", "process"]
 

@@ -9,9 +9,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TypeVar
 
-from listener.flags import DEFAULT_SERVER_URL, ConfigError, Overrides, build_parser
-from listener.inifile import file_to_argv
-from listener.rules import Entry, Rules, Strategy
+from listener.config.flags import DEFAULT_SERVER_URL, ConfigError, Overrides, build_parser
+from listener.config.rulesfile import file_to_argv
+from listener.core.rules import Entry, Rules, Strategy
 
 __all__ = ["DEFAULT_SERVER_URL", "Config", "ConfigError", "build_parser", "file_to_argv", "parse"]
 

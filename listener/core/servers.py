@@ -10,7 +10,7 @@ setproctitle: "gunicorn: master [app]") is recognised by that title too."""
 from __future__ import annotations
 
 import enum
-import os
+import posixpath
 
 
 class Server(str, enum.Enum):
@@ -48,7 +48,7 @@ def recognise(argv: list[str]) -> Server:
 
 def _program(argv: list[str]) -> tuple[str, list[str]]:
     """The name of what runs (a script's, not the interpreter's) and its arguments."""
-    first = os.path.basename(argv[0])
+    first = posixpath.basename(argv[0])
     if not first.startswith(_PYTHON_PREFIXES):
         return first, argv[1:]
     rest = argv[1:]
@@ -60,19 +60,10 @@ def _program(argv: list[str]) -> tuple[str, list[str]]:
             rest.pop(0)
     if not rest:
         return first, []
-    return os.path.basename(rest[0]).removesuffix(".py"), rest[1:]
+    return posixpath.basename(rest[0]).removesuffix(".py"), rest[1:]
 
 
 def _ran_as_module(argv: list[str]) -> bool:
     """`python -m listener`: our package run from a checkout (a script named listener is not)."""
     return any(a == "-m" and b == "listener" for a, b in zip(argv, argv[1:], strict=False))
 
-
-def read_cmdline(pid: int, proc_root: str = "/proc") -> list[str] | None:
-    """argv of a process; None when it is gone or unreadable (a kernel thread has none)."""
-    try:
-        with open(f"{proc_root}/{pid}/cmdline", "rb") as f:
-            data = f.read(8192)
-    except OSError:
-        return None
-    return [a.decode("utf-8", "replace") for a in data.rstrip(b"\0").split(b"\0")] if data else []

@@ -18,13 +18,12 @@ import xmlrpc.client
 from collections.abc import Callable
 from concurrent.futures import Executor, ThreadPoolExecutor
 
-from listener import recovery
-from listener.journal import Journal
+from listener.actions.journal import Journal
+from listener.actions.mail import Mailer
+from listener.core import recovery
+from listener.core.model import RUNNING, Restart
 from listener.log import fields
-from listener.model import RUNNING, Restart
-from listener.notify import Mailer
-from listener.stats import Counter, Stats
-from listener.supervisor import (
+from listener.supervisord.rpc import (
     Fault,
     Supervisor,
     SupervisorError,
@@ -32,6 +31,7 @@ from listener.supervisor import (
     describe_error,
     is_race,
 )
+from listener.web.stats import Counter, Stats
 
 log = logging.getLogger("memwatch.restarts")
 

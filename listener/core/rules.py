@@ -14,8 +14,8 @@ import signal
 from dataclasses import dataclass, field
 from functools import cached_property
 
-from listener.servers import Server
-from listener.units import format_size
+from listener.core.servers import Server
+from listener.core.text import format_size
 
 CHILDREN_MODES = ("none", "sum", "each", "auto")
 MEASURES = ("rss", "pss", "uss")

@@ -1,4 +1,4 @@
-"""`advise --prometheus URL`: the observations listener.advice works on, read from the series the
+"""`advise --prometheus URL`: the observations listener.tools.advice works on, read from the series the
 listener exported to Prometheus over a window, instead of sampled live.
 
 Only the standard library speaks to Prometheus's HTTP API (GET /api/v1/query and
@@ -49,8 +49,8 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from listener.advice import Observed
-from listener.promapi import HistoryError, Prometheus, Series, duration, quoted
+from listener.tools.advice import Observed
+from listener.tools.promapi import HistoryError, Prometheus, Series, duration, quoted
 
 __all__ = ["HistoryError", "observe_history"]
 

@@ -9,8 +9,8 @@ import socket
 import subprocess
 import time
 
+from listener.core.model import Restart
 from listener.log import fields
-from listener.model import Restart
 
 log = logging.getLogger("memwatch.notify")
 

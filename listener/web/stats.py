@@ -15,7 +15,7 @@ from collections import Counter as Tally
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 
-from listener.model import SAMPLE_ERRORS
+from listener.core.model import SAMPLE_ERRORS
 
 TICK_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 

@@ -17,8 +17,8 @@ import urllib.parse
 import xmlrpc.client
 from typing import Any
 
-from listener.fastxml import fast_struct_array
-from listener.model import ProcessInfo
+from listener.core.model import ProcessInfo
+from listener.supervisord.fastxml import fast_struct_array
 
 
 class Fault(enum.IntEnum):

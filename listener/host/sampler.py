@@ -1,10 +1,10 @@
 """Memory of supervised processes, read straight from /proc (never `ps`).
 
 Each process is measured as its rule says (measure, children); with `children = auto`, as the
-server its command line shows (listener.servers, read once per process start). One pass per
+server its command line shows (listener.core.servers, read once per process start). One pass per
 tick: when any rule looks into trees, a single scan of /proc builds the parent->children map
 for every supervised tree at once, so the cost stays linear in the number of processes. RSS is
-read from /proc/PID/statm (listener.procfs); PSS/USS come from psutil.
+read from /proc/PID/statm (listener.host.procfs); PSS/USS come from psutil.
 
 A figure is trusted only if the pid still belongs to the process supervisord listed: its
 kernel start time must not be later than the listing (else the pid was reused), and it must
@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import psutil
 
-from listener.model import (
+from listener.core.model import (
     ACCESS_DENIED,
     PID_REUSED,
     RUNNING,
@@ -32,9 +32,9 @@ from listener.model import (
     Sample,
     Unit,
 )
-from listener.procfs import ProcReader, ProcStat, children_map, descendants
-from listener.rules import Rules, Strategy
-from listener.servers import Server, read_cmdline, recognise
+from listener.core.rules import Rules, Strategy
+from listener.core.servers import Server, recognise
+from listener.host.procfs import ProcReader, ProcStat, children_map, descendants
 
 log = logging.getLogger("memwatch.sampler")
 
@@ -108,7 +108,7 @@ class Sampler:
             key = (proc.pid, proc.start)
             server = known.get(key)
             if server is None:
-                argv = read_cmdline(proc.pid, self.reader.proc_root)
+                argv = self.reader.cmdline(proc.pid)
                 server = Server.PLAIN if argv is None else recognise(argv)
                 if argv is None:  # gone: look again next time
                     servers[proc.namespec] = server

@@ -26,7 +26,7 @@ import argparse
 import configparser
 from collections.abc import Callable
 
-from listener.flags import RULE_KEYS, ConfigError, memory_limit, rule_setting
+from listener.config.flags import RULE_KEYS, ConfigError, memory_limit, rule_setting
 
 LISTENER_SECTIONS = ("memwatch", "sentry-memwatch")
 RULE_KINDS = {"program": "--program", "group": "--group", "any": "--any"}

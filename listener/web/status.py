@@ -10,9 +10,9 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from listener import __version__
-from listener.httpserver import WSGIApp
-from listener.stats import ProcessStats, Snapshot, Stats
-from listener.units import format_size
+from listener.core.text import format_size
+from listener.web.httpserver import WSGIApp
+from listener.web.stats import ProcessStats, Snapshot, Stats
 
 REFRESH_SECONDS = 5
 

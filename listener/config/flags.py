@@ -7,8 +7,8 @@ import signal
 from collections.abc import Callable
 
 from listener import __version__
-from listener.rules import CHILDREN_MODES, MEASURES
-from listener.units import parse_duration, parse_size
+from listener.core.rules import CHILDREN_MODES, MEASURES
+from listener.core.text import parse_duration, parse_size
 
 DEFAULT_SERVER_URL = "unix:///var/run/supervisor.sock"
 

@@ -10,14 +10,14 @@ import urllib.request
 from collections.abc import Sequence
 from typing import Any, TextIO
 
-from listener import policy
-from listener.columns import table
-from listener.config import Config
-from listener.model import ProcessInfo, own_namespecs
-from listener.policy import Verdict
-from listener.sampler import Sampler
-from listener.servers import Server, recognise
-from listener.units import format_size
+from listener.config.parse import Config
+from listener.core import policy
+from listener.core.model import ProcessInfo, own_namespecs
+from listener.core.policy import Verdict
+from listener.core.servers import Server, recognise
+from listener.core.text import format_size
+from listener.host.sampler import Sampler
+from listener.tools.table import table
 
 HEADERS = ("GROUP", "PROCESS", "PID", "STATE", "STRATEGY", "MEMORY", "LIMIT", "VERDICT")
 

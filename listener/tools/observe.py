@@ -1,6 +1,6 @@
 """`advise`'s live mode: sample every supervised process for a while (PSS of each pid of its
 tree, CPU time of the tree, from /proc in the same pass) and sum up what was seen per program
-(supervisord group) as listener.advice.Observed."""
+(supervisord group) as listener.tools.advice.Observed."""
 
 from __future__ import annotations
 
@@ -9,12 +9,12 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from listener.advice import Host, Observed
-from listener.model import ProcessInfo, Sample
-from listener.rules import Rules
-from listener.sampler import Sampler
-from listener.servers import Server
-from listener.supervisor import Supervisor
+from listener.core.model import ProcessInfo, Sample
+from listener.core.rules import Rules
+from listener.core.servers import Server
+from listener.host.sampler import Sampler
+from listener.supervisord.rpc import Supervisor
+from listener.tools.advice import Host, Observed
 
 
 @dataclass
