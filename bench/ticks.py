@@ -97,7 +97,7 @@ class InProcessDaemon:
 
     def __init__(self, url: str, mode: str, measure: str = "rss") -> None:
         self.state_dir = short_dir("mwbs-")
-        config, _ = parse([*RULES[mode], "--measure", measure, "--server-url",
+        config = parse([*RULES[mode], "--measure", measure, "--server-url",
                            url, "--metrics-port", "0", "--state-dir", str(self.state_dir)])
         self.parts = build(config, environ={})
         self.daemon = self.parts.daemon

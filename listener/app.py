@@ -12,7 +12,7 @@ from prometheus_client import make_wsgi_app
 from listener.actions.journal import Journal, default_state_dir
 from listener.actions.mail import Mailer
 from listener.actions.restarts import Restarter
-from listener.config.parse import Config
+from listener.config.settings import Config
 from listener.daemon import Daemon
 from listener.host.child_signals import ChildSignaller
 from listener.host.sampler import Sampler

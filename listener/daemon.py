@@ -11,7 +11,8 @@ from types import FrameType
 from typing import TextIO
 
 from listener.actions.restarts import Restarter
-from listener.config.parse import Config, ConfigError
+from listener.config.settings import Config
+from listener.config.values import ConfigError
 from listener.core import policy
 from listener.core.model import RUNNING, ProcessInfo, Restart, own_namespecs
 from listener.core.policy import Verdict

@@ -1,8 +1,10 @@
-"""Parsing and formatting of byte sizes and durations (pure functions)."""
+"""Text people write and read: sizes, durations, one-line messages, URLs shown without
+credentials (pure functions)."""
 
 from __future__ import annotations
 
 import re
+import urllib.parse
 from fractions import Fraction
 
 # memmon's KB/MB/GB are powers of 1024 (supervisor's byte_size); we keep that meaning and
@@ -68,3 +70,28 @@ def format_size(n_bytes: float) -> str:
             return f"{int(value)}{unit}" if unit == "B" else f"{value:.1f}{unit}"
         value /= 1024
     raise AssertionError("unreachable")
+
+
+def format_duration(seconds: float) -> str:
+    """A duration as people write it, in the largest unit that divides it: 3600 -> '1h',
+    90 -> '90s', 0.5 -> '0.5s'."""
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{int(seconds // size)}{unit}"
+    return f"{seconds:g}s"
+
+
+def one_line(text: str) -> str:
+    """Control characters escaped, so that an error about hostile input stays one line."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
+def redact_url(url: str) -> str:
+    """The URL without any user:password@ part, for logs and errors."""
+    parsed = urllib.parse.urlsplit(url)
+    if parsed.password is None and parsed.username is None:
+        return url
+    netloc = parsed.hostname or ""
+    if parsed.port:
+        netloc += f":{parsed.port}"
+    return urllib.parse.urlunsplit(parsed._replace(netloc=netloc))

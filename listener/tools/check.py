@@ -10,7 +10,7 @@ import urllib.request
 from collections.abc import Sequence
 from typing import Any, TextIO
 
-from listener.config.parse import Config
+from listener.config.settings import Config
 from listener.core import policy
 from listener.core.model import ProcessInfo, own_namespecs
 from listener.core.policy import Verdict

@@ -14,7 +14,8 @@ from dataclasses import dataclass, field, replace
 import pytest
 
 from listener.actions.restarts import Restarter
-from listener.config.parse import Config, ConfigError
+from listener.config.settings import Config
+from listener.config.values import ConfigError
 from listener.core.model import ProcessInfo, Sample, SignalChild, Unit
 from listener.core.rules import Rules, Strategy
 from listener.daemon import Daemon
