@@ -14,8 +14,9 @@ from listener.actions.restarts import Restarter
 from listener.config.settings import Config
 from listener.config.values import ConfigError
 from listener.core import policy
-from listener.core.model import RUNNING, ProcessInfo, Restart, own_namespecs
+from listener.core.model import ProcessInfo, Restart, own_namespecs
 from listener.core.policy import Verdict
+from listener.core.states import RUNNING
 from listener.host.child_signals import ChildSignaller
 from listener.host.sampler import Sampler
 from listener.log import fields

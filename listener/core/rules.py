@@ -54,12 +54,20 @@ class Strategy:
     def resolve(self, server: Server) -> Strategy:
         """The concrete strategy for a process run by `server` (only `auto` depends on it).
         An explicit child signal wins over the server's own."""
-        if self.children != "auto":
-            return self
-        children, child_signal = AUTO.get(server, ("none", None))
-        if children == "each" and self.child_signal is not None:
-            child_signal = self.child_signal
-        return _resolved(self, children, child_signal, server)
+        return self if self.children != "auto" else self._by_server[server]
+
+    @cached_property
+    def _by_server(self) -> dict[Server, Strategy]:
+        """What `auto` is for each server: resolved on every tick, built once per strategy."""
+        base = {f.name: getattr(self, f.name) for f in dataclasses.fields(Strategy)}
+        resolved: dict[Server, Strategy] = {}
+        for server in Server:
+            children, child_signal = AUTO.get(server, ("none", None))
+            if children == "each" and self.child_signal is not None:
+                child_signal = self.child_signal
+            resolved[server] = AutoStrategy(**{**base, "children": children,
+                                               "child_signal": child_signal}, server=server)
+        return resolved
 
     def settings_beyond(self, default: Strategy) -> str:
         """The settings where this strategy differs from `default`, as the rule would write
@@ -96,25 +104,7 @@ class AutoStrategy(Strategy):
 
     @cached_property
     def description(self) -> str:
-        return f"{super().description} (auto: {self.server.value or 'plain'})"
-
-
-_RESOLVED: dict[tuple[Strategy, Server], Strategy] = {}
-
-
-def _resolved(strategy: Strategy, children: str, child_signal: int | None,
-              server: Server) -> Strategy:
-    """One AutoStrategy per (strategy, server): resolved on every tick, built once."""
-    key = (strategy, server)
-    found = _RESOLVED.get(key)
-    if found is None:
-        base = {f.name: getattr(strategy, f.name) for f in dataclasses.fields(Strategy)}
-        found = AutoStrategy(**{**base, "children": children, "child_signal": child_signal},
-                             server=server)
-        if len(_RESOLVED) > 1024:  # reloads make new strategies; never let this grow
-            _RESOLVED.clear()
-        _RESOLVED[key] = found
-    return found
+        return f"{super().description} (auto: {self.server.value})"
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,6 @@ import psutil
 from listener.core.model import (
     ACCESS_DENIED,
     PID_REUSED,
-    RUNNING,
     UNREADABLE,
     VANISHED,
     ZOMBIE,
@@ -34,6 +33,7 @@ from listener.core.model import (
 )
 from listener.core.rules import Rules, Strategy
 from listener.core.servers import Server, recognise
+from listener.core.states import RUNNING
 from listener.host.procfs import ProcReader, ProcStat, children_map, descendants
 
 log = logging.getLogger("memwatch.sampler")

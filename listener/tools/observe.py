@@ -19,7 +19,7 @@ from listener.tools.advice import Host, Observed
 
 @dataclass
 class _Program:
-    kind: str = "plain"
+    kind: str = Server.PLAIN.value
     workers: list[int] = field(default_factory=list)
     trees: list[int] = field(default_factory=list)
     children: list[int] = field(default_factory=list)
@@ -56,7 +56,7 @@ class Observation:
             if sample is None or sample.server is Server.MEMWATCH or proc.pid == self.self_pid:
                 continue
             program = self.by_program.setdefault(proc.group, _Program())
-            program.kind = sample.server.value or "plain"
+            program.kind = sample.server.value
             program.workers += [u.bytes for u in sample.units[1:]]
             program.trees.append(sample.tree if sample.tree is not None else sample.value)
             program.children.append(sample.children)
@@ -81,7 +81,7 @@ class Observation:
         for group, program in sorted(self.by_program.items()):
             proc = self.representative[group]
             rule = self.rules.rule_for(proc.group, proc.name)
-            server = Server(program.kind) if program.kind != "plain" else Server.PLAIN
+            server = Server(program.kind)
             observed.append(Observed(
                 program=group, kind=program.kind, processes=len(program.processes),
                 children_per_process=_median(program.children),
@@ -137,5 +137,5 @@ def recognised_kinds(supervisor: Supervisor) -> dict[str, str]:
     Prometheus's series do not say it."""
     processes = supervisor.processes()
     samples = Sampler.of("rss", "none").sample(processes).samples
-    return {p.group: samples[p.namespec].server.value or "plain"
+    return {p.group: samples[p.namespec].server.value
             for p in processes if p.namespec in samples}

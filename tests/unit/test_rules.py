@@ -170,11 +170,12 @@ def test_a_child_signal_inherited_without_a_children_mode_names_the_rule() -> No
 )
 def test_auto_resolves_by_the_server_found(server: Server, children: str,
                                            child_signal: int | None) -> None:
-    resolved = Strategy("pss", "auto", consecutive=3).resolve(server)
+    strategy = Strategy("pss", "auto", consecutive=3)
+    resolved = strategy.resolve(server)
     assert (resolved.children, resolved.child_signal) == (children, child_signal)
     assert (resolved.measure, resolved.consecutive) == ("pss", 3)
-    assert resolved.description.endswith(f"(auto: {server.value or 'plain'})")
-    assert Strategy("pss", "auto", consecutive=3).resolve(server) is resolved  # built once
+    assert resolved.description.endswith(f"(auto: {server.value})")
+    assert strategy.resolve(server) is resolved  # built once per strategy, not per tick
 
 
 def test_an_explicit_child_signal_wins_over_the_servers_own() -> None:
