@@ -18,6 +18,7 @@ from supervisor import childutils
 from listener.app import build
 from listener.config.parse import parse
 from listener.core.model import ProcessInfo
+from listener.core.rules import Rules
 from listener.host.sampler import Sampler
 from listener.supervisord import protocol
 from listener.supervisord.fastxml import fast_struct_array
@@ -256,11 +257,11 @@ def measure_memmon(url: str, cumulative: bool, reps: Reps) -> tuple[Summary, str
 def measure_floor(processes: Sequence[ProcessInfo], n: int, shape: str, mode: str,
                   reps: Reps) -> FloorRow:
     pids = [p.pid for p in processes]
-    sampler = Sampler.of("rss", mode)
+    sampler, rules = Sampler(), Rules.uniform("rss", mode)
     floor = floor_fn(pids, mode, read_statm_rss)
     count = len(pids) if mode == "none" else len(tree_pids(pids, scan_children()))
     floor_s = repeat(floor, reps.ours * 2, warmup=2)
-    ours_s = repeat(lambda: sampler.sample(processes), reps.ours * 2, warmup=2)
+    ours_s = repeat(lambda: sampler.sample(processes, rules), reps.ours * 2, warmup=2)
     return FloorRow(n, shape, mode, count, floor_s, ours_s)
 
 
@@ -269,8 +270,8 @@ def measure_measures(url: str, processes: Sequence[ProcessInfo], n: int, shape: 
     pids = [p.pid for p in processes]
     rows = []
     for measure in ("rss", "pss", "uss"):
-        sampler = Sampler.of(measure, mode)
-        sample_s = repeat(lambda s=sampler: s.sample(processes), reps.ours, warmup=2)  # type: ignore[misc]
+        sampler, rules = Sampler(), Rules.uniform(measure, mode)
+        sample_s = repeat(lambda s=sampler, r=rules: s.sample(processes, r), reps.ours, warmup=2)  # type: ignore[misc]
         daemon = InProcessDaemon(url, mode, measure)
         try:
             tick_s = repeat(daemon.tick, reps.ours, warmup=2)

@@ -34,10 +34,6 @@ def connect(config: Config, timeout: float | None = None) -> Supervisor:
                       timeout or config.rpc_timeout)
 
 
-def sampler_for(config: Config) -> Sampler:
-    return Sampler(config.rules)
-
-
 def serve_metrics(config: Config, stats: Stats) -> HttpServer:
     """/metrics, /status and the status page / on config's address. Raises OSError (address in
     use, unreadable TLS files)."""
@@ -73,7 +69,7 @@ def build(config: Config, reload: Callable[[], Config] | None = None,
         journal = Journal.open(config.state_dir or default_state_dir(), environ, config.server_url)
         restarter = Restarter(lambda: connect(config, max(config.rpc_timeout, ACTION_TIMEOUT)),
                               stats, journal, mailer)
-        daemon = Daemon(config, supervisor, sampler_for(config), restarter, ChildSignaller(stats),
+        daemon = Daemon(config, supervisor, Sampler(), restarter, ChildSignaller(stats),
                         stats, reload=reload, environ=environ)
     except BaseException:
         if server is not None:

@@ -12,11 +12,12 @@ from dataclasses import replace
 from typing import TextIO
 
 from listener import log as logsetup
-from listener.app import build, connect, sampler_for
+from listener.app import build, connect
 from listener.config.parse import parse
 from listener.config.settings import Config
 from listener.config.values import ConfigError
 from listener.core.text import one_line
+from listener.host.sampler import Sampler
 from listener.log import fields
 from listener.supervisord.rpc import Supervisor, SupervisorError, describe_error
 from listener.tools import advice, history, observe
@@ -78,7 +79,7 @@ def run_check(config: Config, argv: list[str]) -> int:
         processes = supervisor.processes()
     except (CheckError, ConfigError, *SupervisorError) as exc:
         return _failed(exc, supervisor)
-    return check(config, processes, sampler_for(config), sys.stdout)
+    return check(config, processes, Sampler(), sys.stdout)
 
 
 def _failed(exc: BaseException, supervisor: Supervisor) -> int:

@@ -177,7 +177,7 @@ class Daemon:
 
     def act(self, processes: Sequence[ProcessInfo]) -> None:
         config = self.config
-        result = self.sampler.sample(processes)
+        result = self.sampler.sample(processes, config.rules)
         if result.errors:
             self.stats.sample_errors(result.errors)
         now = self.clock()
@@ -269,7 +269,6 @@ class Daemon:
         except ConfigError as exc:
             log.error("config reload failed: keeping the old config", extra=fields(error=str(exc)))
             return
-        self.sampler.rules = new.rules
         self.table.resync_every = new.resync
         self.config = new
         log.info("config reloaded", extra=fields(limits=new.rules.describe()))

@@ -130,6 +130,11 @@ class Rules:
     exclude: tuple[str, ...] = ()  # globs on group:name never to touch
     any_strategy: Strategy | None = None  # the [any] rule's own, if it has one
 
+    @classmethod
+    def uniform(cls, measure: str = "rss", children: str = "none") -> Rules:
+        """No limit; every process measured the same way (advise, benchmarks)."""
+        return cls(strategy=Strategy(measure=measure, children=children))
+
     def _rule(self, kind: str, entry: Entry) -> tuple[str, Rule]:
         strategy = entry[2] if len(entry) == 3 else self.strategy
         return entry[0], Rule(f"{kind} {entry[0]}", entry[1], strategy)

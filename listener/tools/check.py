@@ -63,7 +63,7 @@ def render(judgements: Sequence[policy.Judgement]) -> str:
 def check(config: Config, processes: Sequence[ProcessInfo], sampler: Sampler, out: TextIO,
           environ: dict[str, str] | None = None) -> int:
     """Print the table; 1 if some watched process is over its limit, else 0."""
-    result = sampler.sample(processes)
+    result = sampler.sample(processes, config.rules)
     env = os.environ if environ is None else environ
     decision = policy.decide(processes, result.samples, config.rules, policy.PolicyState(),
                              time.time(), self_names=own_namespecs(env),

@@ -107,12 +107,12 @@ def observe_live(supervisor: Supervisor, rules: Rules, duration: float, interval
                  sleep: Callable[[float], None] = time.sleep) -> list[Observed]:
     """Sample for `duration` seconds, a pass every `interval`, the first and last included.
     Raises the supervisor client's errors (the caller says them in one line)."""
-    sampler = Sampler.of("pss", "each")  # every pid of every tree, on its own
+    sampler, every_pid = Sampler(), Rules.uniform("pss", "each")  # each pid of each tree alone
     observation = Observation(rules, os.getpid())
     began = clock()
     while True:
         processes = supervisor.processes()
-        observation.add(processes, sampler.sample(processes).samples, clock())
+        observation.add(processes, sampler.sample(processes, every_pid).samples, clock())
         elapsed = clock() - began
         if progress is not None:
             progress(min(elapsed, duration), duration)
@@ -136,6 +136,6 @@ def recognised_kinds(supervisor: Supervisor) -> dict[str, str]:
     """What each program runs (uwsgi, gunicorn, celery, plain), from one look at supervisord:
     Prometheus's series do not say it."""
     processes = supervisor.processes()
-    samples = Sampler.of("rss", "none").sample(processes).samples
+    samples = Sampler().sample(processes, Rules.uniform()).samples
     return {p.group: samples[p.namespec].server.value
             for p in processes if p.namespec in samples}

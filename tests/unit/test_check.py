@@ -141,7 +141,7 @@ class FakeSampler:
         self.memory = memory
         self.asked: list[Sequence[ProcessInfo]] = []
 
-    def sample(self, processes: Sequence[ProcessInfo]) -> SampleResult:
+    def sample(self, processes: Sequence[ProcessInfo], rules: Rules) -> SampleResult:
         self.asked.append(processes)
         return SampleResult({n: Sample(m, "rss", 0, ()) for n, m in self.memory.items()}, Counter())
 
