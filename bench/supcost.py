@@ -412,7 +412,7 @@ def burst(sv: Supervisord, n: int, plan: Plan, idle: IdleRow) -> BurstRun:
                          events, listener),
                 _answers(pid, idle, "TICK_5, event-kept table (after the burst)", ticks,
                          listener)]
-        samples = listener.web.metrics()
+        samples = listener.metrics()
         counted = {name: int(value(samples, "memwatch_events_total", event=name) or 0)
                    for name in sorted({e for e, _ in events})}
         resyncs = _listed_again(listener)[len(seeded):]
