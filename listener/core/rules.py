@@ -25,8 +25,8 @@ MEASURES = ("rss", "pss", "uss")
 #   uWSGI: SIGHUP to a worker makes it finish its request and exit; the master forks a new one.
 #   gunicorn: SIGTERM to a worker is its graceful exit (graceful_timeout); the arbiter respawns.
 #   Celery prefork: no signal lets a pool child finish its task (its children reset TERM, HUP,
-#   USR1 to "die now"; bench/celery_signals.py measures each), so a child over its limit
-#   restarts the master: supervisord's SIGTERM is Celery's warm shutdown.
+#   USR1 to "die now"; README "Celery's pool children and signals" says what each does), so a
+#   child over its limit restarts the master: supervisord's SIGTERM is Celery's warm shutdown.
 AUTO: dict[Server, tuple[str, int | None]] = {
     Server.UWSGI: ("each", int(signal.SIGHUP)),
     Server.GUNICORN: ("each", int(signal.SIGTERM)),
