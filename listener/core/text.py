@@ -1,4 +1,5 @@
-"""Parsing and formatting of byte sizes and durations (pure functions)."""
+"""Parsing and formatting of byte sizes and durations, and the one way sizes, pids and ages are
+written for people (pure functions: the status page, `check` and the logs all use these)."""
 
 from __future__ import annotations
 
@@ -68,3 +69,33 @@ def format_size(n_bytes: float) -> str:
             return f"{int(value)}{unit}" if unit == "B" else f"{value:.1f}{unit}"
         value /= 1024
     raise AssertionError("unreachable")
+
+
+# An age is written in the largest unit that still reads as at least 2 of it ("90s", not "2m",
+# for a tick 90 s ago), in the units --grace and the other durations take.
+_AGE_UNITS = (("d", 86400), ("h", 3600), ("m", 60))
+
+
+def format_age(seconds: float | None) -> str:
+    """How long ago: 5 -> '5s ago', 600 -> '10m ago', 7200 -> '2h ago'; None -> 'never'.
+    Whole units, rounded down; a time in the future (another host's clock) is '0s ago'."""
+    if seconds is None:
+        return "never"
+    seconds = max(0.0, seconds)
+    for unit, size in _AGE_UNITS:
+        if seconds >= 2 * size:
+            return f"{int(seconds // size)}{unit} ago"
+    return f"{int(seconds)}s ago"
+
+
+def format_pid(pid: int | None) -> str:
+    """A pid as a table cell: '-' for none (0 is what supervisord lists for a stopped process)."""
+    return str(pid) if pid else "-"
+
+
+def format_memory(n_bytes: int | None, measure: str, whose: int | None = None) -> str:
+    """A figure and its measure, '210.0MiB pss'; `whose` names the pid it belongs to when that is
+    not the supervised process itself, '210.0MiB pss (pid 4312)'; '-' without a sample."""
+    if n_bytes is None:
+        return "-"
+    return f"{format_size(n_bytes)} {measure}" + (f" (pid {whose})" if whose else "")

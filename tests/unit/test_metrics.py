@@ -18,11 +18,11 @@ from listener import __version__
 from listener.core import policy
 from listener.core.model import SAMPLE_ERRORS, ProcessInfo, Sample, Unit
 from listener.core.rules import Rules, Strategy
+from listener.core.rows import ProcessRow, watched_rows
 from listener.core.servers import Server
-from listener.daemon import watched_rows
 from listener.web.httpserver import HttpServer
 from listener.web.metrics import make_registry
-from listener.web.stats import TICK_BUCKETS, Counter, ProcessRow, ProcessStats, Stats
+from listener.web.stats import TICK_BUCKETS, Counter, Stats
 
 MiB = 1024**2
 LIMIT = 100 * MiB
@@ -59,8 +59,8 @@ def tick(stats: Stats, judged: Iterable[policy.Judgement], finished: float, dura
     stats.tick_done(finished, duration)
 
 
-def process_stats(stats: Stats, namespec: str) -> ProcessStats | None:
-    by_name = {f"{p.group}:{p.process}": p for p in stats.snapshot().processes}
+def process_stats(stats: Stats, namespec: str) -> ProcessRow | None:
+    by_name = {p.namespec: p for p in stats.snapshot().processes}
     return by_name.get(namespec)
 
 
