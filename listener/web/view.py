@@ -41,7 +41,6 @@ class _ProcessJSON(TypedDict):
     group: str
     process: str
     pid: int
-    state: str
     memory_bytes: int | None
     limit_bytes: int
     measure: str
@@ -61,7 +60,9 @@ class _ProcessJSON(TypedDict):
 
 
 class ProcessJSON(_ProcessJSON, total=False):
-    memory_pid: int | None  # listeners before 0.1.0's memory_pid do not send it
+    # added after the first listeners shipped: an older one does not send them
+    state: str
+    memory_pid: int | None
 
 
 class StatusJSON(TypedDict):
@@ -111,7 +112,7 @@ def _process_row(p: ProcessJSON) -> ProcessRow:
         p["group"], p["process"], memory_bytes=p["memory_bytes"], measure=p["measure"],
         limit_bytes=p["limit_bytes"], over_limit_samples=p["over_limit_samples"],
         children=p["children"], pid=p["pid"], verdict=p["verdict"], strategy=p["strategy"],
-        budget_left=p["budget_left"], memory_pid=p.get("memory_pid"), state=p["state"],
+        budget_left=p["budget_left"], memory_pid=p.get("memory_pid"), state=p.get("state", ""),
         restarts=p["restarts"], restart_failures=p["restart_failures"],
         restarts_suppressed=p["restarts_suppressed"], child_signals=p["child_signals"],
         child_signal_escalations=p["child_signal_escalations"],
