@@ -17,8 +17,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from listener import __version__
 from listener.core import policy
 from listener.core.model import SAMPLE_ERRORS, ProcessInfo, Sample, Unit
-from listener.core.rules import Rules, Strategy
 from listener.core.rows import ProcessRow, watched_rows
+from listener.core.rules import Rules, Strategy
 from listener.core.servers import Server
 from listener.web.httpserver import HttpServer
 from listener.web.metrics import make_registry

@@ -11,8 +11,8 @@ from prometheus_client import make_wsgi_app
 
 from listener.core import policy
 from listener.core.model import ProcessInfo, Sample
-from listener.core.rules import Rules, Strategy
 from listener.core.rows import watched_rows
+from listener.core.rules import Rules, Strategy
 from listener.web import status
 from listener.web.httpserver import HttpServer
 from listener.web.metrics import make_registry
