@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterator
 from operator import attrgetter
 from typing import Any, cast
 
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, ProcessCollector
 from prometheus_client.core import (
     CounterMetricFamily,
     GaugeMetricFamily,
@@ -62,9 +62,12 @@ BUCKET_BOUNDS = [str(bound) for bound in TICK_BUCKETS] + ["+Inf"]
 
 
 def make_registry(stats: Stats, patience: float = PATIENCE) -> CollectorRegistry:
-    """A private registry (never the global one) holding the daemon's collector."""
+    """A private registry (never the global one) holding the daemon's collector, and the
+    listener's own memory, CPU and descriptors (process_*, read from /proc/self at each
+    scrape): a watchdog that leaks must show it like the processes it watches."""
     registry = CollectorRegistry(auto_describe=False)
     registry.register(MemwatchCollector(stats, patience))
+    ProcessCollector(registry=registry)
     return registry
 
 
