@@ -4,6 +4,7 @@ written for people (pure functions: the status page, `check` and the logs all us
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from fractions import Fraction
 
 # memmon's KB/MB/GB are powers of 1024 (supervisor's byte_size); we keep that meaning and
@@ -93,9 +94,12 @@ def format_pid(pid: int | None) -> str:
     return str(pid) if pid else "-"
 
 
-def format_memory(n_bytes: int | None, measure: str, whose: int | None = None) -> str:
-    """A figure and its measure, '210.0MiB pss'; `whose` names the pid it belongs to when that is
-    not the supervised process itself, '210.0MiB pss (pid 4312)'; '-' without a sample."""
+def format_memory(n_bytes: int | None, measure: str, whose: int | None = None,
+                  notes: Sequence[str] = ()) -> str:
+    """A figure and its measure, '210.0MiB pss'; then, in parentheses, the pid it belongs to
+    when that is not the supervised process and any notes: '210.0MiB pss (pid 4312, largest
+    of 5)'; '-' without a sample."""
     if n_bytes is None:
         return "-"
-    return f"{format_size(n_bytes)} {measure}" + (f" (pid {whose})" if whose else "")
+    said = ", ".join([f"pid {whose}", *notes] if whose else notes)
+    return f"{format_size(n_bytes)} {measure}" + (f" ({said})" if said else "")

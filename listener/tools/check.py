@@ -41,16 +41,16 @@ def memory_text(j: policy.Judgement) -> str:
     sample = j.sample
     if sample is None:
         return "-"
-    text = f"{format_size(sample.value)} {sample.measure}"
+    notes, whose = [], None
+    if sample.units:
+        whose = max(sample.units, key=lambda u: u.bytes).pid
+        notes.append(f"largest of {len(sample.units)}")
+    elif sample.children:
+        notes.append(f"sum of {sample.children + 1}")
     strategy = j.strategy
     if strategy is not None and strategy.measure != sample.measure:  # PSS/USS denied
-        text += f" (not {strategy.measure}: denied)"
-    if sample.units:
-        largest = max(sample.units, key=lambda u: u.bytes)
-        text += f" (pid {largest.pid}, largest of {len(sample.units)})"
-    elif sample.children:
-        text += f" (sum of {sample.children + 1})"
-    return text
+        notes.append(f"not {strategy.measure}: denied")
+    return format_memory(sample.value, sample.measure, whose, notes)
 
 
 def render(judgements: Sequence[policy.Judgement]) -> str:

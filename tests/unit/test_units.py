@@ -227,6 +227,9 @@ def test_format_pid(pid: int | None, text: str) -> None:
         ((210 * MiB, "pss"), "210.0MiB pss"),
         ((210 * MiB, "pss", 4312), "210.0MiB pss (pid 4312)"),
         ((None, "rss", 4312), "-"),
+        ((210 * MiB, "pss", 4312, ["largest of 5"]), "210.0MiB pss (pid 4312, largest of 5)"),
+        ((600 * MiB, "rss", None, ["sum of 5", "not pss: denied"]),
+         "600.0MiB rss (sum of 5, not pss: denied)"),
     ],
 )
 def test_format_memory(args: tuple, text: str) -> None:
