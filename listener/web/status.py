@@ -43,8 +43,8 @@ def _row(p: ProcessRow, now: float) -> str:
     cells = [
         f'<td class="name">{html.escape(p.namespec)}</td>',
         f"<td>{format_pid(p.pid)}</td>",
-        f"<td>{html.escape(p.strategy)}</td>",
-        f'<td><div class="bar"><div class="{bar_class}" style="width:{share / 1.5 * 100:.1f}%">'
+        f'<td class="wrap">{html.escape(p.strategy)}</td>',
+        f'<td class="wrap"><div class="bar"><div class="{bar_class}" style="width:{share / 1.5 * 100:.1f}%">'
         f'</div><div class="mark"></div></div><span class="figure">{html.escape(figure)}</span></td>',
         f"<td>{_sparkline(p.history, limit)}</td>",
         f'<td class="verdict v-{html.escape(p.verdict.split()[0])}">'
@@ -88,15 +88,17 @@ h1 {{ font-size: 1.3em; margin: 0 0 .4em; }}
 table {{ border-collapse: collapse; margin-top: 1em; width: 100%; }}
 th, td {{ text-align: left; padding: .35em .6em; border-bottom: 1px solid #ddd;
           vertical-align: middle; white-space: nowrap; }}
-th {{ background: #f4f4f4; font-weight: 600; }}
+th {{ background: #f4f4f4; font-weight: 600; white-space: normal; vertical-align: bottom; }}
 td.name {{ font-family: ui-monospace, monospace; }}
+/* headers, strategies and the bar and its figure may wrap: the last action stays on screen */
+td.wrap {{ white-space: normal; min-width: 8em; }}
 .bar {{ position: relative; display: inline-block; width: 120px; height: 10px;
         background: #eee; margin-right: .5em; vertical-align: middle; }}
 .bar div {{ height: 100%; }}
 .bar .mark {{ position: absolute; top: -2px; left: 66.7%; width: 2px; height: 14px;
               background: #555; }}
 .fine {{ background: #4caf50; }} .near {{ background: #ff9800; }} .over {{ background: #e53935; }}
-.figure {{ font-size: .9em; }}
+.figure {{ font-size: .9em; white-space: nowrap; }}
 .spark .samples {{ fill: none; stroke: #1565c0; stroke-width: 1.5; }}
 .spark .limit {{ stroke: #c62828; stroke-dasharray: 3 3; }}
 .v-ok {{ color: #1a7f37; }} .v-over, .v-act, .v-suppressed, .v-deferred {{ color: #c62828; }}
