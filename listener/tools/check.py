@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.client
 import io
 import json
 import os
@@ -109,8 +110,9 @@ def check_listener(url: str, out: TextIO, timeout: float = 10.0) -> int:
         with urllib.request.urlopen(status_url, timeout=timeout) as resp:
             body = _read_bounded(resp, time.monotonic() + timeout)
         view = from_json(json.loads(body))
-    except (OSError, ValueError, RecursionError) as exc:  # StatusError is a ValueError
-        raise CheckError(f"--listener: cannot read {status_url}: {exc}") from None
+    # StatusError is a ValueError; a garbled status line or a cut body is an HTTPException
+    except (OSError, ValueError, RecursionError, http.client.HTTPException) as exc:
+        raise CheckError(one_line(f"--listener: cannot read {status_url}: {exc}")) from None
     text, over = listener_table(view, time.time())
     out.write(text)
     return 1 if over else 0
@@ -127,6 +129,8 @@ def _read_bounded(resp: io.BufferedIOBase, deadline: float) -> bytes:
         if time.monotonic() > deadline:
             raise ValueError("the answer took too long")
         chunks.append(chunk)
+    if isinstance(resp, http.client.HTTPResponse) and resp.length:  # bytes still announced
+        raise ValueError(f"the answer was cut short, {resp.length} bytes before its end")
     return b"".join(chunks)
 
 

@@ -151,7 +151,8 @@ def _checked(value: object, kind: Any, where: str, nullable: bool = False) -> An
             what = f"a list of {len(args)}" if origin is tuple else "a list"
             raise _wrong(value, what, where, nullable)
         kinds = args if origin is tuple else args * len(value)
-        return [_checked(v, k, f"{where}[{i}]") for i, (v, k) in enumerate(zip(value, kinds, strict=True))]
+        pairs = enumerate(zip(value, kinds, strict=True))
+        return [_checked(v, k, f"{where}[{i}]") for i, (v, k) in pairs]
     return _checked_scalar(value, kind, where, nullable)
 
 

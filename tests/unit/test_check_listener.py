@@ -132,6 +132,9 @@ HOSTILE: list[tuple[str, Answer, str]] = [
     ("deep nesting", http(b"[" * 100_000 + b"]" * 100_000), "recursion"),
     ("an error status", http(b"{}", "500 Internal Server Error"), "HTTP Error 500"),
     ("no answer at all", lambda conn: None, "Remote end closed connection"),
+    ("no HTTP", lambda conn: conn.sendall(b"SSH-2.0-OpenSSH_9.6\r\n\r\n"), "SSH-2.0"),
+    ("a body cut short", lambda conn: conn.sendall(
+        b"HTTP/1.0 200 OK\r\nContent-Length: 1000\r\n\r\n{\"version\""), "cut short, 990 bytes"),
 ]
 
 
