@@ -18,8 +18,8 @@ from prometheus_client.exposition import generate_latest
 from bench.standin import StandInServer
 from listener.core import policy
 from listener.core.model import ProcessInfo, Sample
+from listener.core.rows import watched_rows
 from listener.core.rules import Rules
-from listener.daemon import watched_rows
 from listener.web.httpserver import HttpServer
 from listener.web.metrics import make_registry
 from listener.web.stats import Stats

@@ -185,7 +185,7 @@ def test_a_process_over_its_limit_is_stopped_then_started_and_counted():
     assert world.supervisor.calls == [("stop", "web:web"), ("start", "web:web")]
     assert world.process("web:web")["restarts"] == 1
     assert world.process("worker:worker")["restarts"] == 0
-    assert world.process("web:web")["memory"] == 150 * MiB
+    assert world.process("web:web")["memory_bytes"] == 150 * MiB
 
 
 def test_consecutive_samples_are_counted_across_ticks_before_acting():
@@ -194,7 +194,7 @@ def test_consecutive_samples_are_counted_across_ticks_before_acting():
     over_samples = []
 
     def seen() -> None:
-        over_samples.append(world.process("web:web")["over_samples"])
+        over_samples.append(world.process("web:web")["over_limit_samples"])
 
     world.run(TICK, seen, TICK, seen, TICK)
     assert over_samples == [1, 2]
@@ -238,7 +238,7 @@ def test_a_reload_applies_the_new_rules_at_the_next_tick_and_a_broken_one_keeps_
         world.run(TICK, world.daemon.request_reload, TICK, world.daemon.request_reload, TICK)
     assert world.supervisor.calls == [("stop", "web:web"), ("start", "web:web")]
     assert any(r.getMessage() == "config reload failed: keeping the old config" for r in caplog.records)
-    assert world.process("web:web")["limit"] == 100 * MiB
+    assert world.process("web:web")["limit_bytes"] == 100 * MiB
     assert world.daemon.sampler.rules == limited(100 * MiB).rules  # measured by the new rules too
 
 

@@ -12,8 +12,9 @@ import pytest
 from listener.actions.journal import Journal
 from listener.actions.restarts import Restarter
 from listener.core.model import ProcessInfo, Restart, Target
+from listener.core.rows import ProcessRow
 from listener.supervisord.rpc import Fault
-from listener.web.stats import Counter, ProcessRow, Stats
+from listener.web.stats import Counter, Stats
 
 ABNORMAL_TERMINATION, ALREADY_STARTED, BAD_NAME, NOT_RUNNING, SPAWN_ERROR = (
     Fault.ABNORMAL_TERMINATION, Fault.ALREADY_STARTED, Fault.BAD_NAME, Fault.NOT_RUNNING,
