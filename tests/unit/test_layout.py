@@ -80,3 +80,17 @@ def test_a_room_below_the_tools_never_imports_a_tool() -> None:
             continue
         tools = {i for i in imports(path) if i.startswith("listener.tools")}
         assert not tools, f"{name} imports {sorted(tools)}"
+
+
+MAX_MODULE_LINES = 300  # past this a module is doing two jobs
+MAX_FUNCTION_LINES = 60  # past this a reader cannot hold a function
+
+
+@pytest.mark.parametrize(("name", "path"), modules(), ids=[n for n, _ in modules()])
+def test_a_module_stays_small_enough_to_read_in_one_sitting(name: str, path: Path) -> None:
+    source = path.read_text()
+    assert source.count("\n") <= MAX_MODULE_LINES, f"{name}: split it by job"
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            length = (node.end_lineno or node.lineno) - node.lineno + 1
+            assert length <= MAX_FUNCTION_LINES, f"{name}.{node.name} is {length} lines"
