@@ -23,6 +23,9 @@ from typing import IO, Any, TypeVar, cast
 import psutil
 from prometheus_client.parser import text_string_to_metric_families
 
+from listener.app import Parts, build
+from listener.config.parse import parse
+from listener.core.recovery import RetryTiming
 from listener.supervisord.rpc import Supervisor
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -334,6 +337,30 @@ class ListenerProcess:
         if self._own_root:
             shutil.rmtree(self.root, ignore_errors=True)
         return self.proc.returncode
+
+
+class BuiltListener:
+    """The listener as listener.app builds it, in this process, against a real supervisord, with
+    the retry path's times given: for rules about time, without waiting production's seconds.
+    The test calls tick() where supervisord would send a TICK; restarts run in the listener's
+    own worker threads; /metrics is served on a free port; log records go through `logging`."""
+
+    def __init__(self, args: list[str], server_url: str, root: Path, timing: RetryTiming) -> None:
+        self.root = root
+        self.metrics_port = free_port()
+        config, _ = parse([*args, "--server-url", server_url, "--state-dir", str(root / "state"),
+                           "--metrics-port", str(self.metrics_port)], environ={})
+        self.parts: Parts = build(config, environ={}, retry_timing=timing)
+
+    def tick(self) -> None:
+        self.parts.daemon.tick()
+
+    def metrics(self) -> Samples:
+        return scrape(self.metrics_port)
+
+    def close(self) -> None:
+        self.parts.daemon.stop()
+        self.parts.close()
 
 
 # --- supervisord's real events, recorded and relayed to a listener the test drives ---
