@@ -15,7 +15,6 @@ import tempfile
 import textwrap
 import time
 import urllib.request
-import xmlrpc.client
 from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any, TypeVar, cast
@@ -35,20 +34,38 @@ T = TypeVar("T")
 
 
 def wait_for(predicate: Callable[[], T | None], timeout: float = 30.0, interval: float = 0.05,
-             what: str = "condition") -> T:
-    """Poll until predicate() returns something truthy; fail with `what` after timeout."""
+             what: str = "condition", *, proc: subprocess.Popen[bytes] | None = None,
+             log: Path | None = None) -> T:
+    """Poll until predicate() returns something truthy and return it; fail naming `what` at
+    the deadline. An exception from predicate means "not yet", except an AssertionError (a
+    check inside it failed: that fails at once). With `proc`, fail at once if it exits; with
+    `log`, a failure shows the end of that log."""
     deadline = time.monotonic() + timeout
     last: Any = None
-    while time.monotonic() < deadline:
+    while True:
         try:
             last = predicate()
-        except (OSError, xmlrpc.client.Error) as exc:
+        except AssertionError:
+            raise
+        except Exception as exc:  # not ready yet: connection refused, not listed yet...
             last = exc
         else:
             if last:
                 return cast(T, last)
+        if proc is not None and proc.poll() is not None:
+            raise AssertionError(f"{what}: process exited with {proc.returncode}{log_tail(log)}")
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what} "
+                                 f"(last: {last!r}){log_tail(log)}")
         time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
+
+
+def log_tail(log: Path | None, lines: int = 30) -> str:
+    """The end of a program's log, to explain a failure."""
+    if log is None or not log.exists():
+        return ""
+    tail = log.read_text(errors="replace").splitlines()[-lines:]
+    return f"\n--- {log} (last {len(tail)} lines) ---\n" + "\n".join(tail)
 
 
 def free_port() -> int:

@@ -154,10 +154,10 @@ def stack() -> Iterator[Stack]:
 
         h.wait_for(lambda: (value(scrape(metrics_port), "memwatch_restarts_total", **PROCESS)
                             or 0) >= 1 or None,
-                   "the listener to restart the stand-in", timeout=30, log=root / "memwatch.log")
+                   what="the listener to restart the stand-in", timeout=30, log=root / "memwatch.log")
         # Prometheus's first sample of the counter is already 1: it never saw a 0
         first = h.wait_for(lambda: stack.stored(restarts_selector()) or None,
-                           "Prometheus to store memwatch_restarts_total", timeout=60, proc=proc,
+                           what="Prometheus to store memwatch_restarts_total", timeout=60, proc=proc,
                            log=log)
         assert first == [1.0], first
         yield stack
@@ -178,7 +178,7 @@ def test_prometheus_fires_the_restart_alert_with_the_process_labels(stack: Stack
                 return alert
         return None
 
-    alert = h.wait_for(firing, "MemwatchProcessRestarted to fire", timeout=60)
+    alert = h.wait_for(firing, what="MemwatchProcessRestarted to fire", timeout=60)
     assert alert["labels"] == {
         "alertname": "MemwatchProcessRestarted",
         "group": "standin",
@@ -211,7 +211,7 @@ def test_the_restart_reaches_a_human_through_alertmanager(stack: Stack) -> None:
                     return {"note": note, "alert": alert}
         return None
 
-    found = h.wait_for(notified, "Alertmanager to notify the webhook", timeout=120)
+    found = h.wait_for(notified, what="Alertmanager to notify the webhook", timeout=120)
     note, alert = found["note"], found["alert"]
     assert note["receiver"] == "team" and note["path"] == "/memwatch/team"  # a warning
     assert {k: alert["labels"][k] for k in ("group", "process", "instance", "severity")} == {
@@ -237,7 +237,7 @@ def test_every_dashboard_query_returns_data_from_the_live_prometheus(stack: Stac
     for title, expr in queries:
         promql = as_grafana_sends_it(expr)
         h.wait_for(lambda q=promql: stack.stored(q) or None,  # type: ignore[misc]
-                   f"data for {title!r}: {promql}", timeout=90)
+                   what=f"data for {title!r}: {promql}", timeout=90)
 
 
 def test_promtool_check_metrics_finds_nothing_on_a_listener_that_restarted(stack: Stack) -> None:
