@@ -1,5 +1,6 @@
-"""Benchmarks of sentry-memwatch against superlance's memmon and the raw /proc floor.
+"""Benchmarks of sentry-memwatch against superlance's memmon, the raw /proc floor and supervisord.
 
-Run with `python -m bench` (full run, writes bench/RESULTS.md) or `python -m bench --quick`.
-Every figure comes from real processes under a real supervisord started in a temp dir.
+Run with `python -m bench` (full run) or `python -m bench --quick`; the figures go to
+bench/results/ as JSON, and bench/RESULTS.md says what they mean. Every figure comes from real
+processes under a real supervisord started in a temp dir.
 """

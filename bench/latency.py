@@ -9,6 +9,7 @@ import signal
 import time
 from dataclasses import dataclass
 
+from bench.measure import Percentiles
 from bench.standin import FLAT_COMMAND
 from tests.harness import HOG, PY, ListenerProcess, Supervisord, program
 
@@ -21,7 +22,7 @@ SLOW_LIMIT = "10MB"
 class LatencyRun:
     phase: str
     programs: int
-    times: list[float]  # seconds per event
+    answers: Percentiles  # seconds per event
     in_flight: int  # events answered while the slow program was STOPPING (a stop in flight)
     restarts: int  # distinct stops (pids) of the slow program the events were answered during
 
@@ -70,6 +71,6 @@ def run(sv: Supervisord, n: int, events: int, cap_seconds: float = 300.0) -> lis
                 listener.kill()
                 with contextlib.suppress(OSError):
                     os.kill(sv.client.process(SLOW).pid, signal.SIGKILL)
-        runs.append(LatencyRun(phase, n + 1, times, 0 if phase == "idle" else len(times),
+        runs.append(LatencyRun(phase, n + 1, Percentiles.of(times), 0 if phase == "idle" else len(times),
                                len(stops)))
     return runs

@@ -54,6 +54,25 @@ def percentile(values: Sequence[float], p: float) -> float:
     return ordered[rank - 1]
 
 
+@dataclass(frozen=True)
+class Percentiles:
+    """Many one-off timings (seconds), e.g. event answers: kept as the figures the targets and
+    the report read, so the results file holds a few numbers rather than every sample."""
+
+    n: int
+    p50: float
+    p99: float
+    max: float
+    mean: float
+
+    @classmethod
+    def of(cls, values: Sequence[float]) -> Percentiles:
+        if not values:  # nothing measured: NaN fails every target rather than passing one
+            return cls(0, math.nan, math.nan, math.nan, math.nan)
+        return cls(len(values), percentile(values, 50), percentile(values, 99), max(values),
+                   statistics.fmean(values))
+
+
 def ms(seconds: float) -> str:
     """Milliseconds with sensible precision for a table."""
     value = seconds * 1000

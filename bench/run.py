@@ -1,18 +1,18 @@
-"""`python -m bench`: every section in one run, on this machine; prints and writes the report."""
+"""`python -m bench`: every section in one run, on this machine; writes the figures as JSON and
+prints a summary with the targets' verdicts."""
 
 from __future__ import annotations
 
 import argparse
 import io
 import logging
-import pickle
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
 from bench import latency, scrape, soak, supcost, ticks
-from bench.report import Results, render
+from bench.report import Results, render, write_json
 from bench.standin import (
     FLAT_COMM,
     FLAT_COMMAND,
@@ -26,6 +26,8 @@ from listener import log as logsetup
 from tests.harness import ROOT, ListenerProcess, Supervisord, free_port, program
 
 SHAPES = {"flat": ("none",), "tree": ("sum", "each"), "mixed": ("auto",)}
+# Section numbers as bench/RESULTS.md uses them (3, PSS/USS against RSS, was taken out).
+SECTIONS = (1, 2, 4, 5, 6, 7)
 
 
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
@@ -42,17 +44,15 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     p.add_argument("--cost-reps", type=int,
                    help="measurements of supervisord's CPU per client and N in section 7 (default 5; "
                    "quick 3)")
-    p.add_argument("--sections", default="1,2,3,4,5,6,7", help="which sections to run (default all)")
+    p.add_argument("--sections", default=",".join(map(str, SECTIONS)),
+                   help="which sections to run (default all: %(default)s)")
     p.add_argument("--shapes", default="flat,tree,mixed",
-                   help="process shapes for sections 1-3 (default all: flat, tree, mixed)")
+                   help="process shapes for sections 1 and 2 (default all: flat, tree, mixed)")
     p.add_argument("--no-memmon", action="store_true",
                    help="skip memmon in sections 1 and 7 (for before/after runs of our own code)")
-    p.add_argument("--rerender", action="store_true",
-                   help="measure nothing: write the report again from the last run's figures "
-                        "(bench/results/last[-quick].pickle; with --out, the .pickle beside it), "
-                        "e.g. after editing bench/NOTES.md")
     p.add_argument("--out", type=Path,
-                   help="report file (default bench/RESULTS.md; quick: bench/results/quick.md)")
+                   help="the figures as JSON (default bench/results/last.json; quick: "
+                   "bench/results/last-quick.json)")
     args = p.parse_args(argv)
     q = args.quick
     args.cost_sizes = ([int(s) for s in args.sizes.split(",")] if args.sizes
@@ -63,11 +63,11 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     args.latency_events = args.latency_events or (300 if q else 2000)
     args.soak_events = args.soak_events or (1000 if q else 100_000)
     args.sections = {int(s) for s in args.sections.split(",")}
+    if args.sections - set(SECTIONS):
+        p.error(f"--sections: no section {sorted(args.sections - set(SECTIONS))}; "
+                f"there are {', '.join(map(str, SECTIONS))}")
     args.shapes = [s for s in SHAPES if s in args.shapes.split(",")]
-    # a report written elsewhere keeps its figures beside it: the full run's stay untouched
-    args.pickle = (args.out.with_suffix(".pickle") if args.out
-                   else ROOT / "bench" / "results" / ("last-quick.pickle" if q else "last.pickle"))
-    args.out = args.out or ROOT / "bench" / ("results/quick.md" if q else "RESULTS.md")
+    args.out = args.out or ROOT / "bench" / "results" / ("last-quick.json" if q else "last.json")
     return args
 
 
@@ -77,13 +77,6 @@ def say(message: str) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
-    if args.rerender:
-        if not args.pickle.exists():
-            print(f"python -m bench: --rerender: no figures at {args.pickle}; run without it first",
-                  file=sys.stderr)
-            return 2
-        with open(args.pickle, "rb") as f:
-            return write(args, pickle.load(f))
     # the listener's loggers as in production (info, text), into a buffer nobody reads
     logsetup.setup("INFO", "text", io.StringIO())
     logging.getLogger("memwatch").setLevel(logging.INFO)
@@ -92,7 +85,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     reps = ticks.Reps(ours=args.reps, memmon=args.memmon_reps,
                       memmon_budget=5.0 if args.quick else 60.0)
     began = time.monotonic()
-    if args.sections & {1, 2, 3, 5}:
+    if args.sections & {1, 2, 5}:
         for shape in args.shapes:
             for n in args.sizes:
                 per_size(args, results, reps, shape, SHAPES[shape], n)
@@ -121,18 +114,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         results.supcost = supcost.run(args.cost_sizes, supcost.Plan.of(args.quick, args.cost_reps),
                                       say, memmon=not args.no_memmon)
     results.seconds = time.monotonic() - began
-    args.pickle.parent.mkdir(parents=True, exist_ok=True)
-    with open(args.pickle, "wb") as f:
-        pickle.dump(results, f)
-    return write(args, results)
-
-
-def write(args: argparse.Namespace, results: Results) -> int:
-    text = render(results)
-    print(text)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(text)
-    say(f"written to {args.out}")
+    write_json(results, args.out)
+    print(render(results))
+    say(f"figures written to {args.out}")
     return 0
 
 
@@ -152,7 +136,7 @@ def per_size(args: argparse.Namespace, results: Results, reps: ticks.Reps, shape
     except AssertionError as exc:
         results.notes.append(f"{shape} N={n}: supervisord did not start every program: {exc}")
         return
-    results.starts[(shape, n)] = sv.start_seconds
+    results.starts[f"{shape} {n}"] = sv.start_seconds
     try:
         processes = sv.client.processes()
         if 1 in args.sections:
@@ -170,9 +154,6 @@ def per_size(args: argparse.Namespace, results: Results, reps: ticks.Reps, shape
             for mode in modes:
                 say(f"{shape} N={n} --children {mode}: floor")
                 results.floors.append(ticks.measure_floor(processes, n, shape, mode, reps))
-        if 3 in args.sections:
-            say(f"{shape} N={n}: pss/uss")
-            results.measures += ticks.measure_measures(sv.url, processes, n, shape, modes[0], reps)
         if 5 in args.sections and shape == "flat" and n == max(args.sizes):
             say(f"{shape} N={n}: real listener, /metrics and RSS")
             results.scrapes.append(real_scrape(sv, n, args.reps))

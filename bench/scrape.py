@@ -18,14 +18,14 @@ from prometheus_client.exposition import generate_latest
 from bench.standin import StandInServer
 from listener.core import policy
 from listener.core.model import ProcessInfo, Sample
+from listener.core.rows import watched_rows
 from listener.core.rules import Rules
-from listener.daemon import watched_rows
 from listener.web.httpserver import HttpServer
 from listener.web.metrics import make_registry
 from listener.web.stats import Stats
 from tests.harness import ListenerProcess, short_dir
 
-from .measure import Summary, repeat
+from .measure import Percentiles, Summary, repeat
 
 
 @dataclass(frozen=True)
@@ -45,8 +45,8 @@ class ScrapeLatencyRun:
 
     event: str  # "TICK_5" (a whole tick) or "PROCESS_STATE_RUNNING" (answered at once)
     processes: int
-    quiet: list[float]  # seconds per event, nothing scraping
-    scraped: list[float]  # the same while a client GETs /metrics back to back
+    quiet: Percentiles  # seconds per event, nothing scraping
+    scraped: Percentiles  # the same while a client GETs /metrics back to back
     scrapes: int  # GETs completed during the scraped phase
 
 
@@ -158,7 +158,8 @@ def latency_under_scrapes(n: int, events: int, seconds: float = 5.0) -> list[Scr
             quiet = _for_a_while(timed, events, seconds)
             with Scraper(listener.metrics_port) as scraper:
                 scraped = _for_a_while(timed, events, seconds)
-            runs.append(ScrapeLatencyRun(name, n, quiet, scraped, scraper.count))
+            runs.append(ScrapeLatencyRun(name, n, Percentiles.of(quiet), Percentiles.of(scraped),
+                                         scraper.count))
     finally:
         listener.close()
         server.close()

@@ -30,7 +30,7 @@ from typing import Any
 
 from supervisor.xmlrpc import SupervisorTransport
 
-from bench.measure import Summary
+from bench.measure import Percentiles, Summary
 from bench.standin import FLAT_COMM, FLAT_COMMAND
 from bench.ticks import HIGH, InProcessDaemon, InProcessMemmon, TimedSupervisor
 from listener.core.model import ProcessInfo
@@ -114,7 +114,7 @@ class IdleRow:
 @dataclass(frozen=True)
 class AnswerRow:
     what: str
-    times: list[float]  # seconds from writing the event to reading its RESULT (and READY)
+    answers: Percentiles  # seconds from writing the event to reading its RESULT (and READY)
     supervisord_cpu: float  # supervisord CPU seconds per event, above its idle rate
     supervisord_oncpu: float  # the same from /proc/PID/schedstat
 
@@ -384,7 +384,7 @@ def _answers(pid: int, idle: IdleRow, what: str,
             raise RuntimeError(f"{name} answered {result!r}: {listener.stderr()[-2000:]}")
     wall = time.perf_counter() - began
     cpu, oncpu = both(pid)
-    return AnswerRow(what, times, (cpu - cpu0 - idle.rate * wall) / len(events),
+    return AnswerRow(what, Percentiles.of(times), (cpu - cpu0 - idle.rate * wall) / len(events),
                      (oncpu - oncpu0 - idle.oncpu_rate * wall) / len(events))
 
 
@@ -412,7 +412,7 @@ def burst(sv: Supervisord, n: int, plan: Plan, idle: IdleRow) -> BurstRun:
                          events, listener),
                 _answers(pid, idle, "TICK_5, event-kept table (after the burst)", ticks,
                          listener)]
-        samples = listener.web.metrics()
+        samples = listener.metrics()
         counted = {name: int(value(samples, "memwatch_events_total", event=name) or 0)
                    for name in sorted({e for e, _ in events})}
         resyncs = _listed_again(listener)[len(seeded):]

@@ -1,5 +1,5 @@
-"""Sections 1-3, in process, on one running supervisord: our full tick against memmon's, our
-sampling step against a raw /proc loop, and PSS/USS against RSS."""
+"""Sections 1 and 2, in process, on one running supervisord: our full tick against memmon's, and
+our sampling step against a raw /proc loop."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from supervisor import childutils
 from listener.app import build
 from listener.config.parse import parse
 from listener.core.model import ProcessInfo
+from listener.core.rules import Rules
 from listener.host.sampler import Sampler
 from listener.supervisord import protocol
 from listener.supervisord.fastxml import fast_struct_array
@@ -67,17 +68,6 @@ class FloorRow:
     ours: Summary
 
 
-@dataclass(frozen=True)
-class MeasureRow:
-    n: int
-    shape: str
-    mode: str
-    measure: str
-    sample: Summary  # our sampling step
-    tick: Summary  # our full tick
-    floor: Summary  # raw read of statm (rss) or smaps_rollup (pss, uss)
-
-
 class TimedSupervisor(Supervisor):
     """The real client, adding up the time its getAllProcessInfo calls take."""
 
@@ -95,9 +85,9 @@ class InProcessDaemon:
     """Our Daemon as listener.app.build wires it for the CLI, its supervisord client swapped for
     one that adds up the time of its listings."""
 
-    def __init__(self, url: str, mode: str, measure: str = "rss") -> None:
+    def __init__(self, url: str, mode: str) -> None:
         self.state_dir = short_dir("mwbs-")
-        config, _ = parse([*RULES[mode], "--measure", measure, "--server-url",
+        config = parse([*RULES[mode], "--server-url",
                            url, "--metrics-port", "0", "--state-dir", str(self.state_dir)])
         self.parts = build(config, environ={})
         self.daemon = self.parts.daemon
@@ -153,12 +143,6 @@ def read_statm_rss(pid: int) -> int:
     return int(read_raw(f"/proc/{pid}/statm").split()[1]) * PAGE
 
 
-def read_rollup_pss(pid: int) -> int:
-    data = read_raw(f"/proc/{pid}/smaps_rollup")
-    at = data.index(b"\nPss:") + 5
-    return int(data[at:at + 32].split()[0]) * 1024
-
-
 def scan_children() -> dict[int, list[int]]:
     """A raw pass over /proc/*/stat: parent -> children."""
     children: dict[int, list[int]] = {}
@@ -183,10 +167,10 @@ def tree_pids(pids: Sequence[int], children: dict[int, list[int]]) -> list[int]:
     return out
 
 
-def floor_fn(pids: Sequence[int], mode: str, read: Callable[[int], int]) -> Callable[[], int]:
+def floor_fn(pids: Sequence[int], mode: str) -> Callable[[], int]:
     if mode == "none":
-        return lambda: sum(read(p) for p in pids)
-    return lambda: sum(read(p) for p in tree_pids(pids, scan_children()))
+        return lambda: sum(read_statm_rss(p) for p in pids)
+    return lambda: sum(read_statm_rss(p) for p in tree_pids(pids, scan_children()))
 
 
 # --- one supervisord's worth of measurements ---
@@ -256,27 +240,9 @@ def measure_memmon(url: str, cumulative: bool, reps: Reps) -> tuple[Summary, str
 def measure_floor(processes: Sequence[ProcessInfo], n: int, shape: str, mode: str,
                   reps: Reps) -> FloorRow:
     pids = [p.pid for p in processes]
-    sampler = Sampler.of("rss", mode)
-    floor = floor_fn(pids, mode, read_statm_rss)
+    sampler, rules = Sampler(), Rules.uniform("rss", mode)
+    floor = floor_fn(pids, mode)
     count = len(pids) if mode == "none" else len(tree_pids(pids, scan_children()))
     floor_s = repeat(floor, reps.ours * 2, warmup=2)
-    ours_s = repeat(lambda: sampler.sample(processes), reps.ours * 2, warmup=2)
+    ours_s = repeat(lambda: sampler.sample(processes, rules), reps.ours * 2, warmup=2)
     return FloorRow(n, shape, mode, count, floor_s, ours_s)
-
-
-def measure_measures(url: str, processes: Sequence[ProcessInfo], n: int, shape: str, mode: str,
-                     reps: Reps) -> list[MeasureRow]:
-    pids = [p.pid for p in processes]
-    rows = []
-    for measure in ("rss", "pss", "uss"):
-        sampler = Sampler.of(measure, mode)
-        sample_s = repeat(lambda s=sampler: s.sample(processes), reps.ours, warmup=2)  # type: ignore[misc]
-        daemon = InProcessDaemon(url, mode, measure)
-        try:
-            tick_s = repeat(daemon.tick, reps.ours, warmup=2)
-        finally:
-            daemon.close()
-        floor = floor_fn(pids, mode, read_statm_rss if measure == "rss" else read_rollup_pss)
-        floor_s = repeat(floor, reps.ours, warmup=2)
-        rows.append(MeasureRow(n, shape, mode, measure, sample_s, tick_s, floor_s))
-    return rows

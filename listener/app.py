@@ -12,7 +12,7 @@ from prometheus_client import make_wsgi_app
 from listener.actions.journal import Journal, default_state_dir
 from listener.actions.mail import Mailer
 from listener.actions.restarts import Restarter
-from listener.config.parse import Config
+from listener.config.settings import Config
 from listener.core.recovery import PRODUCTION, RetryTiming
 from listener.daemon import Daemon
 from listener.host.child_signals import ChildSignaller
@@ -33,10 +33,6 @@ def connect(config: Config, timeout: float | None = None) -> Supervisor:
     """A client of config's supervisord. Raises ValueError for an unsupported URL."""
     return Supervisor(config.server_url, config.username, config.password,
                       timeout or config.rpc_timeout)
-
-
-def sampler_for(config: Config) -> Sampler:
-    return Sampler(config.rules)
 
 
 def serve_metrics(config: Config, stats: Stats) -> HttpServer:
@@ -75,7 +71,7 @@ def build(config: Config, reload: Callable[[], Config] | None = None,
         journal = Journal.open(config.state_dir or default_state_dir(), environ, config.server_url)
         restarter = Restarter(lambda: connect(config, max(config.rpc_timeout, ACTION_TIMEOUT)),
                               stats, journal, mailer, timing=retry_timing)
-        daemon = Daemon(config, supervisor, sampler_for(config), restarter, ChildSignaller(stats),
+        daemon = Daemon(config, supervisor, Sampler(), restarter, ChildSignaller(stats),
                         stats, reload=reload, environ=environ)
     except BaseException:
         if server is not None:

@@ -12,9 +12,12 @@ from dataclasses import replace
 from typing import TextIO
 
 from listener import log as logsetup
-from listener.app import build, connect, sampler_for
-from listener.config.flags import one_line
-from listener.config.parse import Config, ConfigError, parse
+from listener.app import build, connect
+from listener.config.parse import parse
+from listener.config.settings import Config
+from listener.config.values import ConfigError
+from listener.core.text import one_line
+from listener.host.sampler import Sampler
 from listener.log import fields
 from listener.supervisord.rpc import Supervisor, SupervisorError, describe_error
 from listener.tools import advice, history, observe
@@ -28,7 +31,7 @@ log = logging.getLogger("memwatch")
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
-        config, is_check = parse(argv)
+        config = parse(argv)
         connect(config)  # an unsupported --server-url is a usage error, found before anything runs
     except ConfigError as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
@@ -42,7 +45,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     quiet = config.command != "listen" and config.log_level == "INFO"
     logsetup.setup("WARNING" if quiet else config.log_level, config.log_format)
     warn_if_password_exposed(config)
-    if is_check:
+    if config.command == "check":
         return run_check(config, argv)
     if config.command == "advise":
         return run_advise(config, argv)
@@ -76,7 +79,7 @@ def run_check(config: Config, argv: list[str]) -> int:
         processes = supervisor.processes()
     except (CheckError, ConfigError, *SupervisorError) as exc:
         return _failed(exc, supervisor)
-    return check(config, processes, sampler_for(config), sys.stdout)
+    return check(config, processes, Sampler(), sys.stdout)
 
 
 def _failed(exc: BaseException, supervisor: Supervisor) -> int:
@@ -158,7 +161,7 @@ def listeners_config(supervisor: Supervisor, argv: list[str]) -> Config:
     namespec, arguments = listener_arguments(supervisor.commands())
     print(f"{PROG}: judging with the rules of listener {namespec}: {shlex.join(arguments)}",
           file=sys.stderr)
-    return parse([argv[0], *arguments, *argv[1:]])[0]
+    return parse([argv[0], *arguments, *argv[1:]], listeners_line=True)
 
 
 def run_listener(argv: list[str], config: Config) -> int:
@@ -180,7 +183,7 @@ def run_listener(argv: list[str], config: Config) -> int:
 
 def _serve(argv: list[str], config: Config, protocol_in: TextIO, protocol_out: TextIO) -> int:
     def reload() -> Config:
-        return parse(argv)[0]
+        return parse(argv)
 
     try:
         parts = build(config, reload=reload if config.config_file else None)

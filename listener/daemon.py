@@ -6,22 +6,24 @@ import logging
 import os
 import signal
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from types import FrameType
 from typing import TextIO
 
 from listener.actions.restarts import Restarter
-from listener.config.parse import Config, ConfigError
+from listener.config.settings import Config
+from listener.config.values import ConfigError
 from listener.core import policy
-from listener.core.model import RUNNING, ProcessInfo, Restart, own_namespecs
-from listener.core.policy import Verdict
+from listener.core.model import ProcessInfo, Restart, own_namespecs
+from listener.core.rows import watched_rows
+from listener.core.states import RUNNING
 from listener.host.child_signals import ChildSignaller
 from listener.host.sampler import Sampler
 from listener.log import fields
 from listener.supervisord import protocol
 from listener.supervisord.proctable import ProcessTable
 from listener.supervisord.rpc import Supervisor, SupervisorError, boot_clock, describe_error
-from listener.web.stats import Counter, ProcessRow, Stats
+from listener.web.stats import Counter, Stats
 
 log = logging.getLogger("memwatch.daemon")
 
@@ -175,7 +177,7 @@ class Daemon:
 
     def act(self, processes: Sequence[ProcessInfo]) -> None:
         config = self.config
-        result = self.sampler.sample(processes)
+        result = self.sampler.sample(processes, config.rules)
         if result.errors:
             self.stats.sample_errors(result.errors)
         now = self.clock()
@@ -267,40 +269,7 @@ class Daemon:
         except ConfigError as exc:
             log.error("config reload failed: keeping the old config", extra=fields(error=str(exc)))
             return
-        self.sampler.rules = new.rules
         self.table.resync_every = new.resync
         self.config = new
         log.info("config reloaded", extra=fields(limits=new.rules.describe()))
 
-
-def _memory_pid(j: policy.Judgement) -> int | None:
-    """Whose figure the sample is: the largest unit's, the supervised pid's, none for a sum."""
-    if j.sample is None:
-        return None
-    if j.sample.units:
-        return max(j.sample.units, key=lambda u: u.bytes).pid
-    return None if j.sample.children else j.process.pid
-
-
-def watched_rows(judgements: Iterable[policy.Judgement],
-                 state: policy.PolicyState | None = None) -> list[ProcessRow]:
-    """The processes this listener watches (a limit applies; never itself), as Stats rows:
-    a process with no limit belongs to another listener's dashboards, if any."""
-    history = state.history if state else {}
-    rows = []
-    for j in judgements:
-        if j.verdict in (Verdict.SELF, Verdict.LISTENER) or j.strategy is None or j.rule is None:
-            continue
-        strategy = j.strategy
-        used = len(history.get(j.process.namespec, ()))
-        rows.append(ProcessRow(
-            j.process.group, j.process.name, j.sample.value if j.sample else None,
-            j.sample.measure if j.sample else strategy.measure, j.rule.limit, j.over_samples,
-            j.sample.children if j.sample else None, pid=j.process.pid, verdict=str(j.verdict),
-            strategy=strategy.description,
-            budget_left=max(0, strategy.max_restarts - used) if strategy.max_restarts else None,
-            memory_pid=_memory_pid(j),
-            tree_memory=j.sample.tree if j.sample else None,
-            cpu_seconds=j.sample.cpu if j.sample else None,
-            state=j.process.statename))
-    return rows

@@ -13,6 +13,7 @@ from concurrent.futures import Executor, Future
 from dataclasses import dataclass, field, replace
 
 from listener.core.model import ProcessInfo, Sample, SignalChild
+from listener.core.rules import Rules
 from listener.host.sampler import SampleResult
 from listener.supervisord.rpc import Fault
 
@@ -125,16 +126,17 @@ class FakeSupervisor:
 
 @dataclass
 class FakeSampler:
-    """Memory by namespec, as the test sets it, for the processes asked about that run; the
-    reader is what a reload hands on."""
+    """Memory by namespec, as the test sets it, for the processes asked about that run; it
+    keeps the processes it was asked about and the rules of the last tick."""
 
     memory: dict[str, int] = field(default_factory=dict)
-    reader: object = None
     fail: bool = False
     asked: list[Sequence[ProcessInfo]] = field(default_factory=list)
+    rules: Rules | None = None
 
-    def sample(self, processes: Sequence[ProcessInfo]) -> SampleResult:
+    def sample(self, processes: Sequence[ProcessInfo], rules: Rules) -> SampleResult:
         self.asked.append(processes)
+        self.rules = rules
         if self.fail:
             raise RuntimeError("a bug in the sampler")
         samples = {p.namespec: Sample(self.memory[p.namespec], "rss", 0, ())

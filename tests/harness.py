@@ -365,8 +365,8 @@ class BuiltListener:
     def __init__(self, args: list[str], server_url: str, root: Path, timing: RetryTiming) -> None:
         self.root = root
         self.metrics_port = free_port()
-        config, _ = parse([*args, "--server-url", server_url, "--state-dir", str(root / "state"),
-                           "--metrics-port", str(self.metrics_port)], environ={})
+        config = parse([*args, "--server-url", server_url, "--state-dir", str(root / "state"),
+                        "--metrics-port", str(self.metrics_port)], environ={})
         self.parts: Parts = build(config, environ={}, retry_timing=timing)
 
     def tick(self) -> None:

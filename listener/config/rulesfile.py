@@ -24,9 +24,10 @@ from __future__ import annotations
 
 import argparse
 import configparser
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 
-from listener.config.flags import RULE_KEYS, ConfigError, memory_limit, rule_setting
+from listener.config.settings import RULE_KEYS, SETTINGS, Setting
+from listener.config.values import ConfigError, memory_limit, rule_setting
 
 LISTENER_SECTIONS = ("memwatch", "sentry-memwatch")
 RULE_KINDS = {"program": "--program", "group": "--group", "any": "--any"}
@@ -91,15 +92,17 @@ def read_sections(text: str, path: str) -> tuple[_Parser, dict[tuple[str, str], 
     return parser, lines
 
 
-def file_to_argv(parser: argparse.ArgumentParser, text: str, path: str) -> list[str]:
-    """Turn the file's sections into argv tokens, checking each value with its line number."""
+def file_to_argv(text: str, path: str, accepted: Collection[str]) -> list[str]:
+    """Turn the file's sections into argv tokens, checking each value with its line number.
+    One file serves every command: a [memwatch] setting the command does not take (not in
+    `accepted`, names of settings) is checked and left out."""
     sections, lines = read_sections(text, path)
     argv: list[str] = []
     for section in sections.sections():
         where = f"{path}:{lines.get((section, ''), 1)}"
         if section in LISTENER_SECTIONS:
             for key, value in sections.items(section):
-                argv += _option(parser, key, value, f"{path}:{_line(lines, section, key)}")
+                argv += _option(key, value, f"{path}:{_line(lines, section, key)}", accepted)
             continue
         kind, _, name = section.partition(":")
         if kind not in RULE_KINDS or (kind == "any") == bool(name) or (
@@ -125,7 +128,7 @@ def _rule(kind: str, name: str, keys: dict[str, str], section: str,
             raise ConfigError(f"{line_of(key)}: {key!r} is not a setting of a rule "
                               f"(limit, {', '.join(RULE_KEYS)})")
         try:
-            rule_setting(key, value)
+            rule_setting(key, value, RULE_KEYS)
         except argparse.ArgumentTypeError as exc:
             raise ConfigError(f"{line_of(key)}: {exc}") from None
         if "," in value:
@@ -145,30 +148,31 @@ def _rule(kind: str, name: str, keys: dict[str, str], section: str,
     return f"{RULE_KINDS[kind]}={spec}{''.join(settings)}"
 
 
-def _option(parser: argparse.ArgumentParser, key: str, value: str, where: str) -> list[str]:
-    """A [memwatch] key as argv tokens."""
-    by_option = {s: a for a in parser._actions for s in a.option_strings}  # noqa: SLF001
-    option = "--sendmail_program" if key == "sendmail-program" else f"--{key}"
-    action = by_option.get(option)
-    if action is None or key in ("config", "help", "version"):
+FILE_KEYS: dict[str, Setting] = {s.key: s for s in SETTINGS if s.in_file}
+
+
+def _option(key: str, value: str, where: str, accepted: Collection[str]) -> list[str]:
+    """A [memwatch] key as argv tokens (none when the command does not take it)."""
+    setting = FILE_KEYS.get(key)
+    if setting is None:
         raise ConfigError(f"{where}: unknown option {key!r}")
-    if action.nargs == 0:  # a switch
+    option = setting.flags[-1]
+    if setting.kind == "switch":
         if value.lower() not in _TRUE | _FALSE:
             raise ConfigError(f"{where}: {key} = {value!r} is not true or false")
-        if value.lower() not in _TRUE:
+        if value.lower() not in _TRUE or setting.name not in accepted:
             return []
         # the file's `cumulative` is a --children value, so the command line can override it
         return ["--children=sum" if key == "cumulative" else option]
-    values = value.split() if isinstance(action, argparse._AppendAction) else [value]  # noqa: SLF001
-    argv = []
-    for item in values:
+    items = value.split() if setting.kind == "repeat" else [value]
+    for item in items:
         try:
-            if action.type is not None:
-                action.type(item)  # type: ignore[operator]
+            if setting.convert is not None:
+                setting.convert(item)
         except argparse.ArgumentTypeError as exc:
             raise ConfigError(f"{where}: {key}: {exc}") from None
-        if action.choices is not None and item not in action.choices:
-            choices = ", ".join(map(str, action.choices))
-            raise ConfigError(f"{where}: {key} = {item!r} is not one of {choices}")
-        argv.append(f"{option}={item}")  # one token: a value may start with '-'
-    return argv
+        if setting.choices is not None and item not in setting.choices:
+            raise ConfigError(f"{where}: {key} = {item!r} is not one of {', '.join(setting.choices)}")
+    if setting.name not in accepted:
+        return []
+    return [f"{option}={item}" for item in items]  # one token: a value may start with '-'

@@ -7,9 +7,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from listener.core.servers import Server
+from listener.core.states import RUNNING as RUNNING  # until recovery and restarts take it from states
 from listener.core.text import format_size
 
-RUNNING = "RUNNING"
+# kernel start times this close are the same process (both read from /proc, in clock ticks)
+SAME_START = 0.05
 
 # Why a pid's memory could not be read (memwatch_sample_errors_total{reason}).
 VANISHED = "vanished"  # exited between the listing and the read

@@ -11,9 +11,20 @@ import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from listener.core.model import RUNNING, Action, ProcessInfo, Restart, Sample, SignalChild, Target, Unit
+from listener.core.model import (
+    SAME_START,
+    Action,
+    ProcessInfo,
+    Restart,
+    Sample,
+    SignalChild,
+    Target,
+    Unit,
+)
+from listener.core.pace import Budget, Slots, prune
 from listener.core.rules import Rule, Rules, Strategy
 from listener.core.servers import Server
+from listener.core.states import RUNNING
 
 
 class Verdict(str, enum.Enum):
@@ -38,8 +49,6 @@ class Verdict(str, enum.Enum):
         return self.value
 
 
-TRANSITIONS = frozenset({"STARTING", "BACKOFF", "STOPPING"})
-SAME_START = 0.05  # seconds: start times this close are the same process (same /proc source)
 
 
 @dataclass(frozen=True)
@@ -95,6 +104,7 @@ def decide(
     rules: Rules,
     state: PolicyState,
     now: float,
+    *,
     busy: frozenset[str] = frozenset(),
     self_names: frozenset[str] = frozenset(),
     self_pids: frozenset[int] = frozenset(),
@@ -103,140 +113,156 @@ def decide(
 
     samples: keyed by namespec. busy: namespecs with a restart in flight. self_names and
     self_pids identify the listener itself, which is never a target."""
-    over_counts: dict[tuple[str, int], int] = {}
     strategies = {p.namespec: rules.strategy_for(p.group, p.name) for p in processes}
-    # re-made for the processes whose units are looked into this tick; carried for the others
-    # (busy, no sample) while they are listed
-    signalled: dict[tuple[str, int], tuple[float, float]] = {}
-    examined: set[str] = set()
-    history = _prune(state.history, now, strategies)
-    warned = {n for n in state.warned
-              if n in strategies and not _budget_left(history.get(n, ()), strategies[n])}
-    newly_warned: list[str] = []
-    # --max-parallel keeps capacity: a group member being restarted by us, or being (re)started
-    # or stopped by supervisord for any reason, takes a slot. FATAL, EXITED and STOPPED members
-    # do not: one that stays down would otherwise hold its group's restarts back for good.
-    restarting_per_group: dict[str, int] = {}
-    on_the_way = {p.namespec for p in processes if p.statename in TRANSITIONS}
-    for namespec in busy | on_the_way:
-        group = namespec.partition(":")[0]
-        restarting_per_group[group] = restarting_per_group.get(group, 0) + 1
-
-    actions: list[Action] = []
-    judgements: list[Judgement] = []
-    suppressed: list[Judgement] = []
+    tick = Tick(state, now, Budget(prune(state.history, now, strategies), state.warned, strategies),
+                 Slots.taken(processes, busy))
     for proc in processes:
-        namespec = proc.namespec
-        sample = samples.get(namespec)
+        sample = samples.get(proc.namespec)
         rule = rules.rule_for(proc.group, proc.name)
         over = rule is not None and sample is not None and sample.value > rule.limit
         judged = functools.partial(Judgement, proc, sample, rule, over)  # (verdict, over_samples)
+        screened = screen(proc, sample, rule, rules, busy, self_names, self_pids)
+        if screened is not None:
+            tick.judgements.append(judged(screened))
+        else:
+            assert rule is not None and sample is not None  # screen() says NO_LIMIT, NO_SAMPLE
+            judgement = judged(*tick.judge(proc, sample, rule))
+            tick.judgements.append(judgement)
+            if judgement.verdict is Verdict.SUPPRESSED:
+                tick.suppressed.append(judgement)
+    return tick.decision(strategies)
 
-        if namespec in self_names or proc.pid in self_pids:
-            judgements.append(judged(Verdict.SELF))
-            continue
-        if sample is not None and sample.server is Server.MEMWATCH:
-            judgements.append(judged(Verdict.LISTENER))
-            continue
-        if rules.excluded(proc.group, proc.name):
-            judgements.append(judged(Verdict.EXCLUDED))
-            continue
-        if proc.statename != RUNNING or proc.pid <= 0:
-            judgements.append(judged(Verdict.STOPPED))
-            continue
-        if namespec in busy:
-            judgements.append(judged(Verdict.BUSY))
-            continue
-        if rule is None:
-            judgements.append(judged(Verdict.NO_LIMIT))
-            continue
-        if sample is None:
-            judgements.append(judged(Verdict.NO_SAMPLE))
-            continue
+
+def screen(proc: ProcessInfo, sample: Sample | None, rule: Rule | None, rules: Rules,
+           busy: frozenset[str], self_names: frozenset[str], self_pids: frozenset[int]
+           ) -> Verdict | None:
+    """The verdict of a process the policy does not weigh at all; None for one it does."""
+    if proc.namespec in self_names or proc.pid in self_pids:
+        return Verdict.SELF
+    if sample is not None and sample.server is Server.MEMWATCH:
+        return Verdict.LISTENER
+    if rules.excluded(proc.group, proc.name):
+        return Verdict.EXCLUDED
+    if proc.statename != RUNNING or proc.pid <= 0:
+        return Verdict.STOPPED
+    if proc.namespec in busy:
+        return Verdict.BUSY
+    if rule is None:
+        return Verdict.NO_LIMIT
+    if sample is None:
+        return Verdict.NO_SAMPLE
+    return None
+
+
+@dataclass
+class Units:
+    """One process's units this tick: counted over the limit, signalled before, the candidate."""
+
+    candidate: tuple[Unit, int] | None = None  # the worst unit due for an action, its count
+    max_count: int = 0  # the longest run of samples over the limit among the units
+    draining: list[tuple[Unit, float]] = field(default_factory=list)  # (unit, signalled at)
+
+
+class Tick:
+    """What one decide() call builds up, process by process (local to the call: no globals)."""
+
+    def __init__(self, state: PolicyState, now: float, budget: Budget, slots: Slots) -> None:
+        self.state, self.now, self.budget, self.slots = state, now, budget, slots
+        self.over_counts: dict[tuple[str, int], int] = {}
+        # re-made for the processes whose units are looked into this tick; carried for the
+        # others (busy, no sample) while they are listed
+        self.signalled: dict[tuple[str, int], tuple[float, float]] = {}
+        self.examined: set[str] = set()
+        self.actions: list[Action] = []
+        self.judgements: list[Judgement] = []
+        self.suppressed: list[Judgement] = []
+
+    def judge(self, proc: ProcessInfo, sample: Sample, rule: Rule) -> tuple[Verdict, int]:
+        """The verdict of a process the policy weighs, and its samples over the limit; the
+        action it takes, if any, is added to the tick's."""
         strategy = rule.strategy.resolve(sample.server)
-
-        # Count consecutive samples per unit; the worst unit over the limit is the candidate.
-        # A child signalled before (same pid and start time) is draining: never a candidate.
-        units = _units(proc, sample, strategy)
-        examined.add(namespec)
-        draining: list[tuple[Unit, float]] = []
-        candidate: tuple[Unit, int] | None = None
-        max_count = 0
-        for unit in units:
-            mark = state.signalled.get((namespec, unit.pid))
-            if mark is not None and abs(mark[0] - unit.started) < SAME_START:
-                signalled[(namespec, unit.pid)] = mark
-                draining.append((unit, mark[1]))
-                continue
-            if unit.bytes <= rule.limit:
-                continue
-            count = state.over_counts.get((namespec, unit.pid), 0) + 1
-            over_counts[(namespec, unit.pid)] = count
-            max_count = max(max_count, count)
-            in_grace = now - unit.started < strategy.grace
-            if count >= strategy.consecutive and not in_grace and (
-                candidate is None or unit.bytes > candidate[0].bytes
-            ):
-                candidate = (unit, count)
-        overdue = [u for u, sent in draining if now - sent >= strategy.child_signal_timeout]
-        if candidate is None and overdue:  # escalate once: the program, through supervisord
-            worst = max(overdue, key=lambda u: u.bytes)
-            group_busy = restarting_per_group.get(proc.group, 0)
-            if group_busy >= strategy.max_parallel:
-                judgements.append(judged(Verdict.DEFERRED, max_count))
-                continue
-            restarting_per_group[proc.group] = group_busy + 1
-            target = Target(proc.group, proc.name, proc.pid, worst.bytes, rule.limit,
-                            sample.measure, rule.target, by=worst.pid)
-            actions.append(Restart(target, uptime=max(0.0, now - proc.start), escalates=worst.pid))
-            judgements.append(judged(Verdict.ACT, max_count))
-            continue
-        if candidate is None:
-            in_grace = any(u.bytes > rule.limit and now - u.started < strategy.grace for u in units)
-            verdict = Verdict.GRACE if in_grace else (Verdict.COUNTING if max_count else Verdict.OK)
-            if draining and verdict is Verdict.OK:
-                verdict = Verdict.DRAINING
-            judgements.append(judged(verdict, max_count))
-            continue
-
-        unit, count = candidate
-        if not _budget_left(history.get(namespec, ()), strategy):
-            suppressed.append(judged(Verdict.SUPPRESSED, count))
-            judgements.append(suppressed[-1])
-            if namespec not in warned:
-                warned.add(namespec)
-                newly_warned.append(namespec)
-            continue
-
+        units = self.count(proc, sample, rule, strategy)
+        if units.candidate is None:
+            return self.without_candidate(proc, sample, rule, strategy, units), units.max_count
+        unit, count = units.candidate
+        if not self.budget.allows(proc.namespec, strategy):
+            return Verdict.SUPPRESSED, count
         target = Target(proc.group, proc.name, proc.pid, unit.bytes, rule.limit, sample.measure,
                         rule.target, by=unit.pid if unit.pid != proc.pid else 0)
         if strategy.child_signal is not None and unit.pid != proc.pid:
-            actions.append(SignalChild(target, unit.pid, unit.started, strategy.child_signal))
-            signalled[(namespec, unit.pid)] = (unit.started, now)
+            self.actions.append(SignalChild(target, unit.pid, unit.started, strategy.child_signal))
+            self.signalled[(proc.namespec, unit.pid)] = (unit.started, self.now)
+        elif self.slots.take(proc.group, strategy.max_parallel):
+            self.actions.append(Restart(target, uptime=max(0.0, self.now - proc.start)))
         else:
-            group_busy = restarting_per_group.get(proc.group, 0)
-            if group_busy >= strategy.max_parallel:
-                judgements.append(judged(Verdict.DEFERRED, count))
-                continue
-            restarting_per_group[proc.group] = group_busy + 1
-            actions.append(Restart(target, uptime=max(0.0, now - proc.start)))
-        history[namespec] = history.get(namespec, ()) + (now,)
-        del over_counts[(namespec, unit.pid)]  # acted on: a new run of samples starts
-        judgements.append(judged(Verdict.ACT, count))
+            return Verdict.DEFERRED, count
+        self.budget.spend(proc.namespec, self.now)
+        del self.over_counts[(proc.namespec, unit.pid)]  # acted on: a new run of samples starts
+        return Verdict.ACT, count
 
-    return Decision(
-        actions=tuple(actions),
-        judgements=tuple(judgements),
-        suppressed=tuple(suppressed),
-        newly_suppressed=tuple(newly_warned),
-        state=PolicyState(
-            over_counts=over_counts,
-            history={n: h for n, h in history.items() if n in strategies},
-            warned=frozenset(w for w in warned if w in strategies),
-            signalled={**{k: v for k, v in state.signalled.items()
-                          if k[0] in strategies and k[0] not in examined}, **signalled},
-        ),
-    )
+    def count(self, proc: ProcessInfo, sample: Sample, rule: Rule, strategy: Strategy) -> Units:
+        """Count consecutive samples per unit; the worst unit over the limit is the candidate.
+        A child signalled before (same pid and start time) is draining: never a candidate."""
+        self.examined.add(proc.namespec)
+        found = Units()
+        for unit in _units(proc, sample, strategy):
+            key = (proc.namespec, unit.pid)
+            mark = self.state.signalled.get(key)
+            if mark is not None and abs(mark[0] - unit.started) < SAME_START:
+                self.signalled[key] = mark
+                found.draining.append((unit, mark[1]))
+                continue
+            if unit.bytes <= rule.limit:
+                continue
+            count = self.state.over_counts.get(key, 0) + 1
+            self.over_counts[key] = count
+            found.max_count = max(found.max_count, count)
+            in_grace = self.now - unit.started < strategy.grace
+            if count >= strategy.consecutive and not in_grace and (
+                    found.candidate is None or unit.bytes > found.candidate[0].bytes):
+                found.candidate = (unit, count)
+        return found
+
+    def without_candidate(self, proc: ProcessInfo, sample: Sample, rule: Rule,
+                          strategy: Strategy, units: Units) -> Verdict:
+        """No unit is due: escalate a signalled child that outlived its timeout (once: the
+        program, through supervisord), else say why nothing happens."""
+        overdue = [u for u, sent in units.draining
+                   if self.now - sent >= strategy.child_signal_timeout]
+        if overdue:
+            if not self.slots.take(proc.group, strategy.max_parallel):
+                return Verdict.DEFERRED
+            worst = max(overdue, key=lambda u: u.bytes)
+            target = Target(proc.group, proc.name, proc.pid, worst.bytes, rule.limit,
+                            sample.measure, rule.target, by=worst.pid)
+            self.actions.append(Restart(target, uptime=max(0.0, self.now - proc.start),
+                                        escalates=worst.pid))
+            return Verdict.ACT
+        in_grace = any(u.bytes > rule.limit and self.now - u.started < strategy.grace
+                       for u in _units(proc, sample, strategy))
+        if in_grace:
+            return Verdict.GRACE
+        if units.max_count:
+            return Verdict.COUNTING
+        return Verdict.DRAINING if units.draining else Verdict.OK
+
+    def decision(self, strategies: Mapping[str, Strategy]) -> Decision:
+        """The actions, judgements and the state to carry: only processes listed this tick."""
+        state = self.state
+        carried = {k: v for k, v in state.signalled.items()
+                   if k[0] in strategies and k[0] not in self.examined}
+        return Decision(
+            actions=tuple(self.actions),
+            judgements=tuple(self.judgements),
+            suppressed=tuple(self.suppressed),
+            newly_suppressed=tuple(self.budget.newly_warned),
+            state=PolicyState(
+                over_counts=self.over_counts,
+                history={n: h for n, h in self.budget.history.items() if n in strategies},
+                warned=frozenset(w for w in self.budget.warned if w in strategies),
+                signalled={**carried, **self.signalled},
+            ),
+        )
 
 
 def _units(proc: ProcessInfo, sample: Sample, strategy: Strategy) -> tuple[Unit, ...]:
@@ -244,22 +270,3 @@ def _units(proc: ProcessInfo, sample: Sample, strategy: Strategy) -> tuple[Unit,
     if strategy.children == "each" and sample.units:
         return sample.units
     return (Unit(proc.pid, sample.value, proc.start),)
-
-
-def _prune(history: Mapping[str, tuple[float, ...]], now: float,
-           strategies: Mapping[str, Strategy]) -> dict[str, tuple[float, ...]]:
-    """Keep the action times still inside each listed process's restart window."""
-    pruned = {}
-    for namespec, times in history.items():
-        strategy = strategies.get(namespec)
-        if strategy is None:
-            continue
-        kept = tuple(t for t in times if t > now - strategy.restart_window)
-        if kept:
-            pruned[namespec] = kept
-    return pruned
-
-
-def _budget_left(times: tuple[float, ...], strategy: Strategy) -> bool:
-    return strategy.max_restarts == 0 or len(times) < strategy.max_restarts
-

@@ -25,8 +25,8 @@ MEASURES = ("rss", "pss", "uss")
 #   uWSGI: SIGHUP to a worker makes it finish its request and exit; the master forks a new one.
 #   gunicorn: SIGTERM to a worker is its graceful exit (graceful_timeout); the arbiter respawns.
 #   Celery prefork: no signal lets a pool child finish its task (its children reset TERM, HUP,
-#   USR1 to "die now"; bench/celery_signals.py measures each), so a child over its limit
-#   restarts the master: supervisord's SIGTERM is Celery's warm shutdown.
+#   USR1 to "die now"; README "Celery's pool children and signals" says what each does), so a
+#   child over its limit restarts the master: supervisord's SIGTERM is Celery's warm shutdown.
 AUTO: dict[Server, tuple[str, int | None]] = {
     Server.UWSGI: ("each", int(signal.SIGHUP)),
     Server.GUNICORN: ("each", int(signal.SIGTERM)),
@@ -54,12 +54,20 @@ class Strategy:
     def resolve(self, server: Server) -> Strategy:
         """The concrete strategy for a process run by `server` (only `auto` depends on it).
         An explicit child signal wins over the server's own."""
-        if self.children != "auto":
-            return self
-        children, child_signal = AUTO.get(server, ("none", None))
-        if children == "each" and self.child_signal is not None:
-            child_signal = self.child_signal
-        return _resolved(self, children, child_signal, server)
+        return self if self.children != "auto" else self._by_server[server]
+
+    @cached_property
+    def _by_server(self) -> dict[Server, Strategy]:
+        """What `auto` is for each server: resolved on every tick, built once per strategy."""
+        base = {f.name: getattr(self, f.name) for f in dataclasses.fields(Strategy)}
+        resolved: dict[Server, Strategy] = {}
+        for server in Server:
+            children, child_signal = AUTO.get(server, ("none", None))
+            if children == "each" and self.child_signal is not None:
+                child_signal = self.child_signal
+            resolved[server] = AutoStrategy(**{**base, "children": children,
+                                               "child_signal": child_signal}, server=server)
+        return resolved
 
     def settings_beyond(self, default: Strategy) -> str:
         """The settings where this strategy differs from `default`, as the rule would write
@@ -96,25 +104,7 @@ class AutoStrategy(Strategy):
 
     @cached_property
     def description(self) -> str:
-        return f"{super().description} (auto: {self.server.value or 'plain'})"
-
-
-_RESOLVED: dict[tuple[Strategy, Server], Strategy] = {}
-
-
-def _resolved(strategy: Strategy, children: str, child_signal: int | None,
-              server: Server) -> Strategy:
-    """One AutoStrategy per (strategy, server): resolved on every tick, built once."""
-    key = (strategy, server)
-    found = _RESOLVED.get(key)
-    if found is None:
-        base = {f.name: getattr(strategy, f.name) for f in dataclasses.fields(Strategy)}
-        found = AutoStrategy(**{**base, "children": children, "child_signal": child_signal},
-                             server=server)
-        if len(_RESOLVED) > 1024:  # reloads make new strategies; never let this grow
-            _RESOLVED.clear()
-        _RESOLVED[key] = found
-    return found
+        return f"{super().description} (auto: {self.server.value})"
 
 
 @dataclass(frozen=True)
@@ -139,6 +129,11 @@ class Rules:
     strategy: Strategy = field(default_factory=Strategy)
     exclude: tuple[str, ...] = ()  # globs on group:name never to touch
     any_strategy: Strategy | None = None  # the [any] rule's own, if it has one
+
+    @classmethod
+    def uniform(cls, measure: str = "rss", children: str = "none") -> Rules:
+        """No limit; every process measured the same way (advise, benchmarks)."""
+        return cls(strategy=Strategy(measure=measure, children=children))
 
     def _rule(self, kind: str, entry: Entry) -> tuple[str, Rule]:
         strategy = entry[2] if len(entry) == 3 else self.strategy

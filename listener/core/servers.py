@@ -14,7 +14,7 @@ import posixpath
 
 
 class Server(str, enum.Enum):
-    PLAIN = ""  # anything else: judged by its own pid (or tree, as the rule says)
+    PLAIN = "plain"  # anything else: judged by its own pid (or tree, as the rule says)
     UWSGI = "uwsgi"
     GUNICORN = "gunicorn"
     CELERY = "celery"

@@ -1,8 +1,12 @@
-"""Parsing and formatting of byte sizes and durations (pure functions)."""
+"""Text people write and read: sizes, durations, ages, pids, one-line messages, URLs shown
+without credentials. The one way each is written for people (the status page, `check` and the
+logs all use these); pure functions."""
 
 from __future__ import annotations
 
 import re
+import urllib.parse
+from collections.abc import Sequence
 from fractions import Fraction
 
 # memmon's KB/MB/GB are powers of 1024 (supervisor's byte_size); we keep that meaning and
@@ -68,3 +72,61 @@ def format_size(n_bytes: float) -> str:
             return f"{int(value)}{unit}" if unit == "B" else f"{value:.1f}{unit}"
         value /= 1024
     raise AssertionError("unreachable")
+
+
+# An age is written in the largest unit that still reads as at least 2 of it ("90s", not "2m",
+# for a tick 90 s ago), in the units --grace and the other durations take.
+_UNITS = (("d", 86400), ("h", 3600), ("m", 60))
+
+
+def format_age(seconds: float | None) -> str:
+    """How long ago: 5 -> '5s ago', 600 -> '10m ago', 7200 -> '2h ago'; None -> 'never'.
+    Whole units, rounded down; a time in the future (another host's clock) is '0s ago'."""
+    if seconds is None:
+        return "never"
+    seconds = max(0.0, seconds)
+    for unit, size in _UNITS:
+        if seconds >= 2 * size:
+            return f"{int(seconds // size)}{unit} ago"
+    return f"{int(seconds)}s ago"
+
+
+def format_pid(pid: int | None) -> str:
+    """A pid as a table cell: '-' for none (0 is what supervisord lists for a stopped process)."""
+    return str(pid) if pid else "-"
+
+
+def format_memory(n_bytes: int | None, measure: str, whose: int | None = None,
+                  notes: Sequence[str] = ()) -> str:
+    """A figure and its measure, '210.0MiB pss'; then, in parentheses, the pid it belongs to
+    when that is not the supervised process and any notes: '210.0MiB pss (pid 4312, largest
+    of 5)'; '-' without a sample."""
+    if n_bytes is None:
+        return "-"
+    said = ", ".join([f"pid {whose}", *notes] if whose else notes)
+    return f"{format_size(n_bytes)} {measure}" + (f" ({said})" if said else "")
+
+
+def format_duration(seconds: float) -> str:
+    """A duration as people write it, in the largest unit that divides it: 3600 -> '1h',
+    90 -> '90s', 0.5 -> '0.5s'."""
+    for unit, size in _UNITS:
+        if seconds >= size and seconds % size == 0:
+            return f"{int(seconds // size)}{unit}"
+    return f"{seconds:g}s"
+
+
+def one_line(text: str) -> str:
+    """Control characters escaped, so that an error about hostile input stays one line."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
+def redact_url(url: str) -> str:
+    """The URL without any user:password@ part, for logs and errors."""
+    parsed = urllib.parse.urlsplit(url)
+    if parsed.password is None and parsed.username is None:
+        return url
+    netloc = parsed.hostname or ""
+    if parsed.port:
+        netloc += f":{parsed.port}"
+    return urllib.parse.urlunsplit(parsed._replace(netloc=netloc))

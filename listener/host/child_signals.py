@@ -12,7 +12,7 @@ import os
 import signal
 from collections.abc import Callable
 
-from listener.core.model import SignalChild
+from listener.core.model import SAME_START, SignalChild
 from listener.host.procfs import ProcReader
 from listener.log import fields
 from listener.web.stats import Counter, Stats
@@ -69,7 +69,7 @@ class ChildSignaller:
 
     def _still_that_child(self, action: SignalChild) -> bool:
         stat = self._reader.stat(action.child_pid)
-        if stat is None or stat.state == "Z" or abs(stat.started - action.child_started) > 0.05:
+        if stat is None or stat.state == "Z" or abs(stat.started - action.child_started) > SAME_START:
             return False
         pid = stat.ppid
         for _ in range(MAX_DEPTH):

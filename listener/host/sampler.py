@@ -24,7 +24,6 @@ import psutil
 from listener.core.model import (
     ACCESS_DENIED,
     PID_REUSED,
-    RUNNING,
     UNREADABLE,
     VANISHED,
     ZOMBIE,
@@ -34,6 +33,7 @@ from listener.core.model import (
 )
 from listener.core.rules import Rules, Strategy
 from listener.core.servers import Server, recognise
+from listener.core.states import RUNNING
 from listener.host.procfs import ProcReader, ProcStat, children_map, descendants
 
 log = logging.getLogger("memwatch.sampler")
@@ -55,25 +55,19 @@ def identity_problem(proc: ProcessInfo, stat: ProcStat) -> str | None:
 
 
 class Sampler:
-    def __init__(self, rules: Rules | None = None, reader: ProcReader | None = None) -> None:
-        self.rules = rules or Rules()
+    def __init__(self, reader: ProcReader | None = None) -> None:
         self.reader = reader or ProcReader()
         self._reported: set[str] = set()
         self._servers: dict[tuple[int, float], Server] = {}  # (pid, start) -> what it runs
         self._said: dict[str, Server] = {}  # namespec -> the server last logged for it
 
-    @classmethod
-    def of(cls, measure: str = "rss", children: str = "none",
-           reader: ProcReader | None = None) -> Sampler:
-        """A sampler that measures every process the same way."""
-        return cls(Rules(strategy=Strategy(measure=measure, children=children)), reader)
-
-    def sample(self, processes: Iterable[ProcessInfo]) -> SampleResult:
+    def sample(self, processes: Iterable[ProcessInfo], rules: Rules) -> SampleResult:
+        """Each running process measured as its rule says (the rules in force this tick)."""
         errors: Counter[str] = Counter()
         samples: dict[str, Sample] = {}
         running = [p for p in processes if p.pid > 0 and p.statename == RUNNING]
         servers = self._recognise(running)
-        strategies = [self.rules.strategy_for(p.group, p.name).resolve(servers[p.namespec])
+        strategies = [rules.strategy_for(p.group, p.name).resolve(servers[p.namespec])
                       for p in running]
         table: dict[int, ProcStat] = {}
         if any(s.children != "none" for s in strategies):

@@ -27,24 +27,14 @@ import math
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
 
-from listener.core.model import RUNNING, ProcessInfo
+from listener.core.model import ProcessInfo
+from listener.core.states import EXITS_INTO, RUNNING, STARTING, STOPPED, WITH_PID
+from listener.supervisord import protocol
 
 STATE_EVENT = "PROCESS_STATE_"
 GROUP_ADDED = "PROCESS_GROUP_ADDED"
 GROUP_REMOVED = "PROCESS_GROUP_REMOVED"
-WITH_PID = frozenset({RUNNING, "STOPPING"})  # the states getProcessInfo shows a pid in, here
-STOPPED_STATES = frozenset({"STOPPED", "EXITED", "FATAL", "BACKOFF"})
 MAX_REASONS = 3  # said in the log line of the listing: the first few are enough
-
-
-def payload_tokens(payload: str) -> dict[str, str]:
-    """`processname:cat groupname:cat from_state:STARTING pid:42` as a dict."""
-    tokens = {}
-    for token in payload.split():
-        key, sep, value = token.partition(":")
-        if sep:
-            tokens[key] = value
-    return tokens
 
 
 class ProcessTable:
@@ -78,7 +68,7 @@ class ProcessTable:
 
     def apply(self, eventname: str, payload: str) -> None:
         """A PROCESS_STATE_* or PROCESS_GROUP_* event."""
-        tokens = payload_tokens(payload)
+        tokens = protocol.tokens(payload)[0]
         if eventname == GROUP_ADDED:
             self._resync(f"group {tokens.get('groupname', '?')} added")
             return
@@ -96,9 +86,9 @@ class ProcessTable:
         if not self._listed:
             return  # the first listing will say where everything is
         if before is None:
-            if tokens.get("from_state") != "STOPPED":  # a new process starts out STOPPED
+            if tokens.get("from_state") != STOPPED:  # a new process starts out STOPPED
                 self._resync(f"{namespec} is not in the table")
-            before = ProcessInfo(group, name, 0, "STOPPED", 0.0)
+            before = ProcessInfo(group, name, 0, STOPPED, 0.0)
         elif tokens.get("from_state") != before.statename:
             self._resync(f"{namespec} went {tokens.get('from_state')}->{state}, the table "
                          f"had it {before.statename}")
@@ -108,11 +98,10 @@ class ProcessTable:
         pid_text = tokens.get("pid", "")
         pid = int(pid_text) if state in WITH_PID and pid_text.isdigit() else 0
         now = self._wall()
-        start = now if state == "STARTING" else before.start
+        start = now if state == STARTING else before.start
         if state == RUNNING and not start:
             start = now
-        stop = now if state in STOPPED_STATES and before.statename not in STOPPED_STATES \
-            else before.stop
+        stop = now if state in EXITS_INTO and before.statename not in EXITS_INTO else before.stop
         # a pid that started after this moment is not this process (listener.host.sampler)
         return replace(before, pid=pid, statename=state, start=start, stop=stop,
                        listed_at=self._boot() if pid else math.inf)

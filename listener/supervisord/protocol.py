@@ -27,7 +27,9 @@ class Event:
         return self.headers.get("eventname", "")
 
 
-def _lenient_tokens(line: str) -> tuple[dict[str, str], list[str]]:
+def tokens(line: str) -> tuple[dict[str, str], list[str]]:
+    """`key:value` tokens split on blanks (a header line, or a state event's payload), and the
+    tokens that are not key:value."""
     tokens: dict[str, str] = {}
     bad: list[str] = []
     for token in line.split():
@@ -61,7 +63,7 @@ def read_event(stdin: TextIO) -> Event | None:
             raise ProtocolError(f"header line longer than {MAX_HEADER_LINE} characters")
         raise ProtocolError(f"truncated header line {line[:200]!r}")
     shown = line.rstrip()[:200]
-    headers, bad = _lenient_tokens(line)
+    headers, bad = tokens(line)
     length_text = headers.get("len")
     if length_text is None:
         problem = f"bad header token {bad[0]!r}" if bad else "no len"

@@ -18,6 +18,7 @@ import xmlrpc.client
 from typing import Any
 
 from listener.core.model import ProcessInfo
+from listener.core.text import redact_url
 from listener.supervisord.fastxml import fast_struct_array
 
 
@@ -123,17 +124,6 @@ def counts_as_failure(exc: BaseException) -> bool:
     if isinstance(exc, xmlrpc.client.Fault):
         return exc.faultCode != Fault.SHUTDOWN_STATE
     return not isinstance(exc, (ConnectionError, FileNotFoundError))
-
-
-def redact_url(url: str) -> str:
-    """The URL without any user:password@ part, for logs and errors."""
-    parsed = urllib.parse.urlsplit(url)
-    if parsed.password is None and parsed.username is None:
-        return url
-    netloc = parsed.hostname or ""
-    if parsed.port:
-        netloc += f":{parsed.port}"
-    return urllib.parse.urlunsplit(parsed._replace(netloc=netloc))
 
 
 def describe_error(exc: BaseException) -> str:

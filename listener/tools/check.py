@@ -2,22 +2,25 @@
 
 from __future__ import annotations
 
+import http.client
+import io
 import json
 import os
 import shlex
 import time
 import urllib.request
 from collections.abc import Sequence
-from typing import Any, TextIO
+from typing import TextIO
 
-from listener.config.parse import Config
+from listener.config.settings import Config
 from listener.core import policy
 from listener.core.model import ProcessInfo, own_namespecs
 from listener.core.policy import Verdict
 from listener.core.servers import Server, recognise
-from listener.core.text import format_size
+from listener.core.text import format_age, format_memory, format_pid, format_size, one_line
 from listener.host.sampler import Sampler
 from listener.tools.table import table
+from listener.web.view import StatusView, from_json
 
 HEADERS = ("GROUP", "PROCESS", "PID", "STATE", "STRATEGY", "MEMORY", "LIMIT", "VERDICT")
 
@@ -38,23 +41,23 @@ def memory_text(j: policy.Judgement) -> str:
     sample = j.sample
     if sample is None:
         return "-"
-    text = f"{format_size(sample.value)} {sample.measure}"
+    notes, whose = [], None
+    if sample.units:
+        whose = max(sample.units, key=lambda u: u.bytes).pid
+        notes.append(f"largest of {len(sample.units)}")
+    elif sample.children:
+        notes.append(f"sum of {sample.children + 1}")
     strategy = j.strategy
     if strategy is not None and strategy.measure != sample.measure:  # PSS/USS denied
-        text += f" (not {strategy.measure}: denied)"
-    if sample.units:
-        largest = max(sample.units, key=lambda u: u.bytes)
-        text += f" (pid {largest.pid}, largest of {len(sample.units)})"
-    elif sample.children:
-        text += f" (sum of {sample.children + 1})"
-    return text
+        notes.append(f"not {strategy.measure}: denied")
+    return format_memory(sample.value, sample.measure, whose, notes)
 
 
 def render(judgements: Sequence[policy.Judgement]) -> str:
     rows = [HEADERS]
     for j in judgements:
         strategy = j.strategy.description if j.strategy and j.verdict is not Verdict.SELF else "-"
-        rows.append((j.process.group, j.process.name, str(j.process.pid or "-"),
+        rows.append((j.process.group, j.process.name, format_pid(j.process.pid),
                      j.process.statename, strategy, memory_text(j),
                      format_size(j.limit) if j.limit is not None else "-", verdict_text(j)))
     return table(rows)
@@ -63,7 +66,7 @@ def render(judgements: Sequence[policy.Judgement]) -> str:
 def check(config: Config, processes: Sequence[ProcessInfo], sampler: Sampler, out: TextIO,
           environ: dict[str, str] | None = None) -> int:
     """Print the table; 1 if some watched process is over its limit, else 0."""
-    result = sampler.sample(processes)
+    result = sampler.sample(processes, config.rules)
     env = os.environ if environ is None else environ
     decision = policy.decide(processes, result.samples, config.rules, policy.PolicyState(),
                              time.time(), self_names=own_namespecs(env),
@@ -77,27 +80,26 @@ LISTENER_HEADERS = ("GROUP", "PROCESS", "PID", "STRATEGY", "MEMORY", "LIMIT", "V
                     "RESTARTS", "SIGNALS", "BUDGET", "LAST ACTION")
 
 
-def listener_table(view: dict[str, Any], now: float) -> tuple[str, bool]:
-    """A running listener's /status as a table, and whether some process is over its limit."""
-    rows = [LISTENER_HEADERS]
-    over = False
-    for p in view["processes"]:
-        memory, limit = p["memory_bytes"], p["limit_bytes"]
-        over = over or (memory is not None and memory > limit)
-        action = p["last_action"]
-        whose = p.get("memory_pid")
-        figure = (f"{format_size(memory)} {p['measure']}"
-                  + (f" (pid {whose})" if whose not in (None, p["pid"]) else "")
-                  if memory is not None else "-")
-        rows.append((p["group"], p["process"], str(p["pid"] or "-"), p["strategy"], figure,
-                     format_size(limit), p["verdict"], str(p["restarts"]),
-                     str(p["child_signals"]),
-                     "-" if p["budget_left"] is None else str(p["budget_left"]),
-                     f"{action['kind'].replace('_', ' ')} {now - action['at']:.0f}s ago" if action else "-"))
-    age = f"{now - view['last_tick']:.0f}s ago" if view["last_tick"] else "never"
-    head = (f"supervisord {'reachable' if view['supervisor_up'] else 'UNREACHABLE'}, "
-            f"last tick {age}, stopped and not running again: {view['stopped_not_running']}\n")
+def listener_table(view: StatusView, now: float) -> tuple[str, bool]:
+    """A running listener's view as a table, and whether some process is over its limit."""
+    rows: list[tuple[str, ...]] = [LISTENER_HEADERS]
+    for p in view.processes:
+        last = (f"{p.last_action.replace('_', ' ')} {format_age(now - p.last_action_at)}"
+                if p.last_action else "-")
+        rows.append(tuple(one_line(cell) for cell in (
+            p.group, p.process, format_pid(p.pid), p.strategy,
+            format_memory(p.memory_bytes, p.measure, p.worker_pid), format_size(p.limit_bytes),
+            p.verdict, str(p.restarts), str(p.child_signals),
+            "-" if p.budget_left is None else str(p.budget_left), last)))
+    over = any(p.memory_bytes is not None and p.memory_bytes > p.limit_bytes
+               for p in view.processes)
+    head = (f"supervisord {'reachable' if view.supervisor_up else 'UNREACHABLE'}, "
+            f"last tick {format_age(now - view.last_tick if view.last_tick else None)}, "
+            f"stopped and not running again: {view.stopped_not_running}\n")
     return head + table(rows), over
+
+
+STATUS_MAX_BYTES = 64 * 2**20  # /status of 1000 processes with their history is about 4 MB
 
 
 def check_listener(url: str, out: TextIO, timeout: float = 10.0) -> int:
@@ -105,12 +107,30 @@ def check_listener(url: str, out: TextIO, timeout: float = 10.0) -> int:
     status_url = url.rstrip("/") + ("" if url.rstrip("/").endswith("/status") else "/status")
     try:
         with urllib.request.urlopen(status_url, timeout=timeout) as resp:
-            view = json.load(resp)
-        text, over = listener_table(view, time.time())
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise CheckError(f"--listener: cannot read {status_url}: {exc}") from None
+            body = _read_bounded(resp, time.monotonic() + timeout)
+        view = from_json(json.loads(body))
+    # StatusError is a ValueError; a garbled status line or a cut body is an HTTPException
+    except (OSError, ValueError, RecursionError, http.client.HTTPException) as exc:
+        raise CheckError(one_line(f"--listener: cannot read {status_url}: {exc}")) from None
+    text, over = listener_table(view, time.time())
     out.write(text)
     return 1 if over else 0
+
+
+def _read_bounded(resp: io.BufferedIOBase, deadline: float) -> bytes:
+    """The body, refused past STATUS_MAX_BYTES or the deadline: the timeout of urlopen bounds
+    each read, not a server that sends a byte at a time."""
+    chunks, size = [], 0
+    while chunk := resp.read1(65536):
+        size += len(chunk)
+        if size > STATUS_MAX_BYTES:
+            raise ValueError(f"the answer is over {format_size(STATUS_MAX_BYTES)}")
+        if time.monotonic() > deadline:
+            raise ValueError("the answer took too long")
+        chunks.append(chunk)
+    if isinstance(resp, http.client.HTTPResponse) and resp.length:  # bytes still announced
+        raise ValueError(f"the answer was cut short, {resp.length} bytes before its end")
+    return b"".join(chunks)
 
 
 class CheckError(Exception):

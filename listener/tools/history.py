@@ -49,6 +49,7 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
+from listener.core.text import format_duration
 from listener.tools.advice import Observed
 from listener.tools.promapi import HistoryError, Prometheus, Series, duration, quoted
 
@@ -75,14 +76,6 @@ def observe_history(url: str, window: float, timeout: float = 10.0,
     return _observe(prometheus, window, now, matcher)
 
 
-def _human(seconds: float) -> str:
-    """A window as people write it: 604800 -> '7d', 300 -> '5m'."""
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size and seconds % size == 0:
-            return f"{int(seconds // size)}{unit}"
-    return f"{seconds:g}s"
-
-
 def _label(value: str) -> str:
     """A PromQL string literal (JSON's escapes are among Go's, which PromQL takes)."""
     return json.dumps(value, ensure_ascii=False)
@@ -93,7 +86,7 @@ def _instance_matcher(prometheus: Prometheus, window: float, now: float,
     """The matcher of the one instance to read: the one asked for, else the only one with
     series in the window (a series without an instance label matches instance="")."""
     where = f"Prometheus at {prometheus.shown}"
-    span = _human(window)
+    span = format_duration(window)
     window_ms = duration(max(1, round(window * 1000)))
     found = prometheus.instant(f"count by (instance) (count_over_time({TREE}[{window_ms}]))", now)
     names = sorted(s.labels.get("instance", "") for s in found)
@@ -133,7 +126,7 @@ def _observe(prometheus: Prometheus, window: float, now: float, matcher: str) ->
     groups = _now(prometheus.instant(f'{{__name__=~"{names}",{matcher}}}', now))
     if not groups:
         raise HistoryError(f"Prometheus at {prometheus.shown} has {TREE} series in the last "
-                           f"{_human(window)} but none now: is the listener still running, and "
+                           f"{format_duration(window)} but none now: is the listener still running, and "
                            "Prometheus still scraping it?")
 
     def ranged(name: str) -> dict[str, list[Series]]:

@@ -19,7 +19,7 @@ from listener.tools.advice import Host, Observed
 
 @dataclass
 class _Program:
-    kind: str = "plain"
+    kind: str = Server.PLAIN.value
     workers: list[int] = field(default_factory=list)
     trees: list[int] = field(default_factory=list)
     children: list[int] = field(default_factory=list)
@@ -56,7 +56,7 @@ class Observation:
             if sample is None or sample.server is Server.MEMWATCH or proc.pid == self.self_pid:
                 continue
             program = self.by_program.setdefault(proc.group, _Program())
-            program.kind = sample.server.value or "plain"
+            program.kind = sample.server.value
             program.workers += [u.bytes for u in sample.units[1:]]
             program.trees.append(sample.tree if sample.tree is not None else sample.value)
             program.children.append(sample.children)
@@ -81,7 +81,7 @@ class Observation:
         for group, program in sorted(self.by_program.items()):
             proc = self.representative[group]
             rule = self.rules.rule_for(proc.group, proc.name)
-            server = Server(program.kind) if program.kind != "plain" else Server.PLAIN
+            server = Server(program.kind)
             observed.append(Observed(
                 program=group, kind=program.kind, processes=len(program.processes),
                 children_per_process=_median(program.children),
@@ -107,12 +107,12 @@ def observe_live(supervisor: Supervisor, rules: Rules, duration: float, interval
                  sleep: Callable[[float], None] = time.sleep) -> list[Observed]:
     """Sample for `duration` seconds, a pass every `interval`, the first and last included.
     Raises the supervisor client's errors (the caller says them in one line)."""
-    sampler = Sampler.of("pss", "each")  # every pid of every tree, on its own
+    sampler, every_pid = Sampler(), Rules.uniform("pss", "each")  # each pid of each tree alone
     observation = Observation(rules, os.getpid())
     began = clock()
     while True:
         processes = supervisor.processes()
-        observation.add(processes, sampler.sample(processes).samples, clock())
+        observation.add(processes, sampler.sample(processes, every_pid).samples, clock())
         elapsed = clock() - began
         if progress is not None:
             progress(min(elapsed, duration), duration)
@@ -136,6 +136,6 @@ def recognised_kinds(supervisor: Supervisor) -> dict[str, str]:
     """What each program runs (uwsgi, gunicorn, celery, plain), from one look at supervisord:
     Prometheus's series do not say it."""
     processes = supervisor.processes()
-    samples = Sampler.of("rss", "none").sample(processes).samples
-    return {p.group: samples[p.namespec].server.value or "plain"
+    samples = Sampler().sample(processes, Rules.uniform()).samples
+    return {p.group: samples[p.namespec].server.value
             for p in processes if p.namespec in samples}

@@ -15,8 +15,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from listener.config.flags import one_line
-from listener.supervisord.rpc import redact_url
+from listener.core.text import one_line, redact_url
 
 MAX_QUOTED = 200  # characters of the server's own text quoted in an error
 QUERY = "/api/v1/query"

@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterator
 from operator import attrgetter
 from typing import Any, cast
 
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, ProcessCollector
 from prometheus_client.core import (
     CounterMetricFamily,
     GaugeMetricFamily,
@@ -18,7 +18,8 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 from listener import __version__
-from listener.web.stats import TICK_BUCKETS, Counter, ProcessStats, Snapshot, Stats
+from listener.core.rows import ProcessRow
+from listener.web.stats import TICK_BUCKETS, Counter, Snapshot, Stats
 
 LABELS = ["group", "process"]
 
@@ -61,9 +62,12 @@ BUCKET_BOUNDS = [str(bound) for bound in TICK_BUCKETS] + ["+Inf"]
 
 
 def make_registry(stats: Stats, patience: float = PATIENCE) -> CollectorRegistry:
-    """A private registry (never the global one) holding the daemon's collector."""
+    """A private registry (never the global one) holding the daemon's collector, and the
+    listener's own memory, CPU and descriptors (process_*, read from /proc/self at each
+    scrape): a watchdog that leaks must show it like the processes it watches."""
     registry = CollectorRegistry(auto_describe=False)
     registry.register(MemwatchCollector(stats, patience))
+    ProcessCollector(registry=registry)
     return registry
 
 
@@ -87,13 +91,13 @@ class MemwatchCollector(Collector):
         yield from _listener_families(snap)
 
 
-PER_PROCESS: list[tuple[Callable[..., Metric], str, str, Callable[[ProcessStats], float | None]]] = [
-    (GaugeMetricFamily, *MEMORY, attrgetter("memory")),
-    (GaugeMetricFamily, *LIMIT, attrgetter("limit")),
-    (GaugeMetricFamily, *OVER, attrgetter("over_samples")),
+PER_PROCESS: list[tuple[Callable[..., Metric], str, str, Callable[[ProcessRow], float | None]]] = [
+    (GaugeMetricFamily, *MEMORY, attrgetter("memory_bytes")),
+    (GaugeMetricFamily, *LIMIT, attrgetter("limit_bytes")),
+    (GaugeMetricFamily, *OVER, attrgetter("over_limit_samples")),
     (GaugeMetricFamily, *CHILDREN, attrgetter("children")),
     (GaugeMetricFamily, *MEMORY_PID, attrgetter("memory_pid")),
-    (GaugeMetricFamily, *TREE_MEMORY, attrgetter("tree_memory")),
+    (GaugeMetricFamily, *TREE_MEMORY, attrgetter("tree_memory_bytes")),
     (CounterMetricFamily, *CPU, attrgetter("cpu_seconds")),
     *((CounterMetricFamily, f"memwatch_{c.value}", doc, attrgetter(c.value))
       for c, doc in COUNTER_HELP.items()),
@@ -101,7 +105,7 @@ PER_PROCESS: list[tuple[Callable[..., Metric], str, str, Callable[[ProcessStats]
 
 
 def _process_family(snap: Snapshot, kind: Callable[..., Metric], name: str, doc: str,
-                    value: Callable[[ProcessStats], float | None]) -> Metric:
+                    value: Callable[[ProcessRow], float | None]) -> Metric:
     """One family with a sample per process that has a value; memory also says its measure."""
     with_measure = name in (MEMORY[0], TREE_MEMORY[0])
     family: Any = kind(name, doc, labels=[*LABELS, "measure"] if with_measure else LABELS)

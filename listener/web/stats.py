@@ -16,12 +16,13 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 
 from listener.core.model import SAMPLE_ERRORS
+from listener.core.rows import ProcessRow
 
 TICK_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
 class Counter(str, enum.Enum):
-    """The per-process counters; the value is the ProcessStats field and the metric's stem."""
+    """The per-process counters; the value is the ProcessRow field and the metric's stem."""
 
     RESTARTS = "restarts"
     RESTART_FAILURES = "restart_failures"
@@ -32,47 +33,8 @@ class Counter(str, enum.Enum):
 
 
 @dataclass(frozen=True)
-class ProcessRow:
-    """One watched process as a tick saw it (no counters: those are the daemon's to add)."""
-
-    group: str
-    process: str
-    memory: int | None  # None: no sample this tick
-    measure: str
-    limit: int
-    over_samples: int
-    children: int | None
-    pid: int = 0
-    verdict: str = ""
-    strategy: str = ""  # e.g. "pss, each, HUP"
-    budget_left: int | None = None  # restarts left in the window; None: no budget
-    # whose figure `memory` is: the supervised pid, or the largest worker with children
-    # each/auto; None for a tree's sum
-    memory_pid: int | None = None
-    tree_memory: int | None = None  # the supervised pid and its descendants, summed
-    cpu_seconds: float | None = None  # CPU used, never decreasing while the pid is the same
-    state: str = ""  # supervisord's state name: RUNNING, STOPPED...
-
-
-@dataclass(frozen=True)
-class ProcessStats(ProcessRow):
-    """A row and the counters the daemon added to it since the process was first watched."""
-
-    restarts: int = 0
-    restart_failures: int = 0
-    restarts_suppressed: int = 0
-    child_signals: int = 0
-    child_signal_escalations: int = 0
-    dry_run_actions: int = 0
-    last_action: str = ""  # the counter of the last action: restarts, child_signals, ...
-    last_action_at: float = 0.0  # epoch seconds
-    # (epoch seconds, bytes), the latest last; only in snapshot(history=True)
-    history: tuple[tuple[float, int], ...] = ()
-
-
-@dataclass(frozen=True)
 class Snapshot:
-    processes: tuple[ProcessStats, ...]
+    processes: tuple[ProcessRow, ...]
     events: dict[str, int]
     sample_errors: dict[str, int]
     supervisor_up: int
@@ -82,7 +44,9 @@ class Snapshot:
     stopped_not_running: int
 
 
-COUNTER_FIELDS = tuple(c.value for c in Counter)  # looked up once, not per process and tick
+# what a process's row keeps from tick to tick: its counters and its last action (looked up
+# once, not per process and tick)
+KEPT_FIELDS = (*(c.value for c in Counter), "last_action", "last_action_at")
 HISTORY = 120  # samples kept per process for the status page: 10 minutes of TICK_5
 # kept as flat arrays of doubles (time, bytes, time, bytes...): 16 bytes a sample, ~2 MB for
 # 1000 processes, where tuples would take ~13 MB
@@ -94,7 +58,7 @@ class Stats:
     def __init__(self, clock: Callable[[], float] = time.time) -> None:
         self._clock = clock  # wall time of the actions counted (the status page shows them)
         self._lock = threading.Lock()
-        self._processes: dict[str, ProcessStats] = {}
+        self._processes: dict[str, ProcessRow] = {}
         # born at 0, so that increase() sees the first one (Prometheus cannot see a counter
         # that starts life at 1)
         self._events: Tally[str] = Tally({"malformed": 0})
@@ -140,24 +104,23 @@ class Stats:
     def observe(self, rows: Iterable[ProcessRow], now: float) -> None:
         """Record a tick's figures, before any action is counted. Processes not in `rows` lose
         their series; new ones start with every counter at 0, so that increase() sees their
-        first restart."""
+        first restart; the others keep theirs (a tick's rows carry none)."""
         with self._lock:
-            current: dict[str, ProcessStats] = {}
+            current: dict[str, ProcessRow] = {}
             for row in rows:
-                namespec = f"{row.group}:{row.process}"
+                namespec = row.namespec
                 old = self._processes.get(namespec)
-                kept = {f: getattr(old, f) for f in COUNTER_FIELDS} if old else {}
                 if old:
-                    kept.update(last_action=old.last_action, last_action_at=old.last_action_at)
+                    row = replace(row, **{f: getattr(old, f) for f in KEPT_FIELDS})
                     if old.pid == row.pid and old.cpu_seconds is not None and (
                             row.cpu_seconds is None or row.cpu_seconds < old.cpu_seconds):
                         # a counter: an orphaned child's time leaves the tree, a missed sample
                         # leaves a gap; neither may look like a reset to Prometheus
                         row = replace(row, cpu_seconds=old.cpu_seconds)
-                current[namespec] = ProcessStats(**vars(row), **kept)
+                current[namespec] = row
                 samples = self._history.setdefault(namespec, array("d"))
-                if row.memory is not None:
-                    samples.extend((now, row.memory))
+                if row.memory_bytes is not None:
+                    samples.extend((now, row.memory_bytes))
                     del samples[:-2 * HISTORY]
             for gone in self._history.keys() - current.keys():
                 del self._history[gone]
@@ -206,7 +169,7 @@ class Stats:
             return snap
         with_history = []
         for p in processes:
-            flat = flats.get(f"{p.group}:{p.process}", array("d"))
+            flat = flats.get(p.namespec, array("d"))
             pairs = tuple(zip(flat[0::2], map(int, flat[1::2]), strict=True))
             with_history.append(replace(p, history=pairs))
         return replace(snap, processes=tuple(with_history))

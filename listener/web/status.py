@@ -1,101 +1,65 @@
 """What people look at, on the metrics port: `/status` (JSON) and `/` (one self-contained HTML
 page that refreshes itself: no outside assets, so it works on an air-gapped host). Both are
-pure renderings of a Stats snapshot; `app()` routes them next to /metrics."""
+pure renderings of a StatusView (listener.web.view); `app()` routes them next to /metrics."""
 
 from __future__ import annotations
 
 import html
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from listener import __version__
-from listener.core.text import format_size
+from listener.core.rows import ProcessRow
+from listener.core.text import format_age, format_memory, format_pid, format_size
 from listener.web.httpserver import WSGIApp
-from listener.web.stats import ProcessStats, Snapshot, Stats
+from listener.web.stats import Stats
+from listener.web.view import StatusView, to_json
 
 REFRESH_SECONDS = 5
 
 
-def status(snap: Snapshot) -> dict[str, Any]:
-    """The listener's view, as `/status` serves it (and `check --listener` reads it)."""
-    return {
-        "version": __version__,
-        "supervisor_up": bool(snap.supervisor_up),
-        "last_tick": snap.last_tick,
-        "stopped_not_running": snap.stopped_not_running,
-        "processes": [_process(p) for p in snap.processes],
-    }
-
-
-def _process(p: ProcessStats) -> dict[str, Any]:
-    return {
-        "group": p.group, "process": p.process, "pid": p.pid, "state": p.state,
-        "memory_bytes": p.memory, "memory_pid": p.memory_pid, "limit_bytes": p.limit,
-        "measure": p.measure,
-        "verdict": p.verdict, "strategy": p.strategy, "over_limit_samples": p.over_samples,
-        "children": p.children, "restarts": p.restarts, "restart_failures": p.restart_failures,
-        "child_signals": p.child_signals, "child_signal_escalations": p.child_signal_escalations,
-        "restarts_suppressed": p.restarts_suppressed, "dry_run_actions": p.dry_run_actions,
-        "budget_left": p.budget_left,
-        "last_action": {"kind": p.last_action, "at": p.last_action_at} if p.last_action else None,
-        "history": [[t, b] for t, b in p.history],
-    }
-
-
-def render_html(view: dict[str, Any], now: float) -> str:
-    """The status page for a `status()` view, as of `now` (epoch seconds)."""
-    age = now - view["last_tick"] if view["last_tick"] else None
-    up = "reachable" if view["supervisor_up"] else "UNREACHABLE"
-    rows = "\n".join(_row(p, now) for p in view["processes"]) or (
+def render_html(view: StatusView, now: float) -> str:
+    """The status page for a view, as of `now` (epoch seconds)."""
+    age = now - view.last_tick if view.last_tick else None
+    rows = "\n".join(_row(p, now) for p in view.processes) or (
         '<tr><td colspan="9" class="none">no watched process (no limit applies to any)</td></tr>')
     return _PAGE.format(
-        refresh=REFRESH_SECONDS, version=html.escape(view["version"]),
-        up_class="ok" if view["supervisor_up"] else "bad", up=up,
-        tick="never" if age is None else f"{age:.0f} s ago",
-        tick_class="bad" if age is None or age > 180 else "ok",
-        stopped=view["stopped_not_running"],
-        stopped_class="bad" if view["stopped_not_running"] else "ok", rows=rows)
+        refresh=REFRESH_SECONDS, version=html.escape(view.version),
+        up_class="ok" if view.supervisor_up else "bad",
+        up="reachable" if view.supervisor_up else "UNREACHABLE",
+        tick=format_age(age), tick_class="bad" if age is None or age > 180 else "ok",
+        stopped=view.stopped_not_running,
+        stopped_class="bad" if view.stopped_not_running else "ok", rows=rows)
 
 
-def _row(p: dict[str, Any], now: float) -> str:
-    memory, limit = p["memory_bytes"], p["limit_bytes"]
+def _row(p: ProcessRow, now: float) -> str:
+    memory, limit = p.memory_bytes, p.limit_bytes
     share = min(memory / limit, 1.5) if memory is not None and limit else 0.0
     bar_class = "over" if share > 1 else ("near" if share > 0.9 else "fine")
-    figure = (f"{format_size(memory)} / {format_size(limit)} ({p['measure']})"
-              if memory is not None else f"- / {format_size(limit)}")
-    if memory is not None and p.get("memory_pid") not in (None, p["pid"]):
-        figure += f" pid {p['memory_pid']}"  # the worker whose figure it is
-    budget = "unlimited" if p["budget_left"] is None else str(p["budget_left"])
-    action = p["last_action"]
-    last = (f"{action['kind'].replace('_', ' ')} {_ago(now - action['at'])}" if action else "-")
+    figure = f"{format_memory(memory, p.measure, p.worker_pid)} / {format_size(limit)}"
+    budget = "unlimited" if p.budget_left is None else str(p.budget_left)
+    last = (f"{p.last_action.replace('_', ' ')} {format_age(now - p.last_action_at)}"
+            if p.last_action else "-")
     cells = [
-        f'<td class="name">{html.escape(p["group"])}:{html.escape(p["process"])}</td>',
-        f"<td>{p['pid'] or '-'}</td>",
-        f"<td>{html.escape(p['strategy'])}</td>",
-        f'<td><div class="bar"><div class="{bar_class}" style="width:{share / 1.5 * 100:.1f}%">'
-        f'</div><div class="mark"></div></div><span class="figure">{figure}</span></td>',
-        f"<td>{_sparkline(p['history'], limit)}</td>",
-        f'<td class="verdict v-{html.escape(p["verdict"].split()[0])}">'
-        f"{html.escape(p['verdict'])} ({p['over_limit_samples']})</td>",
-        f"<td>{p['restarts']} / {p['child_signals']}</td>",
+        f'<td class="name">{html.escape(p.namespec)}</td>',
+        f"<td>{format_pid(p.pid)}</td>",
+        f'<td class="wrap">{html.escape(p.strategy)}</td>',
+        f'<td class="wrap"><div class="bar"><div class="{bar_class}" style="width:{share / 1.5 * 100:.1f}%">'
+        f'</div><div class="mark"></div></div><span class="figure">{html.escape(figure)}</span></td>',
+        f"<td>{_sparkline(p.history, limit)}</td>",
+        f'<td class="verdict v-{html.escape(p.verdict.split()[0])}">'
+        f"{html.escape(p.verdict)} ({p.over_limit_samples})</td>",
+        f"<td>{p.restarts} / {p.child_signals}</td>",
         f"<td>{budget}</td>",
         f"<td>{html.escape(last)}</td>",
     ]
     return '<tr class="process">' + "".join(cells) + "</tr>"
 
 
-def _ago(seconds: float) -> str:
-    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
-        if seconds >= size:
-            return f"{seconds / size:.0f} {unit} ago"
-    return f"{seconds:.0f} s ago"
-
-
-def _sparkline(history: Iterable[list[float]], limit: int, width: int = 160,
+def _sparkline(history: Sequence[tuple[float, int]], limit: int, width: int = 160,
                height: int = 28) -> str:
     """An inline SVG of the recent samples, the limit as a dashed line."""
-    points = list(history)
+    points = history
     if len(points) < 2:
         return '<svg class="spark" width="160" height="28"></svg>'
     top = max(max(b for _, b in points), limit) * 1.05
@@ -124,15 +88,17 @@ h1 {{ font-size: 1.3em; margin: 0 0 .4em; }}
 table {{ border-collapse: collapse; margin-top: 1em; width: 100%; }}
 th, td {{ text-align: left; padding: .35em .6em; border-bottom: 1px solid #ddd;
           vertical-align: middle; white-space: nowrap; }}
-th {{ background: #f4f4f4; font-weight: 600; }}
+th {{ background: #f4f4f4; font-weight: 600; white-space: normal; vertical-align: bottom; }}
 td.name {{ font-family: ui-monospace, monospace; }}
+/* headers, strategies and the bar and its figure may wrap: the last action stays on screen */
+td.wrap {{ white-space: normal; min-width: 8em; }}
 .bar {{ position: relative; display: inline-block; width: 120px; height: 10px;
         background: #eee; margin-right: .5em; vertical-align: middle; }}
 .bar div {{ height: 100%; }}
 .bar .mark {{ position: absolute; top: -2px; left: 66.7%; width: 2px; height: 14px;
               background: #555; }}
 .fine {{ background: #4caf50; }} .near {{ background: #ff9800; }} .over {{ background: #e53935; }}
-.figure {{ font-size: .9em; }}
+.figure {{ font-size: .9em; white-space: nowrap; }}
 .spark .samples {{ fill: none; stroke: #1565c0; stroke-width: 1.5; }}
 .spark .limit {{ stroke: #c62828; stroke-dasharray: 3 3; }}
 .v-ok {{ color: #1a7f37; }} .v-over, .v-act, .v-suppressed, .v-deferred {{ color: #c62828; }}
@@ -167,9 +133,9 @@ def app(stats: Stats, metrics: WSGIApp, clock: Callable[[], float]) -> WSGIApp:
         if path not in ("/", "/status"):
             return metrics(environ, start_response)
         stats.wait_loop_idle(1.0)  # start between two events: the page is for people, not urgent
-        view = status(stats.snapshot(history=True))
+        view = StatusView.of(stats.snapshot(history=True))
         if path == "/status":
-            body, kind = json.dumps(view).encode(), "application/json"
+            body, kind = json.dumps(to_json(view)).encode(), "application/json"
         else:
             body, kind = render_html(view, clock()).encode(), "text/html; charset=utf-8"
         start_response("200 OK", [("Content-Type", kind), ("Content-Length", str(len(body))),

@@ -64,6 +64,18 @@ REQUIRED_ALERTS = {
     "MemwatchDown",
     "MemwatchStalled",
     "MemwatchSupervisorUnreachable",
+    "MemwatchListenerMemoryHigh",
+}
+
+# The listener's own process metrics (prometheus_client's ProcessCollector): what the rules may
+# select besides memwatch_*.
+PROCESS_METRICS = {
+    "process_resident_memory_bytes",
+    "process_virtual_memory_bytes",
+    "process_cpu_seconds_total",
+    "process_open_fds",
+    "process_max_fds",
+    "process_start_time_seconds",
 }
 
 
@@ -123,6 +135,16 @@ def test_rules_use_only_metric_names_memwatch_exports() -> None:
     used = set(re.findall(r"\bmemwatch_[a-z_]+", RULES.read_text()))
     assert used, "no memwatch_ metric in the rules"
     assert used <= CONTRACT_METRICS, used - CONTRACT_METRICS
+    own = set(re.findall(r"\bprocess_[a-z_]+", RULES.read_text()))
+    assert own <= PROCESS_METRICS, own - PROCESS_METRICS
+
+
+def test_rules_on_the_listeners_own_process_select_the_memwatch_job() -> None:
+    # every exporter exports process_*: without the job, node_exporter's would fire the alert
+    rules = "\n".join(line for line in RULES.read_text().splitlines()
+                      if not line.lstrip().startswith("#"))
+    uses = re.findall(r"\bprocess_[a-z_]+(\{[^}]*\})?", rules)
+    assert uses and all('job="memwatch"' in selector for selector in uses), uses
 
 
 def rule_tests_by_alert() -> dict[str, set[bool]]:
@@ -176,6 +198,8 @@ def exposition() -> bytes:
         "memwatch_supervisor_up 1",
         "# TYPE memwatch_stopped_not_running gauge",
         "memwatch_stopped_not_running 0",
+        "# TYPE process_resident_memory_bytes gauge",
+        "process_resident_memory_bytes 30000000",  # the listener's own, well under its bound
     ]
     return ("\n".join(lines) + "\n").encode()
 

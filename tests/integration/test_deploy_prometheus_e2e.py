@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import http.server
 import json
+import re
 import shutil
 import subprocess
 import tempfile
@@ -27,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 
 from tests.harness import HOG, PY, Supervisord, scrape, value
@@ -249,3 +251,28 @@ def test_promtool_check_metrics_finds_nothing_on_a_listener_that_restarted(stack
     result = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True,
                             timeout=60)
     assert (result.returncode, result.stdout, result.stderr) == (0, b"", b""), result
+
+
+def listener_memory_rule() -> tuple[str, str]:
+    """MemwatchListenerMemoryHigh's expression as shipped: (its left side, its bound)."""
+    found = re.search(r"- alert: MemwatchListenerMemoryHigh\n(?:\s+#.*\n)*\s+expr: (.*) > (.*)\n",
+                      RULES.read_text())
+    assert found, "MemwatchListenerMemoryHigh moved or changed shape in memwatch-rules.yml"
+    return found.group(1), found.group(2)
+
+
+def test_prometheus_stores_the_listeners_own_memory_and_the_alert_selects_it(stack: Stack) -> None:
+    # the watchdog watched: Prometheus scraped the real listener's own RSS (ProcessCollector
+    # on its private registry) under the memwatch job
+    series, bound = listener_memory_rule()
+    stored = h.wait_for(lambda: stack.stored('process_resident_memory_bytes{job="memwatch"}') or None,
+                        "Prometheus to store the listener's own memory", timeout=60)
+    assert len(stored) == 1, stored
+    listener = psutil.Process(stack.sv.wait_running("memwatch:memwatch")["memwatch:memwatch"])
+    assert abs(stored[0] - listener.memory_info().rss) < 16 * 2**20  # scraped up to 15 s ago
+    # the shipped expression selects exactly that series (a selector that matched nothing would
+    # never fire), and the listener is well under the bound
+    (selected,) = stack.api("query", query=series)["result"]
+    assert selected["metric"] == {"instance": f"127.0.0.1:{stack.metrics_port}"}
+    (limit,) = stack.stored(f"vector({bound})")
+    assert limit == 128 * 2**20 and float(selected["value"][1]) < limit / 2

@@ -169,6 +169,7 @@ def test_pss_denied_by_permissions_falls_back_to_rss_visibly_and_is_counted():
     import logging
 
     from listener.core.model import ProcessInfo
+    from listener.core.rules import Rules
     from listener.host.sampler import Sampler
 
     target = ProcessInfo("g", "root", os.getpid(), "RUNNING", 0.0)
@@ -182,8 +183,8 @@ def test_pss_denied_by_permissions_falls_back_to_rss_visibly_and_is_counted():
             os.setgroups([])
             os.setgid(nobody.pw_gid)
             os.setuid(nobody.pw_uid)
-            sampler = Sampler.of("pss", "none")
-            results = [sampler.sample([target]) for _ in range(2)]
+            sampler, rules = Sampler(), Rules.uniform("pss", "none")
+            results = [sampler.sample([target], rules) for _ in range(2)]
             s = results[0].samples["g:root"]
             out = {"measure": s.measure, "value": s.value,
                    "errors": [dict(r.errors) for r in results], "log": log.getvalue()}

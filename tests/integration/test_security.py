@@ -128,9 +128,10 @@ def test_a_child_signal_is_never_sent_to_a_pid_outside_the_supervised_tree(pidfd
     import sys
 
     from listener.core.model import SignalChild, Target
+    from listener.core.rows import ProcessRow
     from listener.host.child_signals import PIDFD_OPEN, ChildSignaller
     from listener.host.procfs import ProcReader
-    from listener.web.stats import ProcessRow, Stats
+    from listener.web.stats import Stats
 
     stranger = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])

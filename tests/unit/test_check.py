@@ -11,7 +11,7 @@ from dataclasses import replace
 
 import pytest
 
-from listener.config.parse import Config
+from listener.config.settings import Config
 from listener.core import policy
 from listener.core.model import ProcessInfo, Sample, Unit
 from listener.core.policy import Verdict

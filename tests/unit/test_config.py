@@ -9,7 +9,9 @@ from pathlib import Path
 import pytest
 from superlance.memmon import memmon_from_args
 
-from listener.config.parse import DEFAULT_SERVER_URL, Config, ConfigError, parse
+from listener.config.parse import parse
+from listener.config.settings import DEFAULT_SERVER_URL, Config
+from listener.config.values import ConfigError
 from listener.core import policy
 from listener.core.model import ProcessInfo, Sample
 from listener.core.rules import Rule, Rules, Strategy
@@ -21,8 +23,8 @@ MEMMON_SAMPLE = ('-p program1=200MB -p theprog:thegroup=100MB -g thegroup=100MB 
 
 
 def cfg(command_line: str, environ: dict[str, str] | None = None) -> Config:
-    config, is_check = parse(shlex.split(command_line), environ={} if environ is None else environ)
-    assert not is_check
+    config = parse(shlex.split(command_line), environ={} if environ is None else environ)
+    assert config.command == "listen"
     return config
 
 
@@ -109,8 +111,8 @@ def test_sendmail_program_also_has_a_dashed_long_form() -> None:
 
 
 def test_check_subcommand_takes_the_same_flags() -> None:
-    config, is_check = parse(["check", "-a", "1GB"], environ={})
-    assert is_check
+    config = parse(["check", "-a", "1GB"], environ={})
+    assert config.command == "check"
     assert config.rules.any == GiB
 
 
@@ -300,7 +302,7 @@ def test_child_signal_needs_children_each(command_line: str) -> None:
 
 @pytest.mark.parametrize("spelling", ["HUP", "hup", "SIGHUP", "sighup", "1", " HUP "])
 def test_child_signal_spellings(spelling: str) -> None:
-    config, _ = parse(["--children", "each", "--child-signal", spelling], environ={})
+    config = parse(["--children", "each", "--child-signal", spelling], environ={})
     assert config.strategy.child_signal == signal.SIGHUP
 
 

@@ -13,7 +13,8 @@ from dataclasses import replace
 import pytest
 
 from listener.actions.restarts import Restarter
-from listener.config.parse import Config, ConfigError
+from listener.config.settings import Config
+from listener.config.values import ConfigError
 from listener.core.model import Sample, Unit
 from listener.core.rules import Rules, Strategy
 from listener.daemon import Daemon
@@ -81,7 +82,7 @@ def test_a_process_over_its_limit_is_stopped_then_started_and_counted():
     assert world.supervisor.actions == [("stop", "web:web"), ("start", "web:web")]
     assert world.process("web:web")["restarts"] == 1
     assert world.process("worker:worker")["restarts"] == 0
-    assert world.process("web:web")["memory"] == 150 * MiB
+    assert world.process("web:web")["memory_bytes"] == 150 * MiB
 
 
 def test_consecutive_samples_are_counted_across_ticks_before_acting():
@@ -90,7 +91,7 @@ def test_consecutive_samples_are_counted_across_ticks_before_acting():
     over_samples = []
 
     def seen() -> None:
-        over_samples.append(world.process("web:web")["over_samples"])
+        over_samples.append(world.process("web:web")["over_limit_samples"])
 
     world.run(TICK, seen, TICK, seen, TICK)
     assert over_samples == [1, 2]
@@ -134,7 +135,7 @@ def test_a_reload_applies_the_new_rules_at_the_next_tick_and_a_broken_one_keeps_
         world.run(TICK, world.daemon.request_reload, TICK, world.daemon.request_reload, TICK)
     assert world.supervisor.actions == [("stop", "web:web"), ("start", "web:web")]
     assert any(r.getMessage() == "config reload failed: keeping the old config" for r in caplog.records)
-    assert world.process("web:web")["limit"] == 100 * MiB
+    assert world.process("web:web")["limit_bytes"] == 100 * MiB
     assert world.daemon.sampler.rules == limited(100 * MiB).rules  # measured by the new rules too
 
 
@@ -170,7 +171,7 @@ def test_a_child_over_its_limit_is_signalled_not_restarted():
     big_child = Unit(555, 150 * MiB, 900.0)
 
     class TreeSampler(FakeSampler):
-        def sample(self, processes):  # type: ignore[no-untyped-def]
+        def sample(self, processes, rules):  # type: ignore[no-untyped-def]
             units = (Unit(100, 10 * MiB, 900.0), big_child)
             return SampleResult({"web:web": Sample(150 * MiB, "rss", 1, units)}, Tally())
 
@@ -261,7 +262,7 @@ def test_a_child_signal_decided_from_the_table_is_confirmed_with_supervisord_fir
     class TreeSampler(FakeSampler):
         """Whatever pid the tick believes web has, a big child of its own under it."""
 
-        def sample(self, processes):  # type: ignore[no-untyped-def]
+        def sample(self, processes, rules):  # type: ignore[no-untyped-def]
             web = next(p for p in processes if p.namespec == "web:web")
             units = (Unit(web.pid, 10 * MiB, 900.0), Unit(web.pid + 1000, 150 * MiB, 900.0))
             return SampleResult({"web:web": Sample(150 * MiB, "rss", 1, units)}, Tally())

@@ -5,9 +5,10 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from listener.config.flags import ConfigError, build_parser
 from listener.config.parse import parse
 from listener.config.rulesfile import file_to_argv
+from listener.config.settings import SETTINGS
+from listener.config.values import ConfigError
 from listener.core.text import parse_duration, parse_size
 
 FLAGS = ["-p", "-g", "-a", "-c", "-m", "-s", "-u", "-n", "--measure", "--children",
@@ -44,7 +45,7 @@ ini_lines = st.one_of(st.text(max_size=40), st.sampled_from([
 def test_any_config_file_text_parses_or_fails_naming_the_file(lines: list[str]) -> None:
     text = "\n".join(lines)
     try:
-        argv = file_to_argv(build_parser(), text, "memwatch.ini")
+        argv = file_to_argv(text, "memwatch.ini", {s.name for s in SETTINGS})
     except ConfigError as exc:
         assert str(exc).startswith("memwatch.ini:") and "\n" not in str(exc)
         assert not str(exc).startswith("memwatch.ini:0:"), "a line that exists"

@@ -3,11 +3,14 @@ prometheus_client, and served over HTTP."""
 
 from __future__ import annotations
 
+import os
+import re
 import socket
 import threading
 import time
 import urllib.request
 from collections.abc import Iterable, Iterator
+from pathlib import Path
 
 import pytest
 from prometheus_client import CollectorRegistry, make_wsgi_app
@@ -17,12 +20,12 @@ from prometheus_client.parser import text_string_to_metric_families
 from listener import __version__
 from listener.core import policy
 from listener.core.model import SAMPLE_ERRORS, ProcessInfo, Sample, Unit
+from listener.core.rows import ProcessRow, watched_rows
 from listener.core.rules import Rules, Strategy
 from listener.core.servers import Server
-from listener.daemon import watched_rows
 from listener.web.httpserver import HttpServer
 from listener.web.metrics import make_registry
-from listener.web.stats import TICK_BUCKETS, Counter, ProcessRow, ProcessStats, Stats
+from listener.web.stats import TICK_BUCKETS, Counter, Stats
 
 MiB = 1024**2
 LIMIT = 100 * MiB
@@ -59,8 +62,8 @@ def tick(stats: Stats, judged: Iterable[policy.Judgement], finished: float, dura
     stats.tick_done(finished, duration)
 
 
-def process_stats(stats: Stats, namespec: str) -> ProcessStats | None:
-    by_name = {f"{p.group}:{p.process}": p for p in stats.snapshot().processes}
+def process_stats(stats: Stats, namespec: str) -> ProcessRow | None:
+    by_name = {p.namespec: p for p in stats.snapshot().processes}
     return by_name.get(namespec)
 
 
@@ -285,7 +288,8 @@ def test_exposition_text_parses_and_holds_every_documented_family(stats: Stats,
     }
     assert {n: families[n].type for n in documented} == documented
     for family in families.values():
-        assert family.name.startswith("memwatch_")
+        # the listener's own process_* (see test_the_listener_reports_its_own_process) and ours
+        assert family.name.startswith(("memwatch_", "process_"))
         assert family.documentation
     restarts = {(s.labels["group"], s.labels["process"]): s.value
                 for s in families["memwatch_restarts"].samples}
@@ -309,8 +313,50 @@ def test_label_values_are_escaped(stats: Stats, registry: CollectorRegistry) -> 
 def test_the_registry_is_private(stats: Stats) -> None:
     from prometheus_client import REGISTRY
 
+    # the global registry holds prometheus_client's own ProcessCollector: a second one there
+    # would raise "Duplicated timeseries"
+    make_registry(stats)
     make_registry(stats)
     assert REGISTRY.get_sample_value("memwatch_build_info", {"version": __version__}) is None
+
+
+def rss_of_this_process() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def test_the_listener_reports_its_own_process(registry: CollectorRegistry) -> None:
+    # the watchdog's own memory, CPU and descriptors, for the MemwatchListenerMemoryHigh alert
+    rss = value(registry, "process_resident_memory_bytes")
+    assert rss is not None and abs(rss - rss_of_this_process()) < 16 * MiB
+    open_fds = value(registry, "process_open_fds")
+    # listdir holds one descriptor of its own; another test's thread may hold one more
+    assert open_fds is not None and abs(open_fds - len(os.listdir("/proc/self/fd"))) <= 1
+    assert (value(registry, "process_max_fds") or 0) >= open_fds
+    cpu = value(registry, "process_cpu_seconds_total")
+    assert cpu is not None and 0 < cpu <= time.process_time() + 1
+    started = value(registry, "process_start_time_seconds")
+    assert started is not None and started <= time.time()
+
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+
+
+def test_the_readme_table_lists_every_exported_metric(registry: CollectorRegistry) -> None:
+    section = README.read_text().split("\n## Metrics\n", 1)[1].split("\n## ", 1)[0]
+    documented = {re.sub(r"\{.*", "", name) for name in re.findall(r"^\| `([^`]+)`", section, re.M)}
+    # prometheus_client names a counter's family without its _total
+    exported = {m.name + ("_total" if m.type == "counter" else "") for m in registry.collect()}
+    assert documented == exported
+
+
+def test_the_listeners_memory_is_read_at_each_scrape(registry: CollectorRegistry) -> None:
+    before = value(registry, "process_resident_memory_bytes") or 0.0
+    ballast = bytearray(64 * MiB)  # zero-filled: resident once written
+    try:
+        assert (value(registry, "process_resident_memory_bytes") or 0.0) >= before + 48 * MiB
+    finally:
+        del ballast
 
 
 def test_snapshot_is_a_copy(stats: Stats) -> None:
@@ -358,6 +404,12 @@ def get(port: int, path: str = "/metrics", accept: str | None = None) -> tuple[i
         return response.status, response.headers["Content-Type"], response.read().decode()
 
 
+def ours(text: str) -> list[str]:
+    """The exposition's lines without the process_* families (they change at every read)."""
+    return [line for line in text.splitlines()
+            if not line.removeprefix("# HELP ").removeprefix("# TYPE ").startswith("process_")]
+
+
 def test_metrics_over_http(served: tuple[Stats, HttpServer]) -> None:
     stats, server = served
     tick(stats, judgements({WEB: 50 * MiB, WORKER: 150 * MiB}), finished=1000.0, duration=0.01)
@@ -371,7 +423,8 @@ def test_metrics_over_http(served: tuple[Stats, HttpServer]) -> None:
     assert restarts == {("web", "web_00"): 0.0, ("worker", "worker_00"): 1.0}
     memory = {s.labels["process"]: s.value for s in families["memwatch_process_memory_bytes"].samples}
     assert memory == {"web_00": 50 * MiB, "worker_00": 150 * MiB}
-    assert text == generate_latest(make_registry(stats)).decode()  # what prometheus_client encodes
+    # what prometheus_client encodes; the listener's own CPU and memory move between the two
+    assert ours(text) == ours(generate_latest(make_registry(stats)).decode())
 
 
 def test_metrics_over_http_follow_the_stats(served: tuple[Stats, HttpServer]) -> None:

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from listener.config.parse import Config
+from listener.config.settings import Config
 from listener.core import policy
 from listener.core.model import ProcessInfo, Restart, Sample, SignalChild, Target, Unit
 from listener.core.policy import Decision, PolicyState, Verdict

@@ -10,8 +10,9 @@ import pytest
 from listener.actions.journal import Journal
 from listener.actions.restarts import Restarter
 from listener.core.model import Restart, Target
+from listener.core.rows import ProcessRow
 from listener.supervisord.rpc import Fault
-from listener.web.stats import Counter, ProcessRow, Stats
+from listener.web.stats import Counter, Stats
 from tests.fakes import Clock, FakeSupervisor, Inline
 
 ABNORMAL_TERMINATION, ALREADY_STARTED, BAD_NAME, NOT_RUNNING, SPAWN_ERROR = (

@@ -9,7 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from listener.config.parse import Config, ConfigError, parse
+from listener.config.parse import parse
+from listener.config.settings import Config
+from listener.config.values import ConfigError
 from listener.core.rules import Rules, Strategy
 from listener.core.servers import Server
 
@@ -49,7 +51,7 @@ DEFAULT = Strategy(measure="pss", consecutive=3, grace=60.0)
 def parse_file(tmp_path: Path, text: str, extra: str = "") -> Config:
     path = tmp_path / "memwatch.conf"
     path.write_text(text)
-    config, _ = parse(["--config", str(path), *shlex.split(extra)], environ={})
+    config = parse(["--config", str(path), *shlex.split(extra)], environ={})
     return config
 
 
@@ -85,7 +87,7 @@ def test_the_most_specific_rule_wins_with_its_own_strategy(
 
 
 def test_the_command_line_form_gives_a_rule_its_own_strategy() -> None:
-    config, _ = parse(shlex.split(
+    config = parse(shlex.split(
         "--measure pss -g sentry-web=700MB,children=auto,child-signal=TERM "
         "-p cron=100MB,measure=uss,consecutive=2 -a 1GB,grace=5m"), environ={})
     rules = config.rules
@@ -168,11 +170,12 @@ def test_a_child_signal_inherited_without_a_children_mode_names_the_rule() -> No
 )
 def test_auto_resolves_by_the_server_found(server: Server, children: str,
                                            child_signal: int | None) -> None:
-    resolved = Strategy("pss", "auto", consecutive=3).resolve(server)
+    strategy = Strategy("pss", "auto", consecutive=3)
+    resolved = strategy.resolve(server)
     assert (resolved.children, resolved.child_signal) == (children, child_signal)
     assert (resolved.measure, resolved.consecutive) == ("pss", 3)
-    assert resolved.description.endswith(f"(auto: {server.value or 'plain'})")
-    assert Strategy("pss", "auto", consecutive=3).resolve(server) is resolved  # built once
+    assert resolved.description.endswith(f"(auto: {server.value})")
+    assert strategy.resolve(server) is resolved  # built once per strategy, not per tick
 
 
 def test_an_explicit_child_signal_wins_over_the_servers_own() -> None:

@@ -63,8 +63,8 @@ class ReaderOutOfDescriptors(ProcReader):
 def test_a_child_that_exits_between_scan_and_read_is_skipped_and_counted():
     ghost = dead_pid()
     for mode in ("sum", "each"):
-        sampler = Sampler.of("rss", mode, ReaderWithAGhostChild(ghost))
-        result = sampler.sample([me()])
+        sampler = Sampler(ReaderWithAGhostChild(ghost))
+        result = sampler.sample([me()], Rules.uniform("rss", mode))
         sample = result.samples["tests:me"]
         assert sample.value > 0
         assert ghost not in {u.pid for u in sample.units}
@@ -74,7 +74,7 @@ def test_a_child_that_exits_between_scan_and_read_is_skipped_and_counted():
 def test_a_supervised_pid_that_is_gone_has_no_sample_and_is_counted():
     gone = ProcessInfo("tests", "gone", dead_pid(), "RUNNING", time.time())
     for mode in ("none", "sum", "each"):
-        result = Sampler.of("rss", mode).sample([gone])
+        result = Sampler().sample([gone], Rules.uniform("rss", mode))
         assert result.samples == {}
         assert result.errors["vanished"] == 1
 
@@ -83,7 +83,8 @@ def test_a_pid_that_started_after_the_listing_is_another_process_and_is_not_samp
     listed_before_this_process_began = boot_clock() - time.monotonic() - 3600  # long before
     for measure in ("rss", "pss"):
         for mode in ("none", "sum", "each"):
-            result = Sampler.of(measure, mode).sample([me(listed_at=listed_before_this_process_began)])
+            listed = me(listed_at=listed_before_this_process_began)
+            result = Sampler().sample([listed], Rules.uniform(measure, mode))
             assert result.samples == {}, (measure, mode)
             assert result.errors == {"pid_reused": 1}, (measure, mode)
 
@@ -107,14 +108,14 @@ def test_a_zombie_is_counted_as_such_not_sampled_as_zero_bytes():
         info = ProcessInfo("tests", "zombie", zombie, "RUNNING", time.time(), listed_at=boot_clock())
         for measure in ("rss", "pss"):
             for mode in ("none", "sum", "each"):
-                result = Sampler.of(measure, mode).sample([info])
+                result = Sampler().sample([info], Rules.uniform(measure, mode))
                 assert result.samples == {}, (measure, mode)
                 assert result.errors == {"zombie": 1}, (measure, mode)
 
 
 def test_a_zombie_child_is_left_out_of_its_parents_tree():
     with zombie_child() as zombie:
-        result = Sampler.of("rss", "each").sample([me()])
+        result = Sampler().sample([me()], Rules.uniform("rss", "each"))
         assert zombie not in {u.pid for u in result.samples["tests:me"].units}
         assert result.errors["zombie"] == 1
 
@@ -125,7 +126,7 @@ def test_one_failed_read_skips_one_pid_counted_and_the_others_are_sampled():
         listed = boot_clock()
         procs = [ProcessInfo("tests", "other", other.pid, "RUNNING", time.time(), listed_at=listed),
                  me(listed)]
-        result = Sampler.of("rss", "none", ReaderOutOfDescriptors(other.pid)).sample(procs)
+        result = Sampler(ReaderOutOfDescriptors(other.pid)).sample(procs, Rules.uniform("rss", "none"))
         assert set(result.samples) == {"tests:me"}
         assert result.errors == {"unreadable": 1}
     finally:
@@ -135,18 +136,19 @@ def test_one_failed_read_skips_one_pid_counted_and_the_others_are_sampled():
 
 def test_processes_not_running_are_not_sampled():
     stopped = ProcessInfo("tests", "stopped", 0, "STOPPED", 0.0)
-    assert Sampler().sample([stopped]).samples == {}
+    assert Sampler().sample([stopped], Rules()).samples == {}
 
 
 def test_pss_and_uss_are_read_and_labelled_with_the_measure_used():
     for measure in ("pss", "uss"):
-        sample = Sampler.of(measure).sample([me()]).samples["tests:me"]
+        sample = Sampler().sample([me()], Rules.uniform(measure)).samples["tests:me"]
         assert sample.measure == measure
-        assert 0 < sample.value <= Sampler.of("rss").sample([me()]).samples["tests:me"].value * 1.2
+        rss = Sampler().sample([me()], Rules.uniform("rss")).samples["tests:me"].value
+        assert 0 < sample.value <= rss * 1.2
 
 
 def test_rss_is_what_psutil_reads():
-    sample = Sampler.of("rss").sample([me()]).samples["tests:me"]
+    sample = Sampler().sample([me()], Rules.uniform("rss")).samples["tests:me"]
     assert abs(sample.value - psutil.Process().memory_info().rss) < 8 * 2**20
 
 
@@ -180,7 +182,7 @@ def test_each_process_is_measured_as_its_own_rule_says_and_auto_as_its_server():
                   groups=(("summed", GiB, Strategy(measure="uss", children="sum")),))
     with server_with_workers("uwsgi") as uwsgi, server_with_workers("plain") as plain, \
             server_with_workers("summed") as summed:
-        samples = Sampler(rules).sample([uwsgi, plain, summed]).samples
+        samples = Sampler().sample([uwsgi, plain, summed], rules).samples
     web = samples["uwsgi:uwsgi"]
     assert (web.server, len(web.units), web.measure) == (Server.UWSGI, 3, "rss")  # each worker alone
     assert web.value == max(u.bytes for u in web.units)
@@ -191,7 +193,7 @@ def test_each_process_is_measured_as_its_own_rule_says_and_auto_as_its_server():
 
 def test_a_memwatch_listener_is_recognised_whatever_the_rule():
     with server_with_workers("sentry-memwatch", workers=0) as listener:
-        sample = Sampler.of("rss").sample([listener]).samples["sentry-memwatch:sentry-memwatch"]
+        sample = Sampler().sample([listener], Rules.uniform("rss")).samples["sentry-memwatch:sentry-memwatch"]
     assert sample.server is Server.MEMWATCH
 
 
@@ -206,7 +208,7 @@ def test_a_trees_cpu_time_counts_its_children_and_stays_counted_after_one_exits(
         assert master.stdout is not None and master.stdout.readline() == b"ready\n"
         info = ProcessInfo("tests", "tree", master.pid, "RUNNING", time.time(), listed_at=boot_clock())
         for mode in ("none", "sum", "each"):
-            sample = Sampler.of("rss", mode).sample([info]).samples["tests:tree"]
+            sample = Sampler().sample([info], Rules.uniform("rss", mode)).samples["tests:tree"]
             assert sample.cpu is not None and sample.cpu >= 0.3, mode  # the reaped child's 0.3 s
             if mode == "each":  # every pid's figure is there: the tree is their sum
                 assert sample.tree == sum(u.bytes for u in sample.units)

@@ -11,18 +11,23 @@ from prometheus_client import make_wsgi_app
 
 from listener.core import policy
 from listener.core.model import ProcessInfo, Sample
+from listener.core.rows import watched_rows
 from listener.core.rules import Rules, Strategy
-from listener.daemon import watched_rows
 from listener.web import status
 from listener.web.httpserver import HttpServer
 from listener.web.metrics import make_registry
 from listener.web.stats import Counter, Stats
+from listener.web.view import StatusView, to_json
 
 MiB = 1024**2
 WEB = ProcessInfo("sentry-web", "web_00", 4242, "RUNNING", 0.0)
 WORKER = ProcessInfo("sentry-worker", "worker_00", 4343, "RUNNING", 0.0)
 RULES = Rules(any=100 * MiB, strategy=Strategy(measure="pss", children="each", child_signal=1,
                                                max_restarts=5))
+
+
+def view(stats: Stats) -> StatusView:
+    return StatusView.of(stats.snapshot(history=True))
 
 
 def ticked(stats: Stats, memory: dict[ProcessInfo, int], now: float) -> None:
@@ -43,9 +48,9 @@ def stats() -> Stats:
 
 
 def test_status_has_the_documented_fields_for_every_watched_process(stats: Stats) -> None:
-    view = status.status(stats.snapshot(history=True))
-    assert view["supervisor_up"] is True and view["last_tick"] == 1005.0
-    web, worker = view["processes"]
+    answer = json.loads(json.dumps(to_json(view(stats))))  # as /status serves it
+    assert answer["supervisor_up"] is True and answer["last_tick"] == 1005.0
+    web, worker = answer["processes"]
     assert {k: web[k] for k in ("group", "process", "pid", "memory_bytes", "limit_bytes",
                                 "measure", "verdict", "restarts", "child_signals")} == {
         "group": "sentry-web", "process": "web_00", "pid": 4242, "memory_bytes": 60 * MiB,
@@ -61,15 +66,15 @@ def test_history_is_bounded() -> None:
     s = Stats()
     for i in range(500):
         ticked(s, {WEB: i * MiB}, float(i))
-    (web,) = status.status(s.snapshot(history=True))["processes"]
-    assert len(web["history"]) == 120 and web["history"][-1] == [499.0, 499 * MiB]
+    (web,) = view(s).processes
+    assert len(web.history) == 120 and web.history[-1] == (499.0, 499 * MiB)
 
 
 def test_the_page_has_a_row_per_process_and_says_how_old_the_last_tick_is(stats: Stats) -> None:
-    page = status.render_html(status.status(stats.snapshot(history=True)), now=1065.0)
+    page = status.render_html(view(stats), now=1065.0)
     assert page.count('<tr class="process">') == 2
-    assert "sentry-worker:worker_00" in page and "150.0MiB / 100.0MiB (pss)" in page
-    assert "60 s ago" in page and "restarts 55 s ago" in page
+    assert "sentry-worker:worker_00" in page and "150.0MiB pss / 100.0MiB" in page
+    assert "60s ago" in page and "restarts 55s ago" in page
     assert "<polyline" in page  # the sparkline
     assert "http://" not in page and "https://" not in page  # nothing from outside
 
@@ -77,7 +82,7 @@ def test_the_page_has_a_row_per_process_and_says_how_old_the_last_tick_is(stats:
 def test_names_are_escaped_in_the_page() -> None:
     s = Stats()
     ticked(s, {ProcessInfo("g<script>", "p&q", 1, "RUNNING", 0.0): 10 * MiB}, 1.0)
-    page = status.render_html(status.status(s.snapshot(history=True)), now=2.0)
+    page = status.render_html(view(s), now=2.0)
     assert "<script>" not in page and "g&lt;script&gt;:p&amp;q" in page
 
 
@@ -116,6 +121,6 @@ def test_a_verdict_is_styled_apart_from_the_memory_bar(stats: Stats) -> None:
     samples = {WEB.namespec: Sample(150 * MiB, "rss", 0, ())}
     decision = policy.decide([WEB], samples, rules, policy.PolicyState(), 1.0)
     s.observe(watched_rows(decision.judgements, decision.state), 1.0)
-    page = status.render_html(status.status(s.snapshot(history=True)), now=2.0)
+    page = status.render_html(view(s), now=2.0)
     assert '<td class="verdict v-over">over (counting) (1)</td>' in page
     assert '<div class="over"' in page  # the bar

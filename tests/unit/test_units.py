@@ -6,7 +6,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from listener.core.text import format_size, parse_duration, parse_size
+from listener.core.text import (
+    format_age,
+    format_memory,
+    format_pid,
+    format_size,
+    parse_duration,
+    parse_size,
+)
 
 KiB, MiB, GiB, TiB = 1024, 1024**2, 1024**3, 1024**4
 
@@ -180,3 +187,50 @@ def test_parse_duration_only_ever_raises_value_error(text: str) -> None:
 )
 def test_format_size(n_bytes: int, text: str) -> None:
     assert format_size(n_bytes) == text
+
+
+# --- ages, pids and memory figures: the one way the page and `check` write them ---
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"),
+    [
+        (None, "never"),
+        (0, "0s ago"),
+        (5.9, "5s ago"),  # rounded down: "5s ago" means at least 5 s
+        (90, "90s ago"),  # under 2 minutes, seconds say more than "1m"
+        (120, "2m ago"),
+        (7199, "119m ago"),
+        (7200, "2h ago"),
+        (3 * 86400, "3d ago"),
+        (-3, "0s ago"),  # another host's clock ahead of ours
+    ],
+)
+def test_format_age(seconds: float | None, text: str) -> None:
+    assert format_age(seconds) == text
+
+
+def test_an_age_reads_back_as_a_duration() -> None:
+    # ages are written in the units --grace and --restart-window take
+    for seconds in (5, 90, 600, 7200, 3 * 86400):
+        assert parse_duration(format_age(seconds).removesuffix(" ago")) == seconds
+
+
+@pytest.mark.parametrize(("pid", "text"), [(4242, "4242"), (0, "-"), (None, "-")])
+def test_format_pid(pid: int | None, text: str) -> None:
+    assert format_pid(pid) == text
+
+
+@pytest.mark.parametrize(
+    ("args", "text"),
+    [
+        ((210 * MiB, "pss"), "210.0MiB pss"),
+        ((210 * MiB, "pss", 4312), "210.0MiB pss (pid 4312)"),
+        ((None, "rss", 4312), "-"),
+        ((210 * MiB, "pss", 4312, ["largest of 5"]), "210.0MiB pss (pid 4312, largest of 5)"),
+        ((600 * MiB, "rss", None, ["sum of 5", "not pss: denied"]),
+         "600.0MiB rss (sum of 5, not pss: denied)"),
+    ],
+)
+def test_format_memory(args: tuple, text: str) -> None:
+    assert format_memory(*args) == text
