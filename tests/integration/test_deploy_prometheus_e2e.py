@@ -266,7 +266,7 @@ def test_prometheus_stores_the_listeners_own_memory_and_the_alert_selects_it(sta
     # on its private registry) under the memwatch job
     series, bound = listener_memory_rule()
     stored = h.wait_for(lambda: stack.stored('process_resident_memory_bytes{job="memwatch"}') or None,
-                        "Prometheus to store the listener's own memory", timeout=60)
+                        what="Prometheus to store the listener's own memory", timeout=60)
     assert len(stored) == 1, stored
     listener = psutil.Process(stack.sv.wait_running("memwatch:memwatch")["memwatch:memwatch"])
     assert abs(stored[0] - listener.memory_info().rss) < 16 * 2**20  # scraped up to 15 s ago
