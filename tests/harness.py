@@ -1,6 +1,7 @@
 """Real parts for the integration tests and the benchmarks: a supervisord in a temp dir, stand-in
 programs that really allocate memory, the listener driven over its real stdin/stdout (the caller
-plays supervisord's side of the event protocol), /metrics over HTTP."""
+plays supervisord's side of the event protocol) or built in this process with a short retry
+timing, /metrics over HTTP, and the one wait_for."""
 
 from __future__ import annotations
 
