@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Executor, Future
 from dataclasses import dataclass, field, replace
 
-from listener.core.model import ProcessInfo, Sample, SignalChild
+from listener.core.model import ProcessInfo, Restart, Sample, SignalChild
 from listener.core.rules import Rules
 from listener.host.sampler import SampleResult
 from listener.supervisord.rpc import Fault
@@ -142,6 +142,19 @@ class FakeSampler:
         samples = {p.namespec: Sample(self.memory[p.namespec], "rss", 0, ())
                    for p in processes if p.namespec in self.memory and p.pid}
         return SampleResult(samples, Tally())
+
+
+@dataclass
+class FakeMailer:
+    """The mails the listener would send, by kind: ("restarted" | "start failed", namespec)."""
+
+    sent: list[tuple[str, str]] = field(default_factory=list)
+
+    def restarted(self, action: Restart) -> None:
+        self.sent.append(("restarted", action.target.namespec))
+
+    def start_failed(self, namespec: str) -> None:
+        self.sent.append(("start failed", namespec))
 
 
 @dataclass

@@ -3,6 +3,7 @@ nothing we stopped is forgotten. (The real-supervisord versions are in tests/int
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -10,14 +11,14 @@ import pytest
 from listener.actions.journal import Journal
 from listener.actions.restarts import Restarter
 from listener.core.model import Restart, Target
+from listener.core.recovery import PRODUCTION, RetryTiming
 from listener.core.rows import ProcessRow
 from listener.supervisord.rpc import Fault
 from listener.web.stats import Counter, Stats
-from tests.fakes import Clock, FakeSupervisor, Inline
+from tests.fakes import Clock, FakeMailer, FakeSupervisor, Inline
 
-ABNORMAL_TERMINATION, ALREADY_STARTED, BAD_NAME, NOT_RUNNING, SPAWN_ERROR = (
-    Fault.ABNORMAL_TERMINATION, Fault.ALREADY_STARTED, Fault.BAD_NAME, Fault.NOT_RUNNING,
-    Fault.SPAWN_ERROR)
+ABNORMAL_TERMINATION, BAD_NAME, NOT_RUNNING, SPAWN_ERROR = (
+    Fault.ABNORMAL_TERMINATION, Fault.BAD_NAME, Fault.NOT_RUNNING, Fault.SPAWN_ERROR)
 
 NS = "web:web"
 
@@ -32,11 +33,11 @@ def action() -> Restart:
                           rule="any"), uptime=10.0)
 
 
-def restarter(sv: FakeSupervisor, journal: Journal, stats: Stats,
-              clock: Clock | None = None) -> Restarter:
+def restarter(sv: FakeSupervisor, journal: Journal, stats: Stats, clock: Clock | None = None,
+              mailer: FakeMailer | None = None, timing: RetryTiming = PRODUCTION) -> Restarter:
     clock = clock or Clock()
-    return Restarter(lambda: sv, stats, journal, executor=Inline(), sleep=lambda s: None,  # type: ignore[arg-type,return-value]
-                     monotonic=clock, wall=clock)
+    return Restarter(lambda: sv, stats, journal, mailer, executor=Inline(),  # type: ignore[arg-type,return-value]
+                     sleep=lambda s: None, monotonic=clock, wall=clock, timing=timing)
 
 
 def run(sv: FakeSupervisor, journal: Journal, stats: Stats) -> Restarter:
@@ -109,6 +110,41 @@ def test_a_failed_start_stays_ours_and_is_retried_after_a_doubling_backoff(stats
     act.retry_stopped()
     assert sv.state(NS) == "RUNNING" and act.stopped() == frozenset()
     assert counter(stats, Counter.RESTART_FAILURES) == 2 and counter(stats, Counter.RESTARTS) == 1
+
+
+def test_the_waits_between_starts_are_the_retry_timing_given(stats, tmp_path: Path):
+    sv = scripted(start_faults=[SPAWN_ERROR, SPAWN_ERROR])
+    clock = Clock()
+    timing = RetryTiming(backoff_first=0.5, backoff_max=0.75)
+    act = restarter(sv, Journal(tmp_path / "j.json"), stats, clock, timing=timing)
+    act.submit(action())
+    clock.now += 0.4
+    act.retry_stopped()
+    assert sv.verbs().count("start") == 1
+    clock.now += 0.1  # the first wait: 0.5 s
+    act.retry_stopped()
+    assert sv.verbs().count("start") == 2
+    clock.now += 0.75  # the second: doubled, at most 0.75 s
+    act.retry_stopped()
+    assert sv.state(NS) == "RUNNING" and act.stopped() == frozenset()
+
+
+def test_a_failed_start_is_mailed_once_until_the_process_runs_again(stats, tmp_path: Path):
+    sv = scripted(start_faults=[SPAWN_ERROR, SPAWN_ERROR])
+    clock, mailer = Clock(), FakeMailer()
+    act = restarter(sv, Journal(tmp_path / "j.json"), stats, clock, mailer)
+    act.submit(action())
+    for wait in (5, 10):  # a second failure, then the start that works
+        clock.now += wait
+        act.retry_stopped()
+    assert mailer.sent == [("start failed", NS)] and sv.state(NS) == "RUNNING"
+    # a new restart of the same process starts afresh: the first wait, and a mail again
+    sv.start_faults = [SPAWN_ERROR]
+    act.submit(replace(action(), target=replace(action().target, pid=sv.table[NS].pid)))
+    assert mailer.sent == [("start failed", NS), ("start failed", NS)]
+    clock.now += 5
+    act.retry_stopped()
+    assert sv.state(NS) == "RUNNING" and sv.verbs().count("start") == 5
 
 
 def test_backoff_after_our_stop_is_supervisords_retry_not_a_start_and_not_the_end(
