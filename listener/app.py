@@ -13,6 +13,7 @@ from listener.actions.journal import Journal, default_state_dir
 from listener.actions.mail import Mailer
 from listener.actions.restarts import Restarter
 from listener.config.settings import Config
+from listener.core.recovery import PRODUCTION, RetryTiming
 from listener.daemon import Daemon
 from listener.host.child_signals import ChildSignaller
 from listener.host.sampler import Sampler
@@ -57,7 +58,8 @@ class Parts:
 
 
 def build(config: Config, reload: Callable[[], Config] | None = None,
-          environ: Mapping[str, str] = os.environ) -> Parts:
+          environ: Mapping[str, str] = os.environ,
+          retry_timing: RetryTiming = PRODUCTION) -> Parts:
     """The listener, ready to run; /metrics is served already unless metrics_port is 0.
     Raises OSError if /metrics cannot be served, ValueError for an unsupported server URL."""
     stats = Stats()
@@ -68,7 +70,7 @@ def build(config: Config, reload: Callable[[], Config] | None = None,
                   if config.email else None)
         journal = Journal.open(config.state_dir or default_state_dir(), environ, config.server_url)
         restarter = Restarter(lambda: connect(config, max(config.rpc_timeout, ACTION_TIMEOUT)),
-                              stats, journal, mailer)
+                              stats, journal, mailer, timing=retry_timing)
         daemon = Daemon(config, supervisor, Sampler(), restarter, ChildSignaller(stats),
                         stats, reload=reload, environ=environ)
     except BaseException:

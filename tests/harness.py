@@ -1,6 +1,7 @@
 """Real parts for the integration tests and the benchmarks: a supervisord in a temp dir, stand-in
 programs that really allocate memory, the listener driven over its real stdin/stdout (the caller
-plays supervisord's side of the event protocol), /metrics over HTTP."""
+plays supervisord's side of the event protocol) or built in this process with a short retry
+timing, /metrics over HTTP, and the one wait_for."""
 
 from __future__ import annotations
 
@@ -15,7 +16,6 @@ import tempfile
 import textwrap
 import time
 import urllib.request
-import xmlrpc.client
 from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any, TypeVar, cast
@@ -23,6 +23,9 @@ from typing import IO, Any, TypeVar, cast
 import psutil
 from prometheus_client.parser import text_string_to_metric_families
 
+from listener.app import Parts, build
+from listener.config.parse import parse
+from listener.core.recovery import RetryTiming
 from listener.supervisord.rpc import Supervisor
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -32,20 +35,38 @@ T = TypeVar("T")
 
 
 def wait_for(predicate: Callable[[], T | None], timeout: float = 30.0, interval: float = 0.05,
-             what: str = "condition") -> T:
-    """Poll until predicate() returns something truthy; fail with `what` after timeout."""
+             what: str = "condition", *, proc: subprocess.Popen[bytes] | None = None,
+             log: Path | None = None) -> T:
+    """Poll until predicate() returns something truthy and return it; fail naming `what` at
+    the deadline. An exception from predicate means "not yet", except an AssertionError (a
+    check inside it failed: that fails at once). With `proc`, fail at once if it exits; with
+    `log`, a failure shows the end of that log."""
     deadline = time.monotonic() + timeout
     last: Any = None
-    while time.monotonic() < deadline:
+    while True:
         try:
             last = predicate()
-        except (OSError, xmlrpc.client.Error) as exc:
+        except AssertionError:
+            raise
+        except Exception as exc:  # not ready yet: connection refused, not listed yet...
             last = exc
         else:
             if last:
                 return cast(T, last)
+        if proc is not None and proc.poll() is not None:
+            raise AssertionError(f"{what}: process exited with {proc.returncode}{log_tail(log)}")
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what} "
+                                 f"(last: {last!r}){log_tail(log)}")
         time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
+
+
+def log_tail(log: Path | None, lines: int = 30) -> str:
+    """The end of a program's log, to explain a failure."""
+    if log is None or not log.exists():
+        return ""
+    tail = log.read_text(errors="replace").splitlines()[-lines:]
+    return f"\n--- {log} (last {len(tail)} lines) ---\n" + "\n".join(tail)
 
 
 def free_port() -> int:
@@ -334,6 +355,30 @@ class ListenerProcess:
         if self._own_root:
             shutil.rmtree(self.root, ignore_errors=True)
         return self.proc.returncode
+
+
+class BuiltListener:
+    """The listener as listener.app builds it, in this process, against a real supervisord, with
+    the retry path's times given: for rules about time, without waiting production's seconds.
+    The test calls tick() where supervisord would send a TICK; restarts run in the listener's
+    own worker threads; /metrics is served on a free port; log records go through `logging`."""
+
+    def __init__(self, args: list[str], server_url: str, root: Path, timing: RetryTiming) -> None:
+        self.root = root
+        self.metrics_port = free_port()
+        config = parse([*args, "--server-url", server_url, "--state-dir", str(root / "state"),
+                        "--metrics-port", str(self.metrics_port)], environ={})
+        self.parts: Parts = build(config, environ={}, retry_timing=timing)
+
+    def tick(self) -> None:
+        self.parts.daemon.tick()
+
+    def metrics(self) -> Samples:
+        return scrape(self.metrics_port)
+
+    def close(self) -> None:
+        self.parts.daemon.stop()
+        self.parts.close()
 
 
 # --- supervisord's real events, recorded and relayed to a listener the test drives ---

@@ -26,9 +26,11 @@ class Mailer:
         self.timeout = timeout
 
     def restarted(self, action: Restart) -> None:
-        if self.uptime is not None and action.uptime > self.uptime:
-            return
         t = action.target
+        if self.uptime is not None and action.uptime > self.uptime:
+            log.info("no mail: the process had been up longer than -u/--uptime", extra=fields(
+                process=t.namespec, uptime_seconds=round(action.uptime), uptime_limit=self.uptime))
+            return
         self.send(f"process {t.namespec} restarted",
                   f"sentry-memwatch restarted the process named {t.namespec} at "
                   f"{time.strftime('%Y-%m-%d %H:%M:%S %Z')} because it was using too much memory "

@@ -17,11 +17,13 @@ import time
 import xmlrpc.client
 from collections.abc import Callable
 from concurrent.futures import Executor, ThreadPoolExecutor
+from dataclasses import dataclass
 
 from listener.actions.journal import Journal
 from listener.actions.mail import Mailer
 from listener.core import recovery
 from listener.core.model import RUNNING, Restart
+from listener.core.recovery import RetryTiming
 from listener.log import fields
 from listener.supervisord.rpc import (
     Fault,
@@ -36,13 +38,23 @@ from listener.web.stats import Counter, Stats
 log = logging.getLogger("memwatch.restarts")
 
 
+@dataclass
+class Retry:
+    """How the start of one process we stopped has gone so far (forgotten with the process)."""
+
+    start_asked: bool = False  # we asked supervisord for a start since our stop
+    backoff: float | None = None  # seconds of the last wait after a failed start
+    not_before: float = 0.0  # no new start before this (monotonic)
+    mailed: bool = False  # its start failure was mailed about
+
 
 class Restarter:
     def __init__(self, connect: Callable[[], Supervisor], stats: Stats,
                  journal: Journal | None = None, mailer: Mailer | None = None,
                  executor: Executor | None = None, sleep: Callable[[float], None] = time.sleep,
                  monotonic: Callable[[], float] = time.monotonic,
-                 wall: Callable[[], float] = time.time) -> None:
+                 wall: Callable[[], float] = time.time,
+                 timing: RetryTiming = recovery.PRODUCTION) -> None:
         self._connect = connect
         self._stats = stats
         self._journal = journal or Journal(None)  # stopped by us, not yet running again
@@ -51,13 +63,11 @@ class Restarter:
         self._sleep = sleep
         self._monotonic = monotonic
         self._wall = wall
+        self._timing = timing
         self._local = threading.local()
         self._lock = threading.Lock()
         self._busy: set[str] = set()
-        self._backoff: dict[str, float] = {}  # namespec -> seconds of the last wait
-        self._retry_at: dict[str, float] = {}  # namespec -> no new start before (monotonic)
-        self._mailed: set[str] = set()  # start failures already mailed about
-        self._start_tried: set[str] = set()  # we asked for a start since our stop
+        self._retries: dict[str, Retry] = {}  # namespec -> how its start goes, while we owe one
         left = self._journal.entries()
         if left:
             log.warning("finishing restarts left unfinished by a previous run", extra=fields(
@@ -91,7 +101,7 @@ class Restarter:
         now = self._monotonic()
         with self._lock:
             pending = [n for n in sorted(stopped)
-                       if n not in self._busy and self._retry_at.get(n, 0.0) <= now]
+                       if n not in self._busy and self._retries.get(n, Retry()).not_before <= now]
             self._busy.update(pending)
         for namespec in pending:
             self._pool.submit(self._guarded, self._start_again, namespec)
@@ -201,11 +211,11 @@ class Restarter:
     def _start_failed(self, namespec: str, exc: BaseException | None,
                       ctx: dict[str, object]) -> None:
         """Count it (unless supervisord was only shutting down or out of reach), say so, and
-        try again after a backoff (recovery.backoff)."""
+        try again after a backoff (RetryTiming.backoff)."""
         with self._lock:
-            delay = recovery.backoff(self._backoff.get(namespec))
-            self._backoff[namespec] = delay
-            self._retry_at[namespec] = self._monotonic() + delay
+            retry = self._retry(namespec)
+            retry.backoff = delay = self._timing.backoff(retry.backoff)
+            retry.not_before = self._monotonic() + delay
         error = describe_error(exc) if exc else "not running"
         if exc is not None and not counts_as_failure(exc):
             log.info("start not done: supervisord is shutting down or out of reach; trying again",
@@ -214,22 +224,29 @@ class Restarter:
         self._stats.count(namespec, Counter.RESTART_FAILURES)
         log.error("start failed; the process is not running", extra=fields(
             **ctx, error=error, retry_seconds=delay))
-        if self._mailer and namespec not in self._mailed:
-            self._mailed.add(namespec)
+        if self._mailer and self._first_mail(namespec):
             self._mailer.start_failed(namespec)
+
+    def _retry(self, namespec: str) -> Retry:
+        """The record of a process we stopped, made at its first start; hold the lock."""
+        return self._retries.setdefault(namespec, Retry())
+
+    def _first_mail(self, namespec: str) -> bool:
+        """True the first time only: one mail about a failed start per process we stopped."""
+        with self._lock:
+            retry = self._retry(namespec)
+            first, retry.mailed = not retry.mailed, True
+        return first
 
     def _tried(self, namespec: str) -> None:
         with self._lock:
-            self._start_tried.add(namespec)
+            self._retry(namespec).start_asked = True
 
     def _forget(self, namespec: str) -> None:
         """Our responsibility for the process ends: it runs, was removed, or a human took over."""
         self._journal.done(namespec)
         with self._lock:
-            self._backoff.pop(namespec, None)
-            self._retry_at.pop(namespec, None)
-            self._mailed.discard(namespec)
-            self._start_tried.discard(namespec)
+            self._retries.pop(namespec, None)
 
     def _start_again(self, namespec: str) -> None:
         """A later tick's look at a process we stopped (recovery.next_step decides)."""
@@ -246,8 +263,10 @@ class Restarter:
             return
         except SupervisorError:
             return  # supervisord unreachable: the loop reports it; try on a later tick
-        step = recovery.next_step(info.statename, info.stop, entry.stopped,
-                                  namespec in self._start_tried)
+        with self._lock:
+            start_asked = self._retries.get(namespec, Retry()).start_asked
+        step = recovery.next_step(info.statename, info.stop, entry.stopped, start_asked,
+                                  self._timing.human_margin)
         if step is recovery.Next.START:
             self._start(namespec, {"process": namespec, "state": info.statename})
         elif step is recovery.Next.DONE:

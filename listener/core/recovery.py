@@ -9,13 +9,28 @@ supervisord's old stop time), or with a stop time well after ours.
 from __future__ import annotations
 
 import enum
+from dataclasses import dataclass
 
 from listener.core.model import RUNNING
 
-BACKOFF_FIRST = 5.0  # seconds before a failed start is tried again; doubles each time
-BACKOFF_MAX = 300.0
-HUMAN_MARGIN = 5.0  # a stop this long after ours was someone else's
 IN_PROGRESS = frozenset({"STARTING", "BACKOFF"})  # supervisord starting it (retrying by itself)
+
+
+@dataclass(frozen=True)
+class RetryTiming:
+    """The times of the retry path, in seconds. The defaults are production's."""
+
+    backoff_first: float = 5.0  # before a failed start is tried again; doubles each time
+    backoff_max: float = 300.0
+    human_margin: float = 5.0  # a stop this long after ours was someone else's
+
+    def backoff(self, previous: float | None) -> float:
+        """The wait before the next start after a failed one: the first, then doubling, at most
+        backoff_max (by default 5 s, 10 s, 20 s... up to 5 minutes)."""
+        return self.backoff_first if previous is None else min(previous * 2, self.backoff_max)
+
+
+PRODUCTION = RetryTiming()
 
 
 class Next(enum.Enum):
@@ -25,15 +40,17 @@ class Next(enum.Enum):
     START = "start it"
 
 
-def next_step(state: str, stop_time: float, our_stop: float | None, start_asked: bool) -> Next:
+def next_step(state: str, stop_time: float, our_stop: float | None, start_asked: bool,
+              human_margin: float) -> Next:
     """state and stop_time as supervisord says now; our_stop: when our stop completed (None if
-    we never saw it complete); start_asked: we asked for a start since our stop."""
+    we never saw it complete); start_asked: we asked for a start since our stop; a stop more
+    than human_margin after ours was someone else's."""
     if state == RUNNING:
         return Next.DONE
     if state in IN_PROGRESS or state == "STOPPING":
         return Next.WAIT
     if state == "STOPPED" and (start_asked or (
-            our_stop is not None and stop_time > our_stop + HUMAN_MARGIN)):
+            our_stop is not None and stop_time > our_stop + human_margin)):
         return Next.LET_GO
     return Next.START
 
@@ -42,7 +59,3 @@ def gave_up(state: str) -> bool:
     """After a start: supervisord ran out of its own retries (FATAL, EXITED...)."""
     return state != RUNNING and state not in IN_PROGRESS
 
-
-def backoff(previous: float | None) -> float:
-    """The wait before the next start after a failed one: 5 s, doubling, at most 5 minutes."""
-    return BACKOFF_FIRST if previous is None else min(previous * 2, BACKOFF_MAX)

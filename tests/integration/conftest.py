@@ -13,7 +13,15 @@ from pathlib import Path
 
 import pytest
 
-from tests.harness import ListenerProcess, Relay, Supervisord, recorder_section, short_dir
+from listener.core.recovery import RetryTiming
+from tests.harness import (
+    BuiltListener,
+    ListenerProcess,
+    Relay,
+    Supervisord,
+    recorder_section,
+    short_dir,
+)
 
 MODES = ("listing", "events")
 
@@ -70,6 +78,21 @@ def listener(short_tmp: Path, process_table: str) -> Iterator[Callable[..., List
             args = (*args, "--exclude", "recorder:*")  # the recorder is the test's, not Sentry's
         lst = ListenerProcess([str(a) for a in args], server_url, short_tmp, env, prefix=prefix,
                               relay=relay)
+        started.append(lst)
+        return lst
+
+    yield start
+    for lst in started:
+        lst.close()
+
+
+@pytest.fixture
+def built_listener(short_tmp: Path) -> Iterator[Callable[..., BuiltListener]]:
+    """In-process listeners (tests.harness.BuiltListener), closed at the end of the test."""
+    started: list[BuiltListener] = []
+
+    def start(*args: object, server_url: str, timing: RetryTiming) -> BuiltListener:
+        lst = BuiltListener([str(a) for a in args], server_url, short_tmp, timing)
         started.append(lst)
         return lst
 

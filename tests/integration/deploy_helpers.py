@@ -13,20 +13,18 @@ import signal
 import socket
 import subprocess
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
 
 import psutil
 import pytest
 
-from tests.harness import free_port as free_port  # the deploy tests take it from here
+# the deploy tests take these from here
+from tests.harness import free_port as free_port
+from tests.harness import log_tail as log_tail
+from tests.harness import wait_for as wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 DEPLOY = REPO / "deploy"
-
-T = TypeVar("T")
 
 
 def require_binary(name: str, hint: str) -> str:
@@ -41,34 +39,6 @@ def require_binary(name: str, hint: str) -> str:
     if path is None:
         pytest.skip(f"{name} not found on PATH ({hint})")
     return path
-
-
-def wait_for(
-    check: Callable[[], T | None],
-    what: str,
-    timeout: float = 30.0,
-    proc: subprocess.Popen[bytes] | None = None,
-    log: Path | None = None,
-) -> T:
-    """Call `check` until it returns something other than None/False, or fail at the deadline.
-
-    Exceptions raised by `check` count as "not yet". If `proc` exits meanwhile, fail at once.
-    """
-    deadline = time.monotonic() + timeout
-    last_error: BaseException | None = None
-    while True:
-        try:
-            result = check()
-        except Exception as exc:  # any failure means "not ready yet"
-            last_error = exc
-        else:
-            if result is not None and result is not False:
-                return result
-        if proc is not None and proc.poll() is not None:
-            pytest.fail(f"{what}: process exited with {proc.returncode}{log_tail(log)}")
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what} (last error: {last_error!r}){log_tail(log)}")
-        time.sleep(0.05)
 
 
 def port_accepts(port: int) -> bool:
@@ -102,14 +72,6 @@ def stop(proc: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
     # Children left behind by a killed parent share its process group (its pid).
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(proc.pid, signal.SIGKILL)
-
-
-def log_tail(log: Path | None, lines: int = 30) -> str:
-    """The end of a program's log, to explain a failure."""
-    if log is None or not log.exists():
-        return ""
-    tail = log.read_text(errors="replace").splitlines()[-lines:]
-    return f"\n--- {log} (last {len(tail)} lines) ---\n" + "\n".join(tail)
 
 
 def session_processes(sid: int) -> list[int]:

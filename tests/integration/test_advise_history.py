@@ -26,7 +26,6 @@ import pytest
 from listener.tools.advice import Host, Observed, Percentiles, advise
 from listener.tools.history import HistoryError, observe_history
 from tests.harness import PY, ListenerProcess, Supervisord, hog, program, short_dir
-from tests.harness import wait_for as wait_until
 
 try:
     from . import deploy_helpers as h
@@ -82,7 +81,7 @@ def start_prometheus(root: Path, targets: list[str]) -> Prometheus:
                     f"--web.listen-address=127.0.0.1:{port}"], log, cwd=root)
     prometheus = Prometheus(proc, port, log)
     try:
-        h.wait_for(prometheus.ready, "Prometheus to be ready", proc=proc, log=log)
+        h.wait_for(prometheus.ready, what="Prometheus to be ready", proc=proc, log=log)
     except BaseException:
         h.stop(proc)
         raise
@@ -112,7 +111,7 @@ def watched() -> Iterator[Watched]:
                          + program("tree", hog("--children", CHILDREN, "--child-mb", CHILD_MB))
                          + program("spin", f'{PY} -c "while True: pass"'), root)
         sv.wait_allocated({"flat:flat": FLAT_MB})
-        wait_until(lambda: children_allocated(sv), what="the tree's children to allocate")
+        h.wait_for(lambda: children_allocated(sv), what="the tree's children to allocate")
         listener = ListenerProcess(["-a", f"{LIMIT_MB}MB", "--measure", "pss", "--children", "each"],
                                    sv.url, root)
         prometheus = start_prometheus(root, [f"127.0.0.1:{listener.metrics_port}"])
@@ -126,7 +125,7 @@ def watched() -> Iterator[Watched]:
                       for r in stored.query(f"count_over_time({TREE}[5m])")}
             return counts.keys() == PROGRAMS and min(counts.values()) >= SCRAPES
 
-        h.wait_for(scraped, f"Prometheus to store {SCRAPES} scrapes of each program", timeout=60,
+        h.wait_for(scraped, what=f"Prometheus to store {SCRAPES} scrapes of each program", timeout=60,
                    proc=prometheus.proc, log=prometheus.log)
         observed = {o.program: o for o in observe_history(prometheus.url, WINDOW)}
         yield Watched(prometheus, listener, observed)

@@ -65,17 +65,17 @@ def test_the_demo_shows_a_restart_and_stops_cleanly(output: Path) -> None:
     sid = proc.pid
     root = None
     try:
-        root = h.wait_for(lambda: demo_dir(output), "the demo to say where it runs", timeout=30,
+        root = h.wait_for(lambda: demo_dir(output), what="the demo to say where it runs", timeout=30,
                           proc=proc, log=output)
-        h.wait_for(lambda: restarts(metrics_port), "a restart in the demo's /metrics",
+        h.wait_for(lambda: restarts(metrics_port), what="a restart in the demo's /metrics",
                    timeout=90, proc=proc, log=root / "memwatch.log")
         # the README's `curl /leak`: that one uWSGI worker gets SIGHUP and is replaced, while
         # the web keeps answering and its master stays
         if shutil.which("uwsgi", path=str(Path(sys.executable).parent)):
             leaker = int(get(web_port, "/leak?mb=200").split()[-1])
-            h.wait_for(lambda: web_signals(metrics_port) >= 1, "the bloated worker signalled",
+            h.wait_for(lambda: web_signals(metrics_port) >= 1, what="the bloated worker signalled",
                        timeout=60, proc=proc, log=root / "memwatch.log")
-            h.wait_for(lambda: not psutil.pid_exists(leaker), "the bloated worker gone",
+            h.wait_for(lambda: not psutil.pid_exists(leaker), what="the bloated worker gone",
                        timeout=60, proc=proc, log=root / "memwatch.log")
             assert get(web_port, "/").startswith("ok ")
             assert value(scrape(metrics_port), "memwatch_restarts_total", group="sentry-web",
@@ -86,7 +86,7 @@ def test_the_demo_shows_a_restart_and_stops_cleanly(output: Path) -> None:
         # Ctrl-C's effect: SIGINT to the demo's process group (run.py and supervisord)
         os.killpg(proc.pid, signal.SIGINT)
         assert proc.wait(60) == 0, h.log_tail(output)
-        h.wait_for(lambda: not h.session_processes(sid), "every process of the demo to exit",
+        h.wait_for(lambda: not h.session_processes(sid), what="every process of the demo to exit",
                    timeout=15)
         assert not root.exists(), f"the demo left {root} behind"
     finally:

@@ -187,12 +187,12 @@ def stack(site: Site) -> Iterator[Stack]:
     nginx = None
     try:
         h.wait_for(
-            lambda: h.port_accepts(site.uwsgi_port), "uWSGI socket", proc=uwsgi, log=uwsgi_log
+            lambda: h.port_accepts(site.uwsgi_port), what="uWSGI socket", proc=uwsgi, log=uwsgi_log
         )
         nginx = h.start(site.nginx(), site.tmp / "nginx.out")
         h.wait_for(
             lambda: h.port_accepts(site.https_port),
-            "nginx HTTPS port",
+            what="nginx HTTPS port",
             proc=nginx,
             log=site.tmp / "error.log",
         )
@@ -227,7 +227,7 @@ def app_ready(stack: Stack) -> tuple[int, dict[str, str], bytes] | None:
 
 
 def test_https_request_reaches_the_wsgi_app(stack: Stack) -> None:
-    h.wait_for(lambda: app_ready(stack), "the app behind nginx")
+    h.wait_for(lambda: app_ready(stack), what="the app behind nginx")
     status, headers, body = https(stack, "GET", "/api/0/?x=1")
     assert status == 200, body
     seen = json.loads(body)
@@ -238,7 +238,7 @@ def test_https_request_reaches_the_wsgi_app(stack: Stack) -> None:
 
 
 def test_client_cannot_spoof_forwarded_headers(stack: Stack) -> None:
-    h.wait_for(lambda: app_ready(stack), "the app behind nginx")
+    h.wait_for(lambda: app_ready(stack), what="the app behind nginx")
     status, _, body = https(
         stack, "GET", "/", headers={"X-Forwarded-Proto": "http", "X-Forwarded-For": "203.0.113.7"}
     )
@@ -250,7 +250,7 @@ def test_client_cannot_spoof_forwarded_headers(stack: Stack) -> None:
 
 
 def test_request_body_is_passed_to_the_app(stack: Stack) -> None:
-    h.wait_for(lambda: app_ready(stack), "the app behind nginx")
+    h.wait_for(lambda: app_ready(stack), what="the app behind nginx")
     payload = os.urandom(3 * 1024 * 1024)  # above client_body_buffer_size: via a temp file
     status, _, body = https(
         stack,

@@ -269,7 +269,7 @@ def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prometheus]
     )
     try:
         prom = Prometheus(port, target)
-        h.wait_for(lambda: prom.api("status/buildinfo"), "Prometheus API", proc=proc, log=log)
+        h.wait_for(lambda: prom.api("status/buildinfo"), what="Prometheus API", proc=proc, log=log)
         yield prom
     finally:
         h.stop(proc)
@@ -293,7 +293,7 @@ def test_prometheus_scrapes_the_memwatch_job(prometheus: Prometheus) -> None:
                 return target
         return None
 
-    target = h.wait_for(target_up, "the memwatch target to be up")
+    target = h.wait_for(target_up, what="the memwatch target to be up")
     assert target["labels"]["instance"] == prometheus.target
 
 
@@ -306,7 +306,7 @@ def test_prometheus_loads_and_evaluates_every_rule(prometheus: Prometheus) -> No
         )
         return rules if rules and done else None
 
-    rules = h.wait_for(all_evaluated, "every rule to be evaluated without error")
+    rules = h.wait_for(all_evaluated, what="every rule to be evaluated without error")
     assert set(rules) >= REQUIRED_ALERTS, REQUIRED_ALERTS - set(rules)
 
 
@@ -317,7 +317,7 @@ def test_near_limit_joins_scraped_memory_and_limit(prometheus: Prometheus) -> No
                 return alert
         return None
 
-    alert = h.wait_for(near_limit, "MemwatchProcessNearLimit to become pending")
+    alert = h.wait_for(near_limit, what="MemwatchProcessNearLimit to become pending")
     assert alert["state"] == "pending"  # for: 15m
     assert alert["labels"] == {
         "alertname": "MemwatchProcessNearLimit",
@@ -331,7 +331,7 @@ def test_near_limit_joins_scraped_memory_and_limit(prometheus: Prometheus) -> No
 
 
 def test_every_alert_is_labelled_documented_and_tested(prometheus: Prometheus) -> None:
-    rules = h.wait_for(lambda: alerting_rules(prometheus) or None, "rules to load")
+    rules = h.wait_for(lambda: alerting_rules(prometheus) or None, what="rules to load")
     anchors = github_anchors(README.read_text())
     tested = rule_tests_by_alert()
     per_process = re.compile(r"\{\{ \$labels\.group \}\}:\{\{ \$labels\.process \}\}")

@@ -156,10 +156,10 @@ def stack() -> Iterator[Stack]:
 
         h.wait_for(lambda: (value(scrape(metrics_port), "memwatch_restarts_total", **PROCESS)
                             or 0) >= 1 or None,
-                   "the listener to restart the stand-in", timeout=30, log=root / "memwatch.log")
+                   what="the listener to restart the stand-in", timeout=30, log=root / "memwatch.log")
         # Prometheus's first sample of the counter is already 1: it never saw a 0
         first = h.wait_for(lambda: stack.stored(restarts_selector()) or None,
-                           "Prometheus to store memwatch_restarts_total", timeout=60, proc=proc,
+                           what="Prometheus to store memwatch_restarts_total", timeout=60, proc=proc,
                            log=log)
         assert first == [1.0], first
         yield stack
@@ -180,7 +180,7 @@ def test_prometheus_fires_the_restart_alert_with_the_process_labels(stack: Stack
                 return alert
         return None
 
-    alert = h.wait_for(firing, "MemwatchProcessRestarted to fire", timeout=60)
+    alert = h.wait_for(firing, what="MemwatchProcessRestarted to fire", timeout=60)
     assert alert["labels"] == {
         "alertname": "MemwatchProcessRestarted",
         "group": "standin",
@@ -213,7 +213,7 @@ def test_the_restart_reaches_a_human_through_alertmanager(stack: Stack) -> None:
                     return {"note": note, "alert": alert}
         return None
 
-    found = h.wait_for(notified, "Alertmanager to notify the webhook", timeout=120)
+    found = h.wait_for(notified, what="Alertmanager to notify the webhook", timeout=120)
     note, alert = found["note"], found["alert"]
     assert note["receiver"] == "team" and note["path"] == "/memwatch/team"  # a warning
     assert {k: alert["labels"][k] for k in ("group", "process", "instance", "severity")} == {
@@ -239,7 +239,7 @@ def test_every_dashboard_query_returns_data_from_the_live_prometheus(stack: Stac
     for title, expr in queries:
         promql = as_grafana_sends_it(expr)
         h.wait_for(lambda q=promql: stack.stored(q) or None,  # type: ignore[misc]
-                   f"data for {title!r}: {promql}", timeout=90)
+                   what=f"data for {title!r}: {promql}", timeout=90)
 
 
 def test_promtool_check_metrics_finds_nothing_on_a_listener_that_restarted(stack: Stack) -> None:
@@ -266,7 +266,7 @@ def test_prometheus_stores_the_listeners_own_memory_and_the_alert_selects_it(sta
     # on its private registry) under the memwatch job
     series, bound = listener_memory_rule()
     stored = h.wait_for(lambda: stack.stored('process_resident_memory_bytes{job="memwatch"}') or None,
-                        "Prometheus to store the listener's own memory", timeout=60)
+                        what="Prometheus to store the listener's own memory", timeout=60)
     assert len(stored) == 1, stored
     listener = psutil.Process(stack.sv.wait_running("memwatch:memwatch")["memwatch:memwatch"])
     assert abs(stored[0] - listener.memory_info().rss) < 16 * 2**20  # scraped up to 15 s ago

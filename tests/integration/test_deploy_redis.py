@@ -100,7 +100,7 @@ def start_redis(tmp: Path, config: list[str]) -> Server:
         finally:
             client.close()
 
-    h.wait_for(pong, "redis-server to answer PING", proc=proc, log=log)
+    h.wait_for(pong, what="redis-server to answer PING", proc=proc, log=log)
     return Server(proc, port, tmp, log)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import socket
 import subprocess
 import time
@@ -14,6 +15,7 @@ from pathlib import Path
 import psutil
 
 from listener.actions.journal import journal_name
+from listener.core.recovery import RetryTiming
 from tests.harness import hog, value, wait_for
 from tests.integration.test_faults import journal_entries
 
@@ -29,6 +31,11 @@ def fragile(flag: Path, extra: str = "") -> str:
     return FRAGILE.format(flag=flag, hog=hog("--mb", 50), extra=extra)
 
 
+# The retry path's times, shortened: the rules about time are checked in seconds, not minutes
+# (test_faults.py runs the same path in the listener process with production's times).
+FAST = RetryTiming(backoff_first=0.2, backoff_max=1.0, human_margin=1.0)
+
+
 def gauge_stopped(lst) -> float | None:  # type: ignore[no-untyped-def]
     return value(lst.metrics(), "memwatch_stopped_not_running")
 
@@ -38,14 +45,16 @@ def failures(lst) -> float:  # type: ignore[no-untyped-def]
                  process="fragile") or 0
 
 
-def failing_restart(supervisord, listener, short_tmp, extra: str = ""):  # type: ignore[no-untyped-def]
-    """`fragile` over its limit while its dependency is down: the listener stops it, and its
-    start fails. Returns (supervisord, listener, flag, pid before) after the first failure."""
+def failing_restart(supervisord, built_listener, short_tmp, extra: str = ""):  # type: ignore[no-untyped-def]
+    """`fragile` over its limit while its dependency is down: the listener (built with FAST
+    timing) stops it, and its start fails. Returns (supervisord, listener, flag, pid before)
+    after the first failure."""
     flag = short_tmp / "dependency-down"
     sv = supervisord(fragile(flag, extra))
     before = sv.wait_allocated({"fragile:fragile": 45})["fragile:fragile"]
     flag.touch()
-    lst = listener("-p", "fragile=30MB", "--max-restarts", "1", server_url=sv.url)
+    lst = built_listener("-p", "fragile=30MB", "--max-restarts", "1", server_url=sv.url,
+                         timing=FAST)
     wait_for(ticking(lst, lambda: failures(lst) >= 1), timeout=60, interval=0.2,
              what="a failed start")
     return sv, lst, flag, before
@@ -59,11 +68,17 @@ def ticking(lst, condition):  # type: ignore[no-untyped-def]
     return check
 
 
+def our_stop(short_tmp: Path) -> float:
+    """When the listener's stop of fragile completed, as its journal says."""
+    (entry,) = journal_entries(short_tmp / "state")
+    return float(entry["stopped"])
+
+
 def test_a_start_that_fails_through_supervisords_own_retries_is_seen_through_to_running(
-        supervisord, listener, short_tmp):
+        supervisord, built_listener, short_tmp):
     # supervisord's default startretries=3: our start fails, the process goes BACKOFF (a start
     # is refused ALREADY_STARTED while supervisord retries), then FATAL
-    sv, lst, flag, before = failing_restart(supervisord, listener, short_tmp)
+    sv, lst, flag, before = failing_restart(supervisord, built_listener, short_tmp)
     # a second failure means the listener started it again after supervisord gave up
     wait_for(ticking(lst, lambda: failures(lst) >= 2 and gauge_stopped(lst) == 1),
              timeout=60, interval=0.2, what="a start after supervisord gave up, still failing")
@@ -74,19 +89,25 @@ def test_a_start_that_fails_through_supervisords_own_retries_is_seen_through_to_
                      and gauge_stopped(lst) == 0),
              timeout=90, interval=0.2, what="fragile RUNNING again")
     assert sv.pid("fragile:fragile") != before
-    assert journal_entries(short_tmp / "state") == []
+    # the journal on disk follows the listener's memory (the gauge) by a write and an fsync
+    wait_for(lambda: journal_entries(short_tmp / "state") == [], what="the journal emptied on disk")
 
 
 def test_failed_spawns_that_move_supervisords_stop_time_are_not_mistaken_for_a_human_stop(
-        supervisord, listener, short_tmp):
-    sv, lst, flag, _ = failing_restart(supervisord, listener, short_tmp, "startretries=0")
-    # for 15 s (failed spawns well past HUMAN_MARGIN after our stop) it stays ours, every tick
-    watch_until = time.monotonic() + 15
-    while time.monotonic() < watch_until:
+        supervisord, built_listener, short_tmp, caplog):
+    caplog.set_level(logging.INFO, logger="memwatch")
+    sv, lst, flag, _ = failing_restart(supervisord, built_listener, short_tmp, "startretries=0")
+    stopped = our_stop(short_tmp)
+
+    def ours_until_spawns_failed_past_the_margin() -> bool:
         lst.tick()
-        assert gauge_stopped(lst) == 1 and "by someone else" not in lst.stderr()
-        time.sleep(0.2)
-    assert failures(lst) >= 2 and sv.infos()["fragile:fragile"]["statename"] == "FATAL"
+        assert gauge_stopped(lst) == 1 and "by someone else" not in caplog.text  # every tick
+        info = sv.infos()["fragile:fragile"]
+        return (failures(lst) >= 2 and info["statename"] == "FATAL"
+                and info["stop"] > stopped + FAST.human_margin)
+
+    wait_for(ours_until_spawns_failed_past_the_margin, timeout=60, interval=0.2,
+             what="failed spawns that moved the stop time past the human margin")
 
     flag.unlink()
     wait_for(ticking(lst, lambda: sv.infos()["fragile:fragile"]["statename"] == "RUNNING"
@@ -94,11 +115,15 @@ def test_failed_spawns_that_move_supervisords_stop_time_are_not_mistaken_for_a_h
              timeout=90, interval=0.2, what="fragile RUNNING again")
 
 
-def test_a_human_stop_after_ours_ends_the_listeners_responsibility(supervisord, listener,
-                                                                   short_tmp):
+def test_a_human_stop_after_ours_ends_the_listeners_responsibility(supervisord, built_listener,
+                                                                   short_tmp, caplog):
+    caplog.set_level(logging.INFO, logger="memwatch")
     # startretries=100: supervisord keeps retrying (BACKOFF) for a long while
-    sv, lst, flag, _ = failing_restart(supervisord, listener, short_tmp, "startretries=100")
-    time.sleep(6)  # the human acts later than HUMAN_MARGIN after our stop (time itself, no state)
+    sv, lst, flag, _ = failing_restart(supervisord, built_listener, short_tmp, "startretries=100")
+    stopped = our_stop(short_tmp)
+    # the human acts later than the human margin after our stop, as a human would
+    wait_for(lambda: time.time() > stopped + FAST.human_margin, timeout=10,
+             what="the human margin after our stop to pass")
     sv.rpc().supervisor.stopProcess("fragile:fragile")  # as supervisorctl stop, during BACKOFF
     flag.unlink()
     wait_for(ticking(lst, lambda: gauge_stopped(lst) == 0), timeout=60, interval=0.2,
@@ -106,7 +131,7 @@ def test_a_human_stop_after_ours_ends_the_listeners_responsibility(supervisord, 
     for _ in range(3):
         lst.tick()
     assert sv.infos()["fragile:fragile"]["statename"] == "STOPPED"
-    assert "by someone else" in lst.stderr()
+    assert "by someone else" in caplog.text
 
 
 @contextlib.contextmanager

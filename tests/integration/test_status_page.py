@@ -67,7 +67,7 @@ def test_check_listener_prints_the_listeners_own_view(supervisord, listener, sho
     assert len(unreachable.stderr.splitlines()) == 1 and "--listener" in unreachable.stderr
 
 
-def test_the_status_page_in_a_real_browser(supervisord, listener, short_tmp):
+def test_the_status_page_in_a_real_browser(supervisord, listener, short_tmp, tmp_path):
     chromium = h.require_binary("chromium", "apt-get install chromium")
     _, lst = restarted_listener(supervisord, listener, short_tmp)
     for _ in range(5):  # a few more samples for the sparklines
@@ -80,13 +80,14 @@ def test_the_status_page_in_a_real_browser(supervisord, listener, short_tmp):
     assert dom.count('<tr class="process">') == 2, dom[-2000:]
     assert "big:big" in dom and "small:small" in dom and "reachable" in dom
     assert "<polyline" in dom  # the sparkline of recent samples
-    # a screenshot, for a person to look at (kept next to the test's other files)
+    # a screenshot
     shot = short_tmp / "status.png"
     subprocess.run([chromium, *flags, f"--screenshot={shot}", "--window-size=1400,420", url],
                    capture_output=True, timeout=120)
     assert shot.exists() and shot.stat().st_size > 5000
-    copy = Path("/tmp/memwatch-status.png")
-    copy.write_bytes(shot.read_bytes())
+    # kept for a person to look at: pytest keeps the last runs' tmp_path (its own name per
+    # test and per run, so parallel runs and other checkouts never write the same file)
+    (tmp_path / "memwatch-status.png").write_bytes(shot.read_bytes())
 
     with urllib.request.urlopen(f"{url}status", timeout=10) as resp:
         view = json.load(resp)

@@ -6,7 +6,6 @@ import io
 import os
 import re
 import time
-from collections import Counter
 from collections.abc import Sequence
 from dataclasses import replace
 
@@ -18,8 +17,8 @@ from listener.core.model import ProcessInfo, Sample, Unit
 from listener.core.policy import Verdict
 from listener.core.rules import Rule, Rules, Strategy
 from listener.core.servers import Server
-from listener.host.sampler import SampleResult
 from listener.tools.check import check, render, verdict_text
+from tests.fakes import FakeSampler
 
 MiB = 1024**2
 LIMIT = 100 * MiB
@@ -134,16 +133,6 @@ def test_render_without_children_says_nothing_about_them() -> None:
 
 
 # --- one look at supervisord, with an exit code ---
-
-
-class FakeSampler:
-    def __init__(self, memory: dict[str, int]) -> None:
-        self.memory = memory
-        self.asked: list[Sequence[ProcessInfo]] = []
-
-    def sample(self, processes: Sequence[ProcessInfo], rules: Rules) -> SampleResult:
-        self.asked.append(processes)
-        return SampleResult({n: Sample(m, "rss", 0, ()) for n, m in self.memory.items()}, Counter())
 
 
 PROCESSES = [WEB, ProcessInfo("worker", "worker_00", 11, "RUNNING", 0.0),

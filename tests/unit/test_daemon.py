@@ -8,126 +8,23 @@ import io
 import logging
 from collections import Counter as Tally
 from collections.abc import Callable
-from concurrent.futures import Executor, Future
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 
 import pytest
 
 from listener.actions.restarts import Restarter
 from listener.config.settings import Config
 from listener.config.values import ConfigError
-from listener.core.model import ProcessInfo, Sample, SignalChild, Unit
+from listener.core.model import Sample, Unit
 from listener.core.rules import Rules, Strategy
 from listener.daemon import Daemon
 from listener.host.sampler import SampleResult
 from listener.web.stats import Stats
+from tests.fakes import Clock, FakeSampler, FakeSignaller, FakeSupervisor, Inline, Script, event
 
 MiB = 1024**2
 OK = "READY\nRESULT 2\nOK"
 FAIL = "READY\nRESULT 4\nFAIL"
-
-
-class FakeSupervisor:
-    """supervisord's side: a process table, stop and start that change it, and an off switch."""
-
-    display_url = "unix:///fake.sock"
-
-    def __init__(self, *namespecs: str) -> None:
-        self.table = {n: ProcessInfo(*n.split(":"), pid=100 + i, statename="RUNNING", start=0.0)
-                      for i, n in enumerate(namespecs)}
-        self.up = True
-        self.calls: list[tuple[str, str]] = []
-        self.listings = 0
-
-    def processes(self) -> list[ProcessInfo]:
-        if not self.up:
-            raise ConnectionRefusedError(111, "Connection refused")
-        self.listings += 1
-        return list(self.table.values())
-
-    def process(self, namespec: str) -> ProcessInfo:
-        return self.table[namespec]
-
-    def stop(self, namespec: str) -> None:
-        self.calls.append(("stop", namespec))
-        self.table[namespec] = replace(self.table[namespec], statename="STOPPED", pid=0)
-
-    def start(self, namespec: str) -> None:
-        self.calls.append(("start", namespec))
-        old = self.table[namespec]
-        self.table[namespec] = replace(old, statename="RUNNING", pid=max(p.pid for p in
-                                                                     self.table.values()) + 1)
-
-
-@dataclass
-class FakeSampler:
-    """Memory by namespec, as the script sets it; the reader is what a reload hands on."""
-
-    memory: dict[str, int] = field(default_factory=dict)
-    reader: object = None
-    fail: bool = False
-    rules: Rules | None = None
-
-    def sample(self, processes: list[ProcessInfo], rules: Rules) -> SampleResult:
-        self.rules = rules  # the rules of the last tick
-        if self.fail:
-            raise RuntimeError("a bug in the sampler")
-        samples = {p.namespec: Sample(self.memory[p.namespec], "rss", 0, ())
-                   for p in processes if p.namespec in self.memory and p.pid}
-        return SampleResult(samples, Tally())
-
-
-@dataclass
-class FakeSignaller:
-    sent: list[SignalChild] = field(default_factory=list)
-
-    def send(self, action: SignalChild) -> bool:
-        self.sent.append(action)
-        return True
-
-
-class Inline(Executor):
-    """The restart pool, run in the loop's thread: each restart is done when submit returns."""
-
-    def submit(self, fn, /, *args, **kwargs):  # type: ignore[no-untyped-def]
-        future: Future[object] = Future()
-        future.set_result(fn(*args, **kwargs))
-        return future
-
-
-class Script(io.TextIOBase):
-    """stdin as supervisord writes it; a step may change the world before its event is read."""
-
-    def __init__(self, *steps: str | Callable[[], object]) -> None:
-        self._steps = list(steps)
-        self._buffer = ""
-
-    def _fill(self) -> None:
-        while not self._buffer and self._steps:
-            step = self._steps.pop(0)
-            if callable(step):
-                step()
-            else:
-                self._buffer = step
-
-    def readline(self, limit: int | None = -1) -> str:  # type: ignore[override]
-        self._fill()
-        end = self._buffer.find("\n") + 1 or len(self._buffer)
-        if limit is not None and limit >= 0:
-            end = min(end, limit)
-        line, self._buffer = self._buffer[:end], self._buffer[end:]
-        return line
-
-    def read(self, size: int | None = -1) -> str:
-        self._fill()
-        size = len(self._buffer) if size is None or size < 0 else size
-        data, self._buffer = self._buffer[:size], self._buffer[size:]
-        return data
-
-
-def event(name: str = "TICK_5", payload: str = "when:1000", poolserial: int = 1) -> str:
-    return f"ver:3.0 server:supervisor serial:1 pool:memwatch poolserial:{poolserial} " \
-           f"eventname:{name} len:{len(payload)}\n{payload}"
 
 
 TICK = event()
@@ -138,17 +35,17 @@ class World:
 
     def __init__(self, config: Config, *namespecs: str,
                  reload: Callable[[], Config] | None = None) -> None:
-        self.now = 1000.0
+        self.clock = Clock()
         self.supervisor = FakeSupervisor(*namespecs)
         self.sampler = FakeSampler()
         self.signaller = FakeSignaller()
         self.stats = Stats()
         self.restarter = Restarter(lambda: self.supervisor, self.stats,  # type: ignore[arg-type,return-value]
                                    executor=Inline(), sleep=lambda s: None,
-                                   monotonic=lambda: self.now, wall=lambda: self.now)
+                                   monotonic=self.clock, wall=self.clock)
         self.daemon = Daemon(config, self.supervisor, self.sampler, self.restarter,  # type: ignore[arg-type]
                              self.signaller, self.stats, reload=reload,  # type: ignore[arg-type]
-                             clock=lambda: self.now, timer=lambda: self.now, environ={})
+                             clock=self.clock, timer=self.clock, environ={})
 
     def run(self, *steps: str | Callable[[], object]) -> str:
         out = io.StringIO()
@@ -182,7 +79,7 @@ def test_a_process_over_its_limit_is_stopped_then_started_and_counted():
     world = World(limited(), "web:web", "worker:worker")
     world.sampler.memory = {"web:web": 150 * MiB, "worker:worker": 50 * MiB}
     world.run(TICK)
-    assert world.supervisor.calls == [("stop", "web:web"), ("start", "web:web")]
+    assert world.supervisor.actions == [("stop", "web:web"), ("start", "web:web")]
     assert world.process("web:web")["restarts"] == 1
     assert world.process("worker:worker")["restarts"] == 0
     assert world.process("web:web")["memory_bytes"] == 150 * MiB
@@ -198,7 +95,7 @@ def test_consecutive_samples_are_counted_across_ticks_before_acting():
 
     world.run(TICK, seen, TICK, seen, TICK)
     assert over_samples == [1, 2]
-    assert world.supervisor.calls == [("stop", "web:web"), ("start", "web:web")]
+    assert world.supervisor.actions == [("stop", "web:web"), ("start", "web:web")]
 
 
 def test_supervisord_down_then_up_is_said_once_each_way_and_ticks_are_still_answered(caplog):
@@ -236,7 +133,7 @@ def test_a_reload_applies_the_new_rules_at_the_next_tick_and_a_broken_one_keeps_
     world.sampler.memory = {"web:web": 150 * MiB}
     with caplog.at_level(logging.INFO, logger="memwatch"):
         world.run(TICK, world.daemon.request_reload, TICK, world.daemon.request_reload, TICK)
-    assert world.supervisor.calls == [("stop", "web:web"), ("start", "web:web")]
+    assert world.supervisor.actions == [("stop", "web:web"), ("start", "web:web")]
     assert any(r.getMessage() == "config reload failed: keeping the old config" for r in caplog.records)
     assert world.process("web:web")["limit_bytes"] == 100 * MiB
     assert world.daemon.sampler.rules == limited(100 * MiB).rules  # measured by the new rules too
@@ -254,7 +151,7 @@ def test_a_dry_run_counts_every_tick_says_so_once_per_change_and_never_calls_sup
 
     with caplog.at_level(logging.INFO, logger="memwatch"):
         world.run(TICK, TICK, TICK, shrink, TICK, grow, TICK)
-    assert world.supervisor.calls == []
+    assert world.supervisor.actions == []
     assert world.process("web:web")["dry_run_actions"] == 4
     said = [r.getMessage() for r in caplog.records if r.getMessage().startswith("dry run")]
     assert said == ["dry run: would restart", "dry run: would restart"]  # over, then over again
@@ -280,7 +177,7 @@ def test_a_child_over_its_limit_is_signalled_not_restarted():
 
     world.daemon.sampler = TreeSampler()  # type: ignore[assignment]
     world.run(TICK)
-    assert world.supervisor.calls == []
+    assert world.supervisor.actions == []
     (sent,) = world.signaller.sent
     assert (sent.child_pid, sent.signal, sent.target.pid) == (555, 1, 100)
 

@@ -5,19 +5,15 @@ from __future__ import annotations
 
 from listener.core.model import ProcessInfo
 from listener.supervisord.proctable import ProcessTable
+from tests.fakes import Clocks
 
 WEB = ProcessInfo("web", "web", 100, "RUNNING", 1000.0, listed_at=50.0)
 CRON = ProcessInfo("cron", "cron", 0, "STOPPED", 0.0, stop=900.0)
 
 
-class Clocks:
-    def __init__(self) -> None:
-        self.monotonic, self.wall, self.boot = 10.0, 2000.0, 500.0
-
-
 def table(resync: float = 300.0) -> tuple[ProcessTable, Clocks]:
     clocks = Clocks()
-    t = ProcessTable(resync, lambda: clocks.monotonic, lambda: clocks.wall, lambda: clocks.boot)
+    t = ProcessTable(resync, clocks.monotonic, clocks.wall, clocks.boot)
     return t, clocks
 
 
@@ -51,7 +47,7 @@ def test_at_start_it_lists_and_learns_the_subscription_from_the_first_state_even
 def test_a_restart_seen_through_its_events_ends_as_supervisord_would_list_it() -> None:
     t, clocks = table()
     t.reset([WEB, CRON])
-    clocks.wall = 3000.0
+    clocks.wall.now = 3000.0
     event(t, "STOPPING", "web:web", "RUNNING", 100)
     assert state(t, "web:web") == ("STOPPING", 100)
     event(t, "STOPPED", "web:web", "STOPPING", 100)
@@ -112,9 +108,9 @@ def test_a_new_process_of_an_added_group_starts_from_stopped() -> None:
 def test_it_lists_again_every_resync_seconds_and_after_supervisord_was_unreachable() -> None:
     t, clocks = table(resync=60.0)
     t.reset([WEB])
-    clocks.monotonic += 59.0
+    clocks.monotonic.now += 59.0
     assert t.resync_reason() is None
-    clocks.monotonic += 1.0
+    clocks.monotonic.now += 1.0
     assert t.resync_reason() == "periodic resync (60s)"
     t.reset([WEB])
     t.unreachable()
