@@ -22,8 +22,9 @@ from dataclasses import dataclass
 from listener.actions.journal import Journal
 from listener.actions.mail import Mailer
 from listener.core import recovery
-from listener.core.model import RUNNING, Restart
+from listener.core.model import Restart
 from listener.core.recovery import RetryTiming
+from listener.core.states import RUNNING
 from listener.log import fields
 from listener.supervisord.rpc import (
     Fault,

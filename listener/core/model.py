@@ -7,7 +7,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from listener.core.servers import Server
-from listener.core.states import RUNNING as RUNNING  # until recovery and restarts take it from states
 from listener.core.text import format_size
 
 # kernel start times this close are the same process (both read from /proc, in clock ticks)

@@ -11,9 +11,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
-from listener.core.model import RUNNING
-
-IN_PROGRESS = frozenset({"STARTING", "BACKOFF"})  # supervisord starting it (retrying by itself)
+from listener.core.states import RUNNING, STARTING_UP, STOPPED, STOPPING
 
 
 @dataclass(frozen=True)
@@ -47,9 +45,9 @@ def next_step(state: str, stop_time: float, our_stop: float | None, start_asked:
     than human_margin after ours was someone else's."""
     if state == RUNNING:
         return Next.DONE
-    if state in IN_PROGRESS or state == "STOPPING":
+    if state in STARTING_UP or state == STOPPING:
         return Next.WAIT
-    if state == "STOPPED" and (start_asked or (
+    if state == STOPPED and (start_asked or (
             our_stop is not None and stop_time > our_stop + human_margin)):
         return Next.LET_GO
     return Next.START
@@ -57,5 +55,5 @@ def next_step(state: str, stop_time: float, our_stop: float | None, start_asked:
 
 def gave_up(state: str) -> bool:
     """After a start: supervisord ran out of its own retries (FATAL, EXITED...)."""
-    return state != RUNNING and state not in IN_PROGRESS
+    return state != RUNNING and state not in STARTING_UP
 
