@@ -37,9 +37,8 @@ DEMO_SIZES = {
     r"restart-window = 1h": "restart-window = 10m",
 }
 
-# `sentry run web|worker|cron -- HOG ARGS`: a command line that reads as Sentry's, so that
-# `children = auto` recognises web as uWSGI and the workers as Celery masters, running hog.py
-# in this same process.
+# `sentry run worker|cron -- HOG ARGS`: a command line that reads as Sentry's, so that
+# `children = auto` recognises the workers as Celery masters, running hog.py in this same process.
 STANDIN = f"""\
 import runpy, sys
 sys.argv = [{str(HERE / "hog.py")!r}, *sys.argv[sys.argv.index("--") + 1:]]
@@ -64,7 +63,7 @@ def write_config(root: Path, metrics_port: int, web_port: int) -> Path:
     (root / "bin").mkdir(exist_ok=True)
     (root / "bin" / "sentry").write_text(STANDIN)
     sentry = f"{PY} {root / 'bin' / 'sentry'}"
-    # without pyuwsgi, a stand-in whose workers go on SIGHUP (and are not replaced)
+    # without pyuwsgi, a stand-in: `auto` goes by what runs, and judges it as one process
     web = (f"{uwsgi} --http-socket 127.0.0.1:{web_port} --wsgi-file {HERE / 'webapp.py'} "
            "--master --processes 2 --die-on-term --disable-logging" if uwsgi
            else f"{sentry} run web -- --mb 20 --children 2 --child-mb 10 --child-drain 0")

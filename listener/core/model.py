@@ -103,12 +103,15 @@ class Restart:
 
 @dataclass(frozen=True)
 class SignalChild:
-    """Send `signal` to one descendant of a supervised process (with --children each)."""
+    """Send `signal` to one descendant of a supervised process (with --children each), or, for
+    a server that replaces its workers itself (Granian), to the supervised master on behalf of
+    that descendant."""
 
     target: Target
     child_pid: int
     child_started: float  # the child's kernel start time: checked again before the signal
     signal: int
+    to_master: bool = False  # the signal goes to the child's parent, its master
 
 
 Action = Restart | SignalChild

@@ -22,7 +22,7 @@ from listener.core.model import (
     Unit,
 )
 from listener.core.pace import Budget, Slots, prune
-from listener.core.rules import Rule, Rules, Strategy
+from listener.core.rules import ROLLING_SECONDS_PER_WORKER, Rule, Rules, Strategy
 from listener.core.servers import Server
 from listener.core.states import RUNNING
 
@@ -190,7 +190,10 @@ class Tick:
         target = Target(proc.group, proc.name, proc.pid, unit.bytes, rule.limit, sample.measure,
                         rule.target, by=unit.pid if unit.pid != proc.pid else 0)
         if strategy.child_signal is not None and unit.pid != proc.pid:
-            self.actions.append(SignalChild(target, unit.pid, unit.started, strategy.child_signal))
+            if strategy.signals_master and units.draining:
+                return Verdict.DRAINING, count  # one roll at a time: never signal it twice
+            self.actions.append(SignalChild(target, unit.pid, unit.started, strategy.child_signal,
+                                            to_master=strategy.signals_master))
             self.signalled[(proc.namespec, unit.pid)] = (unit.started, self.now)
         elif self.slots.take(proc.group, strategy.max_parallel):
             self.actions.append(Restart(target, uptime=max(0.0, self.now - proc.start)))
@@ -227,8 +230,10 @@ class Tick:
                           strategy: Strategy, units: Units) -> Verdict:
         """No unit is due: escalate a signalled child that outlived its timeout (once: the
         program, through supervisord), else say why nothing happens."""
-        overdue = [u for u, sent in units.draining
-                   if self.now - sent >= strategy.child_signal_timeout]
+        timeout = strategy.child_signal_timeout
+        if strategy.signals_master:  # the worker is replaced in its turn of the master's roll
+            timeout += ROLLING_SECONDS_PER_WORKER * len(_units(proc, sample, strategy))
+        overdue = [u for u, sent in units.draining if self.now - sent >= timeout]
         if overdue:
             if not self.slots.take(proc.group, strategy.max_parallel):
                 return Verdict.DEFERRED

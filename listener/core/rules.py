@@ -27,11 +27,26 @@ MEASURES = ("rss", "pss", "uss")
 #   Celery prefork: no signal lets a pool child finish its task (its children reset TERM, HUP,
 #   USR1 to "die now"; README "Celery's pool children and signals" says what each does), so a
 #   child over its limit restarts the master: supervisord's SIGTERM is Celery's warm shutdown.
+#   Granian: a worker ignores SIGHUP, and SIGTERM to a worker shuts the whole server down unless
+#   its master respawns failed workers (which /proc cannot tell); SIGHUP to the master replaces
+#   every worker, one at a time, new before old: graceful whatever the respawn setting.
+#   taskworker and multiprocessing pools: no signal lets a child finish its task (SIGTERM to an
+#   idle taskbroker-client 26.5 child can leave the queue's lock held, and every child waiting on
+#   it), so a child over its limit restarts the parent, like Celery.
+#   docs/findings/granian-and-taskworker.md has the measurements behind each line.
 AUTO: dict[Server, tuple[str, int | None]] = {
     Server.UWSGI: ("each", int(signal.SIGHUP)),
     Server.GUNICORN: ("each", int(signal.SIGTERM)),
     Server.CELERY: ("each", None),
+    Server.GRANIAN: ("each", int(signal.SIGHUP)),
+    Server.TASKWORKER: ("each", None),
+    Server.POOL: ("each", None),
 }
+# servers whose own child signal goes to the master, which then replaces its workers one by one
+MASTER_SIGNALLED = frozenset({Server.GRANIAN})
+# seconds per worker a master's rolling replacement takes (Granian's respawn_interval is 3.5 s):
+# a worker replaced late in the roll is not overdue
+ROLLING_SECONDS_PER_WORKER = 5.0
 
 
 @dataclass(frozen=True)
@@ -92,8 +107,14 @@ class Strategy:
         if self.children != "none":
             parts.append(self.children)
         if self.child_signal is not None:
-            parts.append(signal.Signals(self.child_signal).name.removeprefix("SIG"))
+            said = signal.Signals(self.child_signal).name.removeprefix("SIG")
+            parts.append(f"{said} to master" if self.signals_master else said)
         return ", ".join(parts)
+
+    @property
+    def signals_master(self) -> bool:
+        """The child signal goes to the master, which replaces its workers one by one."""
+        return False
 
 
 @dataclass(frozen=True)
@@ -105,6 +126,12 @@ class AutoStrategy(Strategy):
     @cached_property
     def description(self) -> str:
         return f"{super().description} (auto: {self.server.value})"
+
+    @property
+    def signals_master(self) -> bool:
+        # the master's own signal; an explicit other one (TERM, for a Granian that respawns
+        # failed workers) goes to the worker, as the rule says
+        return self.server in MASTER_SIGNALLED and self.child_signal == AUTO[self.server][1]
 
 
 @dataclass(frozen=True)

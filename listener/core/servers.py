@@ -1,16 +1,26 @@
-"""Which server a supervised process is, from its command line: the pre-fork servers whose
-workers `children = auto` judges on their own, and sentry-memwatch itself (never judged).
+"""Which server a supervised process is: the pre-fork servers whose workers `children = auto`
+judges on their own, and sentry-memwatch itself (never judged).
 
-Recognised by the executable or script (argv[0], or argv[1] after a Python interpreter, or the
-module after `-m`), which is how each is started: `uwsgi ...`, `python -m pyuwsgi`, `gunicorn
-app:app`, `celery -A app worker`, and Sentry's own `sentry run web` (uWSGI inside) and
-`sentry run worker` (Celery inside). A server that rewrites its process title (gunicorn with
-setproctitle: "gunicorn: master [app]") is recognised by that title too."""
+Evidence first, names second (docs/findings/granian-and-taskworker.md has what each shows):
+
+- the native module a server maps into its master and every worker (/proc/PID/maps): Granian's
+  `_granian`, pyuwsgi's `pyuwsgi`. It does not depend on titles, wrappers or what a launcher is
+  called: `sentry run web` is uWSGI (pyuwsgi) before January 2026 and Granian after;
+- then the executable or script (argv[0], or argv[1] after a Python interpreter, or the module
+  after `-m`): `uwsgi ...`, `gunicorn app:app`, `celery -A app worker`, `granian ...`, Sentry's
+  `sentry run worker` (Celery) and `sentry run taskworker` (taskbroker-client); or the title a
+  server sets ("gunicorn: master [app]", "[celeryd: ...]");
+- then the tree: a parent whose children were started by multiprocessing's spawn or forkserver
+  (`... --multiprocessing-fork`) is a multiprocessing pool.
+
+multiprocessing's helpers (the resource tracker, the forkserver) run in such trees too; they are
+never a worker (`is_helper`)."""
 
 from __future__ import annotations
 
 import enum
 import posixpath
+from collections.abc import Collection, Sequence
 
 
 class Server(str, enum.Enum):
@@ -18,16 +28,41 @@ class Server(str, enum.Enum):
     UWSGI = "uwsgi"
     GUNICORN = "gunicorn"
     CELERY = "celery"
+    GRANIAN = "granian"
+    TASKWORKER = "taskworker"  # taskbroker-client's TaskWorker (`sentry run taskworker`)
+    POOL = "multiprocessing"  # a parent of multiprocessing spawn/forkserver children
     MEMWATCH = "memwatch"  # a sentry-memwatch listener: never a target
 
 
+# native module (the file's name up to its first dot) -> the server that maps it
+NATIVE_MODULES = {"_granian": Server.GRANIAN, "pyuwsgi": Server.UWSGI}
+SHELLS = frozenset({"sh", "dash", "bash", "ash", "zsh", "busybox"})
 _PYTHON_PREFIXES = ("python", "pypy")
+_SPAWNED = "--multiprocessing-fork"  # the last argument of every spawn/forkserver child
+_HELPERS = ("multiprocessing.resource_tracker", "multiprocessing.forkserver")
+_SENTRY_RUN = {"worker": Server.CELERY, "taskworker": Server.TASKWORKER}
 
 
-def recognise(argv: list[str]) -> Server:
-    """The server a command line runs; PLAIN when it is none of those we know."""
+def recognise(argv: Sequence[str], modules: Collection[str] = (),
+              children: Sequence[Sequence[str]] = ()) -> Server:
+    """The server a process runs, from its command line, the native modules it maps and its
+    children's command lines; PLAIN when it is none of those we know."""
     if not argv:
         return Server.PLAIN
+    by_name = _by_name(list(argv))
+    if by_name is Server.MEMWATCH:
+        return by_name
+    for module in modules:
+        if module in NATIVE_MODULES:
+            return NATIVE_MODULES[module]
+    if by_name is not Server.PLAIN:
+        return by_name
+    if any(child and child[-1] == _SPAWNED and not is_helper(child) for child in children):
+        return Server.POOL
+    return Server.PLAIN
+
+
+def _by_name(argv: list[str]) -> Server:
     title = argv[0]
     if len(argv) == 1 and " " in title:  # a process title rewritten as one string
         argv = title.split()
@@ -38,12 +73,24 @@ def recognise(argv: list[str]) -> Server:
         return Server.GUNICORN
     if program == "celery" or title.startswith(("[celeryd", "celeryd:")):
         return Server.CELERY if "beat" not in args else Server.PLAIN
-    if program == "sentry" and args[:1] == ["run"]:
-        return {"web": Server.UWSGI, "worker": Server.CELERY}.get(args[1] if len(args) > 1 else "",
-                                                                 Server.PLAIN)
+    if program == "granian":
+        return Server.GRANIAN
+    if program == "sentry" and args[:1] == ["run"] and len(args) > 1:
+        # `sentry run web` says nothing of its server (uWSGI, then Granian): its modules do
+        return _SENTRY_RUN.get(args[1], Server.PLAIN)
     if program == "sentry-memwatch" or (program == "listener" and _ran_as_module(argv)):
         return Server.MEMWATCH
     return Server.PLAIN
+
+
+def is_helper(argv: Sequence[str]) -> bool:
+    """multiprocessing's resource tracker or forkserver: in a pool's tree, never a worker."""
+    return any(helper in arg for arg in argv[:4] for helper in _HELPERS)
+
+
+def is_shell_wrapper(argv: Sequence[str]) -> bool:
+    """`sh -c "uwsgi ..."`: a shell that runs the server as its child (dash does not exec)."""
+    return len(argv) >= 2 and posixpath.basename(argv[0]) in SHELLS and "-c" in argv[1:3]
 
 
 def _program(argv: list[str]) -> tuple[str, list[str]]:

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import psutil
 
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
+MAX_MAPS = 4 << 20  # bytes of /proc/PID/maps read at most (~300 mappings take 30 KiB)
 
 
 @dataclass(frozen=True)
@@ -68,6 +69,21 @@ class ProcReader:
         except OSError:
             return None
         return [a.decode("utf-8", "replace") for a in data.rstrip(b"\0").split(b"\0")] if data else []
+
+    def native_modules(self, pid: int) -> frozenset[str]:
+        """The shared objects a process maps, by name up to the first dot (`_granian`,
+        `pyuwsgi`, `libc`): what runs, whatever the process's title. Empty when unreadable."""
+        try:
+            with open(f"{self.proc_root}/{pid}/maps", "rb") as f:
+                data = f.read(MAX_MAPS)
+        except OSError:
+            return frozenset()
+        names = set()
+        for line in data.splitlines():
+            path = line.rpartition(b" ")[2]
+            if b".so" in path:
+                names.add(path.rpartition(b"/")[2].partition(b".")[0].decode("utf-8", "replace"))
+        return frozenset(names)
 
     def rss(self, pid: int) -> int | None:
         data = self._read(pid, "statm")

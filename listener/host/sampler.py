@@ -15,6 +15,7 @@ it never costs the tick.
 from __future__ import annotations
 
 import logging
+import time
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -32,9 +33,9 @@ from listener.core.model import (
     Unit,
 )
 from listener.core.rules import Rules, Strategy
-from listener.core.servers import Server, recognise
 from listener.core.states import RUNNING
 from listener.host.procfs import ProcReader, ProcStat, children_map, descendants
+from listener.host.recognition import Recogniser
 
 log = logging.getLogger("memwatch.sampler")
 
@@ -54,27 +55,54 @@ def identity_problem(proc: ProcessInfo, stat: ProcStat) -> str | None:
     return None
 
 
+class _Tree:
+    """This tick's /proc scan and parent->children map, made at most once, when first asked."""
+
+    def __init__(self, reader: ProcReader) -> None:
+        self._reader = reader
+        self._table: dict[int, ProcStat] | None = None
+        self._kids: dict[int, list[int]] | None = None
+
+    def table(self) -> dict[int, ProcStat]:
+        if self._table is None:
+            self._table = self._reader.scan()
+        return self._table
+
+    def children(self) -> dict[int, list[int]]:
+        if self._kids is None:
+            self._kids = children_map(self.table())
+        return self._kids
+
+
 class Sampler:
     def __init__(self, reader: ProcReader | None = None) -> None:
         self.reader = reader or ProcReader()
         self._reported: set[str] = set()
-        self._servers: dict[tuple[int, float], Server] = {}  # (pid, start) -> what it runs
-        self._said: dict[str, Server] = {}  # namespec -> the server last logged for it
+        self.recogniser = Recogniser(self.reader)
 
-    def sample(self, processes: Iterable[ProcessInfo], rules: Rules) -> SampleResult:
-        """Each running process measured as its rule says (the rules in force this tick)."""
+    def sample(self, processes: Iterable[ProcessInfo], rules: Rules,
+               now: float | None = None) -> SampleResult:
+        """Each running process measured as its rule says (the rules in force this tick);
+        `now` (epoch seconds) tells a young process, which recognition looks at again."""
         errors: Counter[str] = Counter()
         samples: dict[str, Sample] = {}
         running = [p for p in processes if p.pid > 0 and p.statename == RUNNING]
-        servers = self._recognise(running)
+        tree = _Tree(self.reader)
+        auto = {p.namespec for p in running
+                if rules.strategy_for(p.group, p.name).children == "auto"}
+        servers = self.recogniser.servers(running, time.time() if now is None else now,
+                                          tree.children, auto)
         strategies = [rules.strategy_for(p.group, p.name).resolve(servers[p.namespec])
                       for p in running]
         table: dict[int, ProcStat] = {}
+        kids: dict[int, list[int]] = {}
         if any(s.children != "none" for s in strategies):
-            table = self.reader.scan()
-        kids = children_map(table)
+            table, kids = tree.table(), tree.children()
+        helpers = self.recogniser.helpers(
+            (pid, table[pid].started) for p, s in zip(running, strategies, strict=True)
+            if s.children == "each" for pid in descendants(p.pid, kids) if pid in table)
         for proc, strategy in zip(running, strategies, strict=True):
-            units, measures, cpu = self._units(proc, strategy, table, kids, errors)
+            units, measures, cpu = self._units(proc, strategy, table, kids, errors, helpers)
             if not units:
                 continue
             if strategy.children == "sum":
@@ -94,30 +122,8 @@ class Sampler:
             )
         return SampleResult(samples, errors)
 
-    def _recognise(self, running: list[ProcessInfo]) -> dict[str, Server]:
-        """What each process runs, from its command line: read once per process start."""
-        known, self._servers = self._servers, {}
-        servers = {}
-        for proc in running:
-            key = (proc.pid, proc.start)
-            server = known.get(key)
-            if server is None:
-                argv = self.reader.cmdline(proc.pid)
-                server = Server.PLAIN if argv is None else recognise(argv)
-                if argv is None:  # gone: look again next time
-                    servers[proc.namespec] = server
-                    continue
-                if server is not Server.PLAIN and self._said.get(proc.namespec) is not server:
-                    # what `auto` will use, said when it changes (not at every restart)
-                    self._said[proc.namespec] = server
-                    log.info("recognised", extra={"fields": {
-                        "process": proc.namespec, "pid": proc.pid, "server": server.value}})
-            self._servers[key] = server
-            servers[proc.namespec] = server
-        return servers
-
     def _units(self, proc: ProcessInfo, strategy: Strategy, table: dict[int, ProcStat],
-               kids: dict[int, list[int]], errors: Counter[str]
+               kids: dict[int, list[int]], errors: Counter[str], helpers: set[int]
                ) -> tuple[list[Unit], set[str], float]:
         """The supervised pid first (none if it cannot be trusted), then its descendants; and
         the CPU seconds of them all (the pid's own and its waited-for children's with `none`)."""
@@ -144,6 +150,8 @@ class Sampler:
             cpu += stat.cpu  # a zombie's too: its time moves to its parent only once reaped
             if stat.state == "Z":
                 errors[ZOMBIE] += 1
+                continue
+            if pid in helpers:  # multiprocessing's resource tracker: never judged as a worker
                 continue
             read = self._memory(pid, measure, errors)
             if read is None:

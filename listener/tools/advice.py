@@ -29,7 +29,7 @@ MAX_HEADROOM = 1.1  # ... and at least the observed max x 1.1
 ROUND = 16 * 1024**2
 SAFETY = 0.10  # share of the host's memory never planned for
 GUIDE_CONCURRENCY = 4  # Sentry's guide: more masters at -c 4 rather than one at -c 64
-PREFORK = ("uwsgi", "gunicorn", "celery")
+PREFORK = ("uwsgi", "gunicorn", "celery", "granian", "taskworker", "multiprocessing")
 
 
 @dataclass(frozen=True)

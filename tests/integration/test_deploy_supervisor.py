@@ -77,6 +77,8 @@ def option(short, long, default):
 
 
 if args[1] == "web":  # a uWSGI master and its workers
+    # uWSGI's module mapped, as in the real one's master and workers: `auto` goes by what runs
+    import pyuwsgi  # noqa: F401
     tree = ["--mb", "15", "--children", option("-w", "--workers", WEB_WORKERS), "--child-mb", "10"]
 elif args[1] == "worker":  # a Celery main process and its prefork children
     tree = ["--mb", "15", "--children", option("-c", "--concurrency", "1"), "--child-mb", "5"]
@@ -317,7 +319,7 @@ def test_the_listener_judges_each_program_by_its_own_rule_and_check_agrees(stack
         assert value(samples, "memwatch_process_memory_bytes", group=group, process=process,
                      measure="pss"), (group, process)
         assert value(samples, "memwatch_restarts_total", group=group, process=process) == 0
-    # `auto` found uWSGI in `sentry run web` and judges each of its workers
+    # `auto` found uWSGI (its module) in `sentry run web` and judges each of its workers
     assert value(samples, "memwatch_process_children", group="sentry-web",
                  process="sentry-web") == web_workers()
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/status", timeout=10) as resp:

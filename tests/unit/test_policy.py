@@ -534,6 +534,48 @@ def test_another_child_going_over_while_one_drains_is_signalled_too() -> None:
     assert [(type(a), a.child_pid) for a in decision.actions] == [(SignalChild, CHILD_B)]
 
 
+GRANIAN_AUTO = tuned(ANY_100MB, children="auto", child_signal_timeout=60.0)
+
+
+def granian(master: int, a: int, b: int) -> Sample:
+    return replace(tree(master, a, b), server=Server.GRANIAN)
+
+
+def test_a_granian_worker_over_its_limit_gets_its_master_signalled_to_roll_the_workers() -> None:
+    ticks = Ticks(GRANIAN_AUTO)
+    web = [proc("web:web", MASTER)]
+    (action,) = ticks.tick(1000.0, web, {"web:web": granian(UNDER, OVER, UNDER)}).actions
+    assert isinstance(action, SignalChild)
+    assert (action.child_pid, action.signal, action.to_master) == (CHILD_A, signal.SIGHUP, True)
+
+
+def test_a_granian_master_is_not_signalled_again_while_its_roll_drains_a_worker() -> None:
+    ticks = Ticks(GRANIAN_AUTO)
+    web = [proc("web:web", MASTER)]
+    ticks.tick(1000.0, web, {"web:web": granian(UNDER, OVER, UNDER)})
+    # another worker goes over during the roll: the roll replaces it too, no second signal
+    later = ticks.tick(1005.0, web, {"web:web": granian(UNDER, OVER, OVER)})
+    assert later.actions == () and verdicts(later) == {"web:web": Verdict.DRAINING}
+
+
+def test_a_granian_roll_has_a_turn_per_worker_before_its_worker_is_overdue() -> None:
+    ticks = Ticks(GRANIAN_AUTO)
+    web = [proc("web:web", MASTER)]
+    ticks.tick(1000.0, web, {"web:web": granian(UNDER, OVER, UNDER)})
+    # 60 s of timeout, then 5 s per unit of the tree (3): overdue at 75 s, not at 60
+    assert ticks.tick(1060.0, web, {"web:web": granian(UNDER, OVER, UNDER)}).actions == ()
+    (escalation,) = ticks.tick(1075.0, web, {"web:web": granian(UNDER, OVER, UNDER)}).actions
+    assert isinstance(escalation, Restart) and escalation.escalates == CHILD_A
+
+
+@pytest.mark.parametrize("server", [Server.TASKWORKER, Server.POOL, Server.CELERY])
+def test_a_pool_child_over_its_limit_restarts_the_parent_never_a_signal(server: Server) -> None:
+    decision = decide_once(tuned(ANY_100MB, children="auto"), [proc("jobs:jobs", MASTER)],
+                           {"jobs:jobs": replace(tree(UNDER, OVER, UNDER), server=server)})
+    (action,) = decision.actions
+    assert isinstance(action, Restart) and action.target.by == CHILD_A
+
+
 def test_sum_mode_judges_the_whole_figure_as_one() -> None:
     rules = tuned(ANY_100MB, children="sum")
     decision = decide_once(rules, [proc("web:web", MASTER)], {"web:web": sample(OVER)})

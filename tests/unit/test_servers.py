@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from listener.core.servers import Server, recognise
+from listener.core.servers import Server, is_helper, is_shell_wrapper, recognise
 
 
 @pytest.mark.parametrize(
@@ -14,7 +14,12 @@ from listener.core.servers import Server, recognise
         ("/usr/bin/uwsgi --ini /etc/uwsgi.ini", Server.UWSGI),
         ("/venv/bin/python /venv/bin/uwsgi --master --processes 4", Server.UWSGI),  # pyuwsgi's script
         ("python3 -m pyuwsgi --http-socket :9000", Server.UWSGI),
-        ("/www/sentry/bin/python /www/sentry/bin/sentry run web", Server.UWSGI),
+        # `sentry run web` was uWSGI, is Granian: the name alone says neither (its modules do)
+        ("/www/sentry/bin/python /www/sentry/bin/sentry run web", Server.PLAIN),
+        ("/www/sentry/bin/sentry run taskworker --concurrency=4 --rpc-host=taskbroker:50051",
+         Server.TASKWORKER),
+        ("/venv/bin/granian --interface wsgi --workers 3 app:app", Server.GRANIAN),
+        ("python -m granian --interface wsgi app:app", Server.GRANIAN),
         ("sentry --config /etc/sentry run web -w 3", Server.PLAIN),  # options before `run`: not known
         ("uWSGI master", Server.UWSGI),  # a process title set with --procname-master
         ("/venv/bin/gunicorn -w 4 app:app", Server.GUNICORN),
@@ -39,3 +44,51 @@ from listener.core.servers import Server, recognise
 def test_recognise(cmdline: str, server: Server) -> None:
     argv = cmdline.split() if not cmdline.startswith(("uWSGI", "gunicorn:", "[celeryd")) else [cmdline]
     assert recognise(argv) is server
+
+
+SPAWNED = ["/usr/bin/python3", "-B", "-c",
+           "from multiprocessing.spawn import spawn_main; spawn_main(tracker_fd=10, pipe_handle=12)",
+           "--multiprocessing-fork"]
+TRACKER = ["/usr/bin/python3", "-B", "-c", "from multiprocessing.resource_tracker import main;main(9)"]
+SENTRY_WEB = ["/www/sentry/bin/python", "/www/sentry/bin/sentry", "run", "web"]
+
+
+@pytest.mark.parametrize(("argv", "modules", "children", "server"), [
+    # what a process maps beats what it is called
+    (SENTRY_WEB, {"libc", "_granian", "_ssl"}, [], Server.GRANIAN),
+    (SENTRY_WEB, {"libc", "pyuwsgi"}, [], Server.UWSGI),
+    (["sentry worker-1"], {"_granian"}, [], Server.GRANIAN),  # a worker's setproctitle title
+    (["/venv/bin/python", "/venv/bin/uwsgi"], {"pyuwsgi"}, [], Server.UWSGI),
+    (["/venv/bin/python", "/venv/bin/app.py"], {"_granian"}, [], Server.GRANIAN),  # embedded
+    # the tree: spawned children make a pool; the resource tracker alone does not
+    (["/venv/bin/python", "jobs.py"], set(), [TRACKER, SPAWNED, SPAWNED], Server.POOL),
+    (["/venv/bin/python", "jobs.py"], set(), [TRACKER], Server.PLAIN),
+    (["/venv/bin/python", "/venv/bin/sentry", "run", "taskworker"], set(), [TRACKER, SPAWNED],
+     Server.TASKWORKER),  # a name that says more than the tree keeps its meaning
+    # a listener is a listener whatever it maps
+    (["sentry-memwatch", "-a", "1GB"], {"_granian"}, [], Server.MEMWATCH),
+])
+def test_recognise_from_evidence(argv: list[str], modules: set[str], children: list[list[str]],
+                                 server: Server) -> None:
+    assert recognise(argv, modules, children) is server
+
+
+@pytest.mark.parametrize(("argv", "helper"), [
+    (TRACKER, True),
+    (["/usr/bin/python3", "-c", "from multiprocessing.forkserver import main; main(5, 6)"], True),
+    (SPAWNED, False),
+    (["granian wsgi 127.0.0.1:8000 app:app worker-1"], False),
+])
+def test_multiprocessings_helpers_are_told_from_workers(argv: list[str], helper: bool) -> None:
+    assert is_helper(argv) is helper
+
+
+@pytest.mark.parametrize(("argv", "wrapper"), [
+    (["/bin/sh", "-c", "uwsgi --ini /etc/uwsgi.ini"], True),
+    (["sh", "-c", "exec granian app:app"], True),
+    (["/bin/bash", "-e", "-c", "gunicorn app:app"], True),
+    (["/bin/sh", "/opt/start.sh"], False),  # a script: its own process, judged as one
+    (["/venv/bin/uwsgi", "-c", "x"], False),
+])
+def test_a_shell_that_runs_a_server_is_looked_through(argv: list[str], wrapper: bool) -> None:
+    assert is_shell_wrapper(argv) is wrapper
