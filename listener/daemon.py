@@ -177,7 +177,7 @@ class Daemon:
 
     def act(self, processes: Sequence[ProcessInfo]) -> None:
         config = self.config
-        result = self.sampler.sample(processes, config.rules)
+        result = self.sampler.sample(processes, config.rules, now=self.clock())
         if result.errors:
             self.stats.sample_errors(result.errors)
         now = self.clock()

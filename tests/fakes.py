@@ -134,7 +134,8 @@ class FakeSampler:
     asked: list[Sequence[ProcessInfo]] = field(default_factory=list)
     rules: Rules | None = None
 
-    def sample(self, processes: Sequence[ProcessInfo], rules: Rules) -> SampleResult:
+    def sample(self, processes: Sequence[ProcessInfo], rules: Rules,
+               now: float | None = None) -> SampleResult:
         self.asked.append(processes)
         self.rules = rules
         if self.fail:
