@@ -41,7 +41,9 @@ class Recogniser:
             server = known.get(key)
             young = proc.namespec in auto and now - proc.start < YOUNG
             if server is None or (server is Server.PLAIN and young):
-                # the tree tells only `auto` anything (a pool, a wrapped server): no scan else
+                # the tree tells only `auto` anything (a pool, a wrapped server): no scan else.
+                # The modules are read for all (~0.5 ms a process, once per start): advise and
+                # check say what each program runs
                 server = self._look(proc, children() if proc.namespec in auto else {})
                 if server is None:  # gone: look again next time
                     found[proc.namespec] = Server.PLAIN
