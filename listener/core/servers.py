@@ -11,7 +11,8 @@ Evidence first, names second (docs/findings/granian-and-taskworker.md has what e
   `sentry run worker` (Celery) and `sentry run taskworker` (taskbroker-client); or the title a
   server sets ("gunicorn: master [app]", "[celeryd: ...]");
 - then the tree: a parent whose children were started by multiprocessing's spawn or forkserver
-  (`... --multiprocessing-fork`) is a multiprocessing pool.
+  (`... --multiprocessing-fork`) is a multiprocessing pool; one with other children is an
+  unrecognised tree, judged alone and said to be (a guess could signal the wrong process).
 
 multiprocessing's helpers (the resource tracker, the forkserver) run in such trees too; they are
 never a worker (`is_helper`)."""
@@ -31,6 +32,8 @@ class Server(str, enum.Enum):
     GRANIAN = "granian"
     TASKWORKER = "taskworker"  # taskbroker-client's TaskWorker (`sentry run taskworker`)
     POOL = "multiprocessing"  # a parent of multiprocessing spawn/forkserver children
+    # children, and nothing says what they are: judged alone, and said so (never guessed)
+    UNRECOGNISED = "unrecognised tree"
     MEMWATCH = "memwatch"  # a sentry-memwatch listener: never a target
 
 
@@ -57,9 +60,10 @@ def recognise(argv: Sequence[str], modules: Collection[str] = (),
             return NATIVE_MODULES[module]
     if by_name is not Server.PLAIN:
         return by_name
-    if any(child and child[-1] == _SPAWNED and not is_helper(child) for child in children):
+    workers = [child for child in children if not is_helper(child)]
+    if any(child and child[-1] == _SPAWNED for child in workers):
         return Server.POOL
-    return Server.PLAIN
+    return Server.UNRECOGNISED if workers else Server.PLAIN
 
 
 def _by_name(argv: list[str]) -> Server:

@@ -18,6 +18,7 @@ from listener.host.procfs import ProcReader
 log = logging.getLogger("memwatch.sampler")
 
 YOUNG = 60.0  # seconds after start during which an unrecognised process is looked at again
+UNSURE = frozenset({Server.PLAIN, Server.UNRECOGNISED})  # a young one may still show more
 MAX_WRAPPERS = 3  # shells looked through, at most
 
 
@@ -40,7 +41,7 @@ class Recogniser:
             key = (proc.pid, proc.start)
             server = known.get(key)
             young = proc.namespec in auto and now - proc.start < YOUNG
-            if server is None or (server is Server.PLAIN and young):
+            if server is None or (server in UNSURE and young):
                 # the tree tells only `auto` anything (a pool, a wrapped server): no scan else.
                 # The modules are read for all (~0.5 ms a process, once per start): advise and
                 # check say what each program runs
@@ -68,10 +69,16 @@ class Recogniser:
 
     def _say(self, proc: ProcessInfo, server: Server) -> None:
         """What `auto` will use, said when it changes (not at every restart)."""
-        if server is not Server.PLAIN and self._said.get(proc.namespec) is not server:
-            self._said[proc.namespec] = server
-            log.info("recognised", extra={"fields": {
-                "process": proc.namespec, "pid": proc.pid, "server": server.value}})
+        if server is Server.PLAIN or self._said.get(proc.namespec) is server:
+            return
+        self._said[proc.namespec] = server
+        said = {"process": proc.namespec, "pid": proc.pid, "server": server.value}
+        if server is Server.UNRECOGNISED:
+            log.warning("children = auto cannot tell what this process runs: it is judged alone, "
+                        "its children are not; give its rule children = each or sum",
+                        extra={"fields": said})
+        else:
+            log.info("recognised", extra={"fields": said})
 
     def helpers(self, units: Iterable[tuple[int, float]]) -> set[int]:
         """The pids among a tree's (pid, start) that are multiprocessing's helpers; each

@@ -53,7 +53,10 @@ class Observed:
     cpu_cores: float  # mean CPU use of the whole program, in cores
     limit: int | None = None  # the rule's limit now, if one applies
     measure: str | None = None  # the rule's measure now
-    judges_workers: bool | None = None  # the rule judges each worker (children each/auto)
+    # what the rule compares with its limit, `auto` resolved: none (the supervised pid alone),
+    # sum (the tree) or each (every process); None: not known (Prometheus's series)
+    judges: str | None = None
+    own_memory: Sequence[int] = ()  # the supervised pid alone, every sample
 
 
 @dataclass(frozen=True)
@@ -100,8 +103,11 @@ def _one(host: Host, seen: Observed, others_cpu: float) -> Advice:
     prefork = seen.kind in PREFORK and workers is not None
     # the figure a rule compares with its limit: each worker's, for a pre-fork server or a
     # rule that judges children on their own; else the process's
-    per_worker = workers is not None and (prefork or bool(seen.judges_workers))
-    judged = workers if per_worker else processes
+    per_worker = workers is not None and (prefork or seen.judges == "each")
+    # a pre-fork server is advised per worker (and children = auto, below); any other process
+    # whose rule judges the supervised pid alone gets a limit for that pid, not for its tree
+    alone = not per_worker and seen.judges == "none" and bool(seen.own_memory)
+    judged = Percentiles.of(seen.own_memory) if alone else workers if per_worker else processes
     limit = _limit(judged) if judged else None
     fit = _fit(host, seen, processes, others_cpu)
     said = []
@@ -116,7 +122,10 @@ def _one(host: Host, seen: Observed, others_cpu: float) -> Advice:
     if seen.measure == "rss" and seen.children_per_process >= 1:
         said.append("RSS on a pre-fork tree counts the pages the master shares with its workers "
                     "once per worker: measure = pss")
-    if prefork and seen.judges_workers is False:
+    if seen.kind == "unrecognised tree" and seen.judges == "none":
+        said.append("children = auto cannot tell what this program runs: the listener judges "
+                    "each process alone, not its children; children = each (or sum)")
+    elif prefork and seen.judges == "none":
         said.append("the rule judges the master alone, not its workers: children = auto")
     if seen.limit is None:
         said.append(f"no rule covers this program: limit = {format_size(limit or 0)}")

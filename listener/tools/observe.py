@@ -22,6 +22,7 @@ class _Program:
     kind: str = Server.PLAIN.value
     workers: list[int] = field(default_factory=list)
     trees: list[int] = field(default_factory=list)
+    own: list[int] = field(default_factory=list)  # the supervised pid alone
     children: list[int] = field(default_factory=list)
     cpu: float = 0.0  # CPU seconds used during the observation, all processes
     processes: set[str] = field(default_factory=set)  # seen on the last pass
@@ -59,6 +60,7 @@ class Observation:
             program.kind = sample.server.value
             program.workers += [u.bytes for u in sample.units[1:]]
             program.trees.append(sample.tree if sample.tree is not None else sample.value)
+            program.own.append(sample.units[0].bytes if sample.units else sample.value)
             program.children.append(sample.children)
             seen.setdefault(proc.group, set()).add(proc.namespec)
             self.representative.setdefault(proc.group, proc)
@@ -89,7 +91,8 @@ class Observation:
                 cpu_cores=program.cpu / elapsed if elapsed > 0 else 0.0,
                 limit=rule.limit if rule else None,
                 measure=rule.strategy.measure if rule else None,
-                judges_workers=(rule.strategy.resolve(server).children == "each") if rule else None))
+                own_memory=program.own,
+                judges=rule.strategy.resolve(server).children if rule else None))
         return observed
 
 

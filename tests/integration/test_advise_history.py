@@ -151,7 +151,7 @@ def test_each_program_is_observed_as_the_listener_watches_it(watched: Watched) -
         assert seen.limit == LIMIT_MB * MiB  # the listener's -a 400MB
         assert len(seen.process_memory) >= SCRAPES
     assert (flat.children_per_process, tree.children_per_process) == (0.0, CHILDREN)
-    assert (flat.judges_workers, tree.judges_workers) == (None, True)
+    assert (flat.judges, tree.judges) == (None, "each")
 
 
 def test_a_flat_process_reads_as_the_memory_it_allocated(watched: Watched) -> None:

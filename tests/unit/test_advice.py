@@ -28,7 +28,7 @@ def worker(**changes: object) -> Observed:
     base = dict(program="sentry-worker", kind="celery", processes=2, children_per_process=4.0,
                 worker_memory=[100 * MiB] * 98 + [150 * MiB, 200 * MiB],
                 process_memory=[600 * MiB] * 99 + [700 * MiB], cpu_cores=1.0,
-                limit=400 * MiB, measure="pss", judges_workers=True)
+                limit=400 * MiB, measure="pss", judges="each")
     return Observed(**{**base, **changes})  # type: ignore[arg-type]
 
 
@@ -73,7 +73,7 @@ def test_the_cpus_left_by_the_other_programs_bound_the_processes() -> None:
 
 def test_sentences_for_the_mistakes_the_guide_and_the_figures_show() -> None:
     (a,) = advise(Host(4 * GiB, 100 * MiB, 2), [worker(
-        children_per_process=16.0, limit=150 * MiB, measure="rss", judges_workers=False,
+        children_per_process=16.0, limit=150 * MiB, measure="rss", judges="none",
         cpu_cores=0.0)])
     said = " | ".join(a.advice)
     assert "16 children per master: Sentry's guide advises more masters at -c 4" in said
@@ -84,7 +84,7 @@ def test_sentences_for_the_mistakes_the_guide_and_the_figures_show() -> None:
 
 
 def test_a_program_without_a_rule_gets_one_suggested() -> None:
-    (a,) = advise(HOST, [worker(limit=None, measure=None, judges_workers=None)])
+    (a,) = advise(HOST, [worker(limit=None, measure=None, judges=None)])
     assert a.advice == ("no rule covers this program: limit = 224.0MiB",)
 
 
@@ -106,3 +106,15 @@ def test_the_table_names_every_program_and_says_how_figures_are_derived() -> Non
     assert lines[1].split()[:4] == ["PROGRAM", "KIND", "PROCS", "CHILDREN"]
     assert [line.split()[0] for line in lines[2:4]] == ["sentry-worker", "sentry-web"]
     assert "p99 x 1.3" in text
+
+
+def test_a_tree_auto_cannot_tell_is_advised_for_what_the_listener_judges() -> None:
+    # the listener judges the supervised pid alone: its limit follows the pid's own figure
+    # (100 MiB), not the tree's (400 MiB), and the advice says why and what to change
+    seen = Observed(program="jobs", kind="unrecognised tree", processes=1, children_per_process=3.0,
+                    worker_memory=[100 * MiB] * 50, process_memory=[400 * MiB] * 50, cpu_cores=0.0,
+                    limit=1024 * MiB, measure="pss", judges="none", own_memory=[100 * MiB] * 50)
+    (a,) = advise(HOST, [seen])
+    assert a.recommended_limit == 144 * MiB  # p99 100 MiB x 1.3, rounded up to 16 MiB (not 400)
+    assert any("cannot tell what this program runs" in s and "children = each" in s
+               for s in a.advice)

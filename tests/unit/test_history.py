@@ -191,9 +191,9 @@ def test_each_program_running_now_is_observed(serve: Callable[[Respond], FakePro
     assert [o.program for o in observed] == ["cron", "web"]  # `gone` no longer runs
     cron, web = observed
     assert (web.kind, web.processes, web.children_per_process) == ("unknown", 2, 3.0)
-    assert (web.limit, web.measure, web.judges_workers) == (800 * MiB, "pss", True)
+    assert (web.limit, web.measure, web.judges) == (800 * MiB, "pss", "each")
     assert (cron.kind, cron.processes, cron.children_per_process) == ("unknown", 1, 0.0)
-    assert (cron.limit, cron.measure, cron.judges_workers) == (None, "rss", None)
+    assert (cron.limit, cron.measure, cron.judges) == (None, "rss", None)
 
 
 def test_process_memory_is_every_sample_in_the_measure_of_now(

@@ -4,7 +4,10 @@ and multiprocessing's helpers told from workers."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
+
+import pytest
 
 from listener.core.model import ProcessInfo
 from listener.core.servers import Server
@@ -68,3 +71,14 @@ def test_the_resource_tracker_is_a_helper_and_a_spawned_child_is_not() -> None:
     reads = reader.reads
     assert recogniser.helpers([(11, 5.0), (12, 5.0)]) == {12}  # once per process start
     assert reader.reads == reads
+
+
+def test_a_tree_auto_cannot_tell_is_said_once_as_a_warning(caplog: pytest.LogCaptureFixture) -> None:
+    reader = FakeProc({10: ["python3", "jobs.py"], 11: ["python3", "jobs.py"]}, {})
+    recogniser = Recogniser(reader)
+    with caplog.at_level(logging.INFO, logger="memwatch"):
+        for now in (1001.0, 1006.0, 1011.0):
+            found = recogniser.servers([jobs()], now, lambda: {10: [11]}, auto={"jobs:jobs"})
+            assert found == {"jobs:jobs": Server.UNRECOGNISED}
+    warned = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warned) == 1 and "cannot tell" in warned[0].getMessage()

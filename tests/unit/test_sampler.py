@@ -186,8 +186,9 @@ def test_each_process_is_measured_as_its_own_rule_says_and_auto_as_its_server():
     web = samples["uwsgi:uwsgi"]
     assert (web.server, len(web.units), web.measure) == (Server.UWSGI, 3, "rss")  # each worker alone
     assert web.value == max(u.bytes for u in web.units)
-    assert (samples["plain:plain"].server, samples["plain:plain"].units) == (Server.PLAIN, ())
-    assert samples["plain:plain"].children == 0  # auto on a plain process: its own pid only
+    # a tree nothing says anything of: judged by its own pid only, and said to be unrecognised
+    assert (samples["plain:plain"].server, samples["plain:plain"].units) == (Server.UNRECOGNISED, ())
+    assert samples["plain:plain"].children == 0
     assert (samples["summed:summed"].children, samples["summed:summed"].measure) == (2, "uss")
 
 

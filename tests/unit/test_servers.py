@@ -63,6 +63,9 @@ SENTRY_WEB = ["/www/sentry/bin/python", "/www/sentry/bin/sentry", "run", "web"]
     # the tree: spawned children make a pool; the resource tracker alone does not
     (["/venv/bin/python", "jobs.py"], set(), [TRACKER, SPAWNED, SPAWNED], Server.POOL),
     (["/venv/bin/python", "jobs.py"], set(), [TRACKER], Server.PLAIN),
+    # forked children that say nothing (a fork-mode pool, a homemade pre-fork server): auto
+    # cannot tell, and says so instead of guessing
+    (["/venv/bin/python", "jobs.py"], set(), [["/venv/bin/python", "jobs.py"]], Server.UNRECOGNISED),
     (["/venv/bin/python", "/venv/bin/sentry", "run", "taskworker"], set(), [TRACKER, SPAWNED],
      Server.TASKWORKER),  # a name that says more than the tree keeps its meaning
     # a listener is a listener whatever it maps
