@@ -1,5 +1,6 @@
-"""The demo: a real supervisord running stand-ins for Sentry's web and workers, guarded by
-sentry-memwatch. Restarts show up within a minute in /metrics and in supervisord's log.
+"""The demo: a real supervisord running Sentry's web server (Granian) and stand-ins for its
+workers, guarded by sentry-memwatch. Restarts show up within a minute in /metrics and in
+supervisord's log.
 
     python deploy/demo/run.py [--dir DIR] [--metrics-port 9870] [--web-port 9000]
 
@@ -28,7 +29,7 @@ RULES = HERE.parent / "memwatch" / "sentry-memwatch.conf"
 # The production rules file at demo sizes: the same rules and strategies, smaller limits and
 # quicker reactions (a minute, not an hour), this supervisord and port.
 DEMO_SIZES = {
-    r"limit = 700MB": "limit = 150MB",  # sentry-web, per uWSGI worker
+    r"limit = 700MB": "limit = 150MB",  # sentry-web, per worker
     r"limit = 400MB\n(children = auto)": "limit = 60MB\n\\1",  # sentry-worker, per process
     r"(\[program:sentry-cron\]\n)limit = 400MB": "\\1limit = 60MB",
     r"grace = 60s": "grace = 5s",
@@ -58,15 +59,25 @@ def demo_rules(root: Path, metrics_port: int) -> str:
     return "; the production rules (deploy/memwatch/sentry-memwatch.conf) at demo sizes\n" + text
 
 
+def web_command(web_port: int, sentry: str) -> str:
+    """Today's Sentry web: Granian (what `sentry run web` runs since January 2026), else the
+    guide's uWSGI, else a stand-in, which `auto` judges as one process (it goes by what runs)."""
+    path = os.path.dirname(PY) + os.pathsep + os.environ.get("PATH", "")
+    granian, uwsgi = shutil.which("granian", path=path), shutil.which("uwsgi", path=path)
+    if granian:
+        return (f"{granian} --interface wsgi --host 127.0.0.1 --port {web_port} --workers 2 "
+                f"--working-dir {HERE} --no-access-log webapp:application")
+    if uwsgi:
+        return (f"{uwsgi} --http-socket 127.0.0.1:{web_port} --wsgi-file {HERE / 'webapp.py'} "
+                "--master --processes 2 --die-on-term --disable-logging")
+    return f"{sentry} run web -- --mb 20 --children 2 --child-mb 10 --child-drain 0"
+
+
 def write_config(root: Path, metrics_port: int, web_port: int) -> Path:
-    uwsgi = shutil.which("uwsgi", path=os.path.dirname(PY) + os.pathsep + os.environ.get("PATH", ""))
     (root / "bin").mkdir(exist_ok=True)
     (root / "bin" / "sentry").write_text(STANDIN)
     sentry = f"{PY} {root / 'bin' / 'sentry'}"
-    # without pyuwsgi, a stand-in: `auto` goes by what runs, and judges it as one process
-    web = (f"{uwsgi} --http-socket 127.0.0.1:{web_port} --wsgi-file {HERE / 'webapp.py'} "
-           "--master --processes 2 --die-on-term --disable-logging" if uwsgi
-           else f"{sentry} run web -- --mb 20 --children 2 --child-mb 10 --child-drain 0")
+    web = web_command(web_port, sentry)
     (root / "memwatch.conf").write_text(demo_rules(root, metrics_port))
     conf = root / "supervisord.conf"
     conf.write_text(textwrap.dedent(f"""\
@@ -85,7 +96,7 @@ def write_config(root: Path, metrics_port: int, web_port: int) -> Path:
         [supervisorctl]
         serverurl=unix://{root}/supervisor.sock
 
-        ; Sentry web: a uWSGI master and its workers (GET /leak?mb=200 bloats one worker)
+        ; Sentry web: a Granian master and its workers (GET /leak?mb=200 bloats one worker)
         [program:sentry-web]
         command={web}
         stopsignal=INT
@@ -130,7 +141,8 @@ def main() -> None:
           metrics:      curl -s http://127.0.0.1:{args.metrics_port}/metrics | grep ^memwatch_restarts
           one look:     SUPERVISOR_SERVER_URL=unix://{root}/supervisor.sock {tool} check
           bloat web:    curl -s 'http://127.0.0.1:{args.web_port}/leak?mb=200'
-                        (that uWSGI worker gets SIGHUP and is replaced; the web keeps answering)
+                        (Granian's master gets SIGHUP and replaces its workers one by one;
+                        the web keeps answering)
           logs:         tail -f {root}/memwatch.log {root}/supervisord.log
           status:       {Path(PY).parent / 'supervisorctl'} -c {conf} status
         Restarts begin within a minute. Ctrl-C stops everything.

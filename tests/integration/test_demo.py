@@ -69,9 +69,9 @@ def test_the_demo_shows_a_restart_and_stops_cleanly(output: Path) -> None:
                           proc=proc, log=output)
         h.wait_for(lambda: restarts(metrics_port), what="a restart in the demo's /metrics",
                    timeout=90, proc=proc, log=root / "memwatch.log")
-        # the README's `curl /leak`: that one uWSGI worker gets SIGHUP and is replaced, while
-        # the web keeps answering and its master stays
-        if shutil.which("uwsgi", path=str(Path(sys.executable).parent)):
+        # the README's `curl /leak`: Granian's master gets SIGHUP and replaces its workers one by
+        # one, the bloated one with them, while the web keeps answering and the master stays
+        if shutil.which("granian", path=str(Path(sys.executable).parent)):
             leaker = int(get(web_port, "/leak?mb=200").split()[-1])
             h.wait_for(lambda: web_signals(metrics_port) >= 1, what="the bloated worker signalled",
                        timeout=60, proc=proc, log=root / "memwatch.log")
