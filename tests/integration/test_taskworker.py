@@ -6,7 +6,8 @@ broker speaking taskbroker's gRPC protocol (tests.taskbroker_standin), which re-
 whose status has not come by its processing deadline + 3 s, as taskbroker does.
 
 What happens to tasks when a child over its limit makes the listener restart the program
-(taskbroker-client 0.20.30, what `.[test]` installs; measured on this machine, 2 cores, loaded):
+(taskbroker-client 0.20.30, what `.[test]` installs; measured on this 2-core machine, alone
+and with -n 6 next to test_granian, the same to 0.3 s):
 
 - supervisord's SIGTERM reaches the parent and, with stopasgroup, the children: a 0.20.x child
   catches SIGTERM and finishes the task it runs; the parent (which acts on its SIGTERM within
