@@ -30,9 +30,10 @@ MEASURES = ("rss", "pss", "uss")
 #   Granian: a worker ignores SIGHUP, and SIGTERM to a worker shuts the whole server down unless
 #   its master respawns failed workers (which /proc cannot tell); SIGHUP to the master replaces
 #   every worker, one at a time, new before old: graceful whatever the respawn setting.
-#   taskworker and multiprocessing pools: no signal lets a child finish its task (SIGTERM to an
-#   idle taskbroker-client 26.5 child can leave the queue's lock held, and every child waiting on
-#   it), so a child over its limit restarts the parent, like Celery.
+#   taskworker and multiprocessing pools: a child over its limit restarts the parent, like
+#   Celery. taskbroker-client 26.5's children die on SIGTERM mid-task, and an idle one can leave
+#   the queue's lock held and every other child waiting on it; 0.20's finish their task first.
+#   Which one runs shows only in the child's signal mask, not read yet: a restart is safe for both.
 #   docs/findings/granian-and-taskworker.md has the measurements behind each line.
 AUTO: dict[Server, tuple[str, int | None]] = {
     Server.UWSGI: ("each", int(signal.SIGHUP)),
