@@ -6,8 +6,10 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import time
 from pathlib import Path
 
+import psutil
 import pytest
 
 from tests.harness import PY, ROOT, Supervisord, free_port, hog
@@ -51,8 +53,11 @@ def within(measured: float, expected: float, share: float = 0.15) -> bool:
 def test_advise_reports_what_was_allocated_and_a_limit_and_a_count_that_fit(stand_ins, short_tmp):
     rules = short_tmp / "memwatch.conf"
     rules.write_text("[memwatch]\nmeasure = rss\n[group:tree]\nlimit = 100MB\nchildren = each\n")
+    spinner = psutil.Process(stand_ins.pid("busy:busy"))
+    cpu_before, started = sum(spinner.cpu_times()[:2]), time.monotonic()
     done = advise(stand_ins.url, "--config", str(rules), "--duration", "4s", "--interval", "1s",
                   "--format", "json")
+    cpu_used = (sum(spinner.cpu_times()[:2]) - cpu_before) / (time.monotonic() - started)
     assert done.returncode == 0, done.stderr
     data = json.loads(done.stdout)
     host = data["host"]
@@ -67,8 +72,10 @@ def test_advise_reports_what_was_allocated_and_a_limit_and_a_count_that_fit(stan
     assert within(tree["worker_memory_bytes"]["p50"], (CHILD_MB + SHARED_MB / (KIDS + 1)) * MiB)
     assert within(flat["process_memory_bytes"]["p50"], FLAT_MB * MiB)
     assert flat["worker_memory_bytes"] is None
-    # the CPU-busy one uses about a core; the others next to nothing
-    assert busy["cpu_cores"] > 0.5 and tree["cpu_cores"] < 0.2 and flat["cpu_cores"] < 0.2
+    # the CPU-busy one gets what the shared machine gives it (the kernel's own count, over a window
+    # a little wider than advise's); the others next to nothing
+    assert within(busy["cpu_cores"], cpu_used, share=0.5)
+    assert tree["cpu_cores"] < 0.2 and flat["cpu_cores"] < 0.2 and busy["cpu_cores"] > 0.1
 
     for p in programs.values():
         judged = p["worker_memory_bytes"] or p["process_memory_bytes"]
