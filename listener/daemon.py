@@ -17,7 +17,7 @@ from listener.core import policy
 from listener.core.model import ProcessInfo, Restart, own_namespecs
 from listener.core.rows import watched_rows
 from listener.core.states import RUNNING
-from listener.host.child_signals import ChildSignaller
+from listener.host.child_signals import ChildSignaller, Sent
 from listener.host.sampler import Sampler
 from listener.log import fields
 from listener.supervisord import protocol
@@ -211,8 +211,9 @@ class Daemon:
                         **action.target.fields(), child_pid=action.child_pid))
             elif isinstance(action, Restart):
                 self.restarter.submit(action)  # confirms the pid with getProcessInfo first
-            elif self._confirmed(action.target.namespec, action.target.pid):
-                self.signaller.send(action)
+            elif (self._confirmed(action.target.namespec, action.target.pid)
+                  and self.signaller.send(action) is Sent.NOT_CAUGHT and action.otherwise):
+                self.restarter.submit(action.otherwise)  # a signal would kill it mid-task
         self._dry_run_before = dry_run_now
         if not config.dry_run:
             self.restarter.retry_stopped()

@@ -112,6 +112,10 @@ class SignalChild:
     child_started: float  # the child's kernel start time: checked again before the signal
     signal: int
     to_master: bool = False  # the signal goes to the child's parent, its master
+    # when set: send the first of these the child catches (its signal mask is read just before);
+    # if it catches none, `otherwise` is done instead
+    if_caught: tuple[int, ...] = ()
+    otherwise: Restart | None = None
 
 
 Action = Restart | SignalChild

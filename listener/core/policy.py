@@ -192,8 +192,12 @@ class Tick:
         if strategy.child_signal is not None and unit.pid != proc.pid:
             if strategy.signals_master and units.draining:
                 return Verdict.DRAINING, count  # one roll at a time: never signal it twice
+            otherwise = None
+            if strategy.if_caught and self.slots.take(proc.group, strategy.max_parallel):
+                otherwise = Restart(target, uptime=max(0.0, self.now - proc.start))
             self.actions.append(SignalChild(target, unit.pid, unit.started, strategy.child_signal,
-                                            to_master=strategy.signals_master))
+                                            to_master=strategy.signals_master,
+                                            if_caught=strategy.if_caught, otherwise=otherwise))
             self.signalled[(proc.namespec, unit.pid)] = (unit.started, self.now)
         elif self.slots.take(proc.group, strategy.max_parallel):
             self.actions.append(Restart(target, uptime=max(0.0, self.now - proc.start)))

@@ -30,18 +30,27 @@ MEASURES = ("rss", "pss", "uss")
 #   Granian: a worker ignores SIGHUP, and SIGTERM to a worker shuts the whole server down unless
 #   its master respawns failed workers (which /proc cannot tell); SIGHUP to the master replaces
 #   every worker, one at a time, new before old: graceful whatever the respawn setting.
-#   taskworker and multiprocessing pools: a child over its limit restarts the parent, like
-#   Celery. taskbroker-client 26.5's children die on SIGTERM mid-task, and an idle one can leave
-#   the queue's lock held and every other child waiting on it; 0.20's finish their task first.
-#   Which one runs shows only in the child's signal mask, not read yet: a restart is safe for both.
+#   taskworker: the child gets the first of TERM and INT that it catches, read from its signal
+#   mask just before the signal (IF_CAUGHT). taskbroker-client 0.20's children catch TERM: they
+#   finish their task, report it and exit, and the parent starts another (nothing lost).
+#   26.5's catch only INT (KeyboardInterrupt): the child's task is cut and re-run by the broker
+#   after its deadline, one task instead of every child's with a program restart; TERM would kill
+#   it at once and an idle one could leave the task queue's lock held for good. A child that
+#   catches neither is not signalled: its program is restarted.
+#   multiprocessing pools: no signal lets a pool worker finish its task (a cut task's caller
+#   waits forever), so a child over its limit restarts the parent, like Celery.
 #   docs/findings/granian-and-taskworker.md has the measurements behind each line.
 AUTO: dict[Server, tuple[str, int | None]] = {
     Server.UWSGI: ("each", int(signal.SIGHUP)),
     Server.GUNICORN: ("each", int(signal.SIGTERM)),
     Server.CELERY: ("each", None),
     Server.GRANIAN: ("each", int(signal.SIGHUP)),
-    Server.TASKWORKER: ("each", None),
+    Server.TASKWORKER: ("each", int(signal.SIGTERM)),
     Server.POOL: ("each", None),
+}
+# servers whose children get the first of these signals they catch, as their signal masks say
+IF_CAUGHT: dict[Server, tuple[int, ...]] = {
+    Server.TASKWORKER: (int(signal.SIGTERM), int(signal.SIGINT)),
 }
 # servers whose own child signal goes to the master, which then replaces its workers one by one
 MASTER_SIGNALLED = frozenset({Server.GRANIAN})
@@ -108,14 +117,23 @@ class Strategy:
         if self.children != "none":
             parts.append(self.children)
         if self.child_signal is not None:
-            said = signal.Signals(self.child_signal).name.removeprefix("SIG")
-            parts.append(f"{said} to master" if self.signals_master else said)
+            said = " or ".join(signal.Signals(s).name.removeprefix("SIG")
+                               for s in self.if_caught or (self.child_signal,))
+            parts.append(f"{said} to master" if self.signals_master
+                         else f"{said}, as caught" if self.if_caught else said)
         return ", ".join(parts)
 
     @property
     def signals_master(self) -> bool:
         """The child signal goes to the master, which replaces its workers one by one."""
         return False
+
+    @property
+    def if_caught(self) -> tuple[int, ...]:
+        """The signals a child may get, in order: the first its signal mask says it catches;
+        none of them if it catches none (its program is restarted). Empty: the child signal is
+        sent as it is."""
+        return ()
 
 
 @dataclass(frozen=True)
@@ -133,6 +151,13 @@ class AutoStrategy(Strategy):
         # the master's own signal; an explicit other one (TERM, for a Granian that respawns
         # failed workers) goes to the worker, as the rule says
         return self.server in MASTER_SIGNALLED and self.child_signal == AUTO[self.server][1]
+
+    @property
+    def if_caught(self) -> tuple[int, ...]:
+        # the server's own choice; an explicit child signal is sent as the rule says
+        if self.child_signal != AUTO.get(self.server, ("", None))[1]:
+            return ()
+        return IF_CAUGHT.get(self.server, ())
 
 
 @dataclass(frozen=True)

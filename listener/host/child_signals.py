@@ -8,6 +8,7 @@ kernel has no pidfd_open)."""
 
 from __future__ import annotations
 
+import enum
 import logging
 import os
 import signal
@@ -24,6 +25,12 @@ PIDFD_OPEN: Callable[[int], int] | None = getattr(os, "pidfd_open", None)
 MAX_DEPTH = 64  # ancestry walk bound: a pid loop in a hostile /proc must not hang the loop
 
 
+class Sent(enum.Enum):
+    YES = "sent"
+    NO = "not sent"  # the child changed or exited, or the kernel refused: said and counted
+    NOT_CAUGHT = "not caught"  # it catches none of the signals it may get: do `otherwise`
+
+
 class ChildSignaller:
     def __init__(self, stats: Stats, reader: ProcReader | None = None,
                  pidfd_open: Callable[[int], int] | None = PIDFD_OPEN) -> None:
@@ -31,8 +38,8 @@ class ChildSignaller:
         self._reader = reader or ProcReader()
         self._pidfd_open = pidfd_open
 
-    def send(self, action: SignalChild) -> bool:
-        """True if the signal was delivered; every outcome is logged, failures counted."""
+    def send(self, action: SignalChild) -> Sent:
+        """Whether the signal was delivered; every outcome is logged, failures counted."""
         target = action.target
         ctx = target.fields()
         receiver = self._receiver(action)
@@ -42,29 +49,46 @@ class ChildSignaller:
             if not receiver or self._still_that_child(action) != receiver:
                 log.info("child changed or exited since the decision; not signalling",
                          extra=fields(**ctx))
-                return False
+                return Sent.NO
+            signum = self._signal_for(action, receiver)
+            if signum is None:
+                return Sent.NOT_CAUGHT
             if pidfd is None:
-                os.kill(receiver, action.signal)
+                os.kill(receiver, signum)
             else:
-                signal.pidfd_send_signal(pidfd, action.signal)
+                signal.pidfd_send_signal(pidfd, signum)
         except ProcessLookupError:
             log.info("child exited before the signal", extra=fields(**ctx))
-            return False
+            return Sent.NO
         except OSError as exc:
             self._stats.count(target.namespec, Counter.RESTART_FAILURES)
             log.error("could not signal child", extra=fields(**ctx, error=exc.strerror or str(exc)))
-            return False
+            return Sent.NO
         finally:
             if pidfd is not None:
                 os.close(pidfd)
         self._stats.count(target.namespec, Counter.CHILD_SIGNALS)
-        said = signal.Signals(action.signal).name
+        said = signal.Signals(signum).name
         if action.to_master:
             log.warning("signalled the master to replace its workers one by one: a worker is "
                         "over its memory limit", extra=fields(**ctx, signal=said))
         else:
             log.warning("signalled child over its memory limit", extra=fields(**ctx, signal=said))
-        return True
+        return Sent.YES
+
+    def _signal_for(self, action: SignalChild, receiver: int) -> int | None:
+        """The signal to send: the action's, or the first of `if_caught` the receiver has a
+        handler for (a handler is what makes the signal graceful); None if it has none."""
+        if not action.if_caught:
+            return action.signal
+        caught = self._reader.caught_signals(receiver) or frozenset()
+        for signum in action.if_caught:
+            if signum in caught:
+                return signum
+        names = " or ".join(signal.Signals(s).name for s in action.if_caught)
+        log.warning(f"child has no handler for {names}: restarting its program instead",
+                    extra=fields(**action.target.fields()))
+        return None
 
     def _open(self, pid: int) -> int | None:
         if self._pidfd_open is None:

@@ -85,6 +85,19 @@ class ProcReader:
                 names.add(path.rpartition(b"/")[2].partition(b".")[0].decode("utf-8", "replace"))
         return frozenset(names)
 
+    def caught_signals(self, pid: int) -> frozenset[int] | None:
+        """The signals a process has a handler for (SigCgt in /proc/PID/status: bit n-1 is
+        signal n); None when it is gone or the line is unreadable."""
+        data = self._read(pid, "status")
+        for line in (data or b"").splitlines():
+            if line.startswith(b"SigCgt:"):
+                try:
+                    mask = int(line.split()[1], 16)
+                except (IndexError, ValueError):
+                    return None
+                return frozenset(n + 1 for n in range(mask.bit_length()) if mask >> n & 1)
+        return None
+
     def rss(self, pid: int) -> int | None:
         data = self._read(pid, "statm")
         return None if data is None else int(data.split()[1]) * PAGE_SIZE

@@ -129,7 +129,7 @@ def test_a_child_signal_is_never_sent_to_a_pid_outside_the_supervised_tree(pidfd
 
     from listener.core.model import SignalChild, Target
     from listener.core.rows import ProcessRow
-    from listener.host.child_signals import PIDFD_OPEN, ChildSignaller
+    from listener.host.child_signals import PIDFD_OPEN, ChildSignaller, Sent
     from listener.host.procfs import ProcReader
     from listener.web.stats import Stats
 
@@ -143,7 +143,8 @@ def test_a_child_signal_is_never_sent_to_a_pid_outside_the_supervised_tree(pidfd
 
         def signal_as_child_of(parent: int, start: float) -> bool:
             target = Target("web", "web", parent, memory=1, limit=0, measure="rss", rule="any")
-            return signaller.send(SignalChild(target, stranger.pid, start, int(signal.SIGTERM)))
+            sent = signaller.send(SignalChild(target, stranger.pid, start, int(signal.SIGTERM)))
+            return sent is Sent.YES
 
         def signals_sent() -> int:
             return stats.snapshot().processes[0].child_signals

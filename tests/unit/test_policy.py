@@ -568,12 +568,31 @@ def test_a_granian_roll_has_a_turn_per_worker_before_its_worker_is_overdue() -> 
     assert isinstance(escalation, Restart) and escalation.escalates == CHILD_A
 
 
-@pytest.mark.parametrize("server", [Server.TASKWORKER, Server.POOL, Server.CELERY])
+@pytest.mark.parametrize("server", [Server.POOL, Server.CELERY])
 def test_a_pool_child_over_its_limit_restarts_the_parent_never_a_signal(server: Server) -> None:
     decision = decide_once(tuned(ANY_100MB, children="auto"), [proc("jobs:jobs", MASTER)],
                            {"jobs:jobs": replace(tree(UNDER, OVER, UNDER), server=server)})
     (action,) = decision.actions
     assert isinstance(action, Restart) and action.target.by == CHILD_A
+
+
+def test_a_taskworker_child_gets_the_signal_it_catches_else_its_program_restarts() -> None:
+    decision = decide_once(tuned(ANY_100MB, children="auto"), [proc("jobs:jobs", MASTER)],
+                           {"jobs:jobs": replace(tree(UNDER, OVER, UNDER), server=Server.TASKWORKER)})
+    (action,) = decision.actions
+    assert isinstance(action, SignalChild) and action.child_pid == CHILD_A
+    assert action.if_caught == (signal.SIGTERM, signal.SIGINT) and not action.to_master
+    assert isinstance(action.otherwise, Restart) and action.otherwise.target.by == CHILD_A
+    assert action.otherwise.escalates is None  # a restart over the limit, not a late child
+
+
+def test_an_explicit_child_signal_to_a_taskworker_is_sent_as_the_rule_says() -> None:
+    rules = tuned(ANY_100MB, children="auto", child_signal=int(signal.SIGUSR1))
+    decision = decide_once(rules, [proc("jobs:jobs", MASTER)],
+                           {"jobs:jobs": replace(tree(UNDER, OVER, UNDER), server=Server.TASKWORKER)})
+    (action,) = decision.actions
+    assert isinstance(action, SignalChild) and action.signal == signal.SIGUSR1
+    assert action.if_caught == () and action.otherwise is None
 
 
 def test_sum_mode_judges_the_whole_figure_as_one() -> None:
