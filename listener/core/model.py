@@ -64,6 +64,9 @@ class Sample:
     server: Server = Server.PLAIN  # what the process runs, from its command line
     tree: int | None = None  # the figures of the supervised pid and its descendants, summed
     cpu: float | None = None  # CPU seconds of the process (its tree, with children modes)
+    # seconds since the PSS/USS in `value` was read (0: this tick; RSS is read every tick):
+    # a figure no verdict depends on is read at a slower pace (listener.host.figures)
+    age: float = 0.0
 
 
 @dataclass(frozen=True)

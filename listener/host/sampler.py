@@ -18,7 +18,7 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import psutil
 
@@ -33,7 +33,9 @@ from listener.core.model import (
     Unit,
 )
 from listener.core.rules import Rules, Strategy
+from listener.core.servers import Server
 from listener.core.states import RUNNING
+from listener.host.figures import PSS_REFRESH_SECONDS, Figures
 from listener.host.procfs import ProcReader, ProcStat, children_map, descendants
 from listener.host.recognition import Recogniser
 
@@ -44,6 +46,34 @@ log = logging.getLogger("memwatch.sampler")
 class SampleResult:
     samples: dict[str, Sample]
     errors: Counter[str]
+
+
+@dataclass
+class _Measured:
+    """One process's units with their figures, before they become its Sample."""
+
+    units: list[Unit]
+    measures: set[str]  # the measures used: "rss" where PSS/USS was denied
+    ages: list[float]  # seconds since each unit's figure was read
+    cpu: float = 0.0
+
+    def sample(self, strategy: Strategy, server: Server) -> Sample:
+        sizes = [u.bytes for u in self.units]
+        if strategy.children == "sum":
+            value, age = sum(sizes), max(self.ages)
+        else:  # the pid alone, or the largest unit
+            largest = max(range(len(sizes)), key=sizes.__getitem__)
+            value, age = sizes[largest], self.ages[largest]
+        return Sample(
+            value=value,
+            measure="rss" if "rss" in self.measures else strategy.measure,
+            children=len(self.units) - 1,
+            units=tuple(self.units) if strategy.children == "each" else (),
+            server=server,
+            tree=sum(sizes),
+            cpu=self.cpu,
+            age=age,
+        )
 
 
 def identity_problem(proc: ProcessInfo, stat: ProcStat) -> str | None:
@@ -75,10 +105,14 @@ class _Tree:
 
 
 class Sampler:
-    def __init__(self, reader: ProcReader | None = None) -> None:
+    def __init__(self, reader: ProcReader | None = None,
+                 pss_refresh: float = PSS_REFRESH_SECONDS) -> None:
+        """`pss_refresh`: how old a PSS/USS figure no verdict depends on may get (0: every
+        figure read every tick, as advise does)."""
         self.reader = reader or ProcReader()
         self._reported: set[str] = set()
         self.recogniser = Recogniser(self.reader)
+        self.figures = Figures(self._pss_uss, pss_refresh)
 
     def sample(self, processes: Iterable[ProcessInfo], rules: Rules,
                now: float | None = None) -> SampleResult:
@@ -101,48 +135,40 @@ class Sampler:
         helpers = self.recogniser.helpers(
             (pid, table[pid].started) for p, s in zip(running, strategies, strict=True)
             if s.children == "each" for pid in descendants(p.pid, kids) if pid in table)
+        self.figures.begin()
         for proc, strategy in zip(running, strategies, strict=True):
-            units, measures, cpu = self._units(proc, strategy, table, kids, errors, helpers)
-            if not units:
-                continue
-            if strategy.children == "sum":
-                value = sum(u.bytes for u in units)
-            elif strategy.children == "each":
-                value = max(u.bytes for u in units)
-            else:
-                value = units[0].bytes
-            samples[proc.namespec] = Sample(
-                value=value,
-                measure="rss" if "rss" in measures else strategy.measure,
-                children=len(units) - 1,
-                units=tuple(units) if strategy.children == "each" else (),
-                server=servers[proc.namespec],
-                tree=sum(u.bytes for u in units),
-                cpu=cpu,
-            )
+            rule = rules.rule_for(proc.group, proc.name)
+            measured = self._units(proc, strategy, rule.limit if rule else None, table, kids,
+                                   errors, helpers)
+            if measured is not None:
+                samples[proc.namespec] = measured.sample(strategy, servers[proc.namespec])
+        self.figures.end()
         return SampleResult(samples, errors)
 
-    def _units(self, proc: ProcessInfo, strategy: Strategy, table: dict[int, ProcStat],
-               kids: dict[int, list[int]], errors: Counter[str], helpers: set[int]
-               ) -> tuple[list[Unit], set[str], float]:
-        """The supervised pid first (none if it cannot be trusted), then its descendants; and
-        the CPU seconds of them all (the pid's own and its waited-for children's with `none`)."""
-        measures: set[str] = set()
-        measure = strategy.measure
+    def _units(self, proc: ProcessInfo, strategy: Strategy, limit: int | None,
+               table: dict[int, ProcStat], kids: dict[int, list[int]], errors: Counter[str],
+               helpers: set[int]) -> _Measured | None:
+        """The supervised pid first (none if it cannot be trusted), then its descendants, each
+        with its RSS, then PSS/USS where the rule measures it; and the CPU seconds of them all
+        (the pid's own and its waited-for children's with `none`)."""
         if strategy.children == "none":
-            read = self._memory(proc.pid, measure, errors)
+            rss = self._rss(proc.pid, errors)
+            # keyed by supervisord's start until the kernel's is read (after the figures)
+            alone = [Unit(proc.pid, rss, proc.start)] if rss is not None else []
+            measured = self._finer(alone, strategy, limit, errors)
             # stat after the memory: if the pid was still ours then, it was ours before too
-            root = self._stat(proc.pid, errors) if read else None
-            if read is None or root is None or self._untrusted(proc, root, errors):
-                return [], measures, 0.0
-            measures.add(read[1])
-            return [Unit(proc.pid, read[0], root.started)], measures, root.cpu
+            root = self._stat(proc.pid, errors) if measured else None
+            if measured is None or root is None or self._untrusted(proc, root, errors):
+                return None
+            measured.units = [replace(measured.units[0], started=root.started)]
+            measured.cpu = root.cpu
+            return measured
         root = table.get(proc.pid)
         if root is None:
             errors[VANISHED] += 1
-            return [], measures, 0.0
+            return None
         if self._untrusted(proc, root, errors):
-            return [], measures, 0.0
+            return None
         units: list[Unit] = []
         cpu = 0.0
         for pid in (proc.pid, *descendants(proc.pid, kids)):
@@ -153,14 +179,82 @@ class Sampler:
                 continue
             if pid in helpers:  # multiprocessing's resource tracker: never judged as a worker
                 continue
-            read = self._memory(pid, measure, errors)
-            if read is None:
+            rss = self._rss(pid, errors)
+            if rss is None:
                 if pid == proc.pid:  # the supervised pid itself is gone: no figure at all
-                    return [], measures, 0.0
+                    return None
                 continue
-            measures.add(read[1])
-            units.append(Unit(pid, read[0], stat.started))
-        return units, measures, cpu
+            units.append(Unit(pid, rss, stat.started))
+        measured = self._finer(units, strategy, limit, errors)
+        if measured is not None:
+            measured.cpu = cpu
+        return measured
+
+    def _finer(self, units: list[Unit], strategy: Strategy, limit: int | None,
+               errors: Counter[str]) -> _Measured | None:
+        """The units with the rule's measure: RSS as read, or PSS/USS from the book (read now
+        where the verdict depends on it). None when the supervised pid (first) has no figure."""
+        if not units:
+            return None
+        if strategy.measure == "rss":
+            return _Measured(units, {"rss"}, [0.0] * len(units))
+        over = limit is not None and strategy.children == "sum" and \
+            sum(u.bytes for u in units) > limit
+        done = _Measured([], set(), [])
+        for unit in units:
+            deciding = over or (limit is not None and unit.bytes > limit)
+            got = self._figure(unit, strategy.measure, deciding, errors)
+            if got is None:
+                if unit is units[0]:  # the supervised pid itself: no figure at all
+                    return None
+                continue
+            value, age, measure = got
+            done.units.append(replace(unit, bytes=value))
+            done.ages.append(age)
+            done.measures.add(measure)
+        return done
+
+    def _figure(self, unit: Unit, measure: str, deciding: bool,
+                errors: Counter[str]) -> tuple[int, float, str] | None:
+        """(bytes, age, measure used) of one unit's PSS/USS: its RSS where that is denied;
+        None, counted, when it cannot be read."""
+        try:
+            got = self.figures.figure(unit.pid, unit.started, measure, unit.bytes, deciding)
+        except PermissionError:
+            reason = f"{measure}_denied"
+            errors[reason] += 1
+            self._report_once(reason, f"{measure} of pid {unit.pid} is not readable "
+                              "(permissions or kernel); using rss for such pids")
+            return unit.bytes, 0.0, "rss"
+        except OSError as exc:
+            self._failed(unit.pid, exc, errors)
+            return None
+        if got is None:
+            errors[VANISHED] += 1
+            return None
+        return got[0], got[1], measure
+
+    def _pss_uss(self, pid: int) -> tuple[int, int] | None:
+        """One page-table walk (psutil reads smaps_rollup): as fast as our own parse of it,
+        measured in bench/. None if the process is gone."""
+        try:
+            full = psutil.Process(pid).memory_full_info()
+        except psutil.NoSuchProcess:  # a zombie too: it holds no memory
+            return None
+        except psutil.AccessDenied as exc:
+            raise PermissionError(str(exc)) from exc
+        return int(full.pss), int(full.uss)
+
+    def _rss(self, pid: int, errors: Counter[str]) -> int | None:
+        """RSS of one pid; None, counted, when it cannot be read."""
+        try:
+            rss = self.reader.rss(pid)
+        except OSError as exc:
+            self._failed(pid, exc, errors)
+            return None
+        if rss is None:
+            errors[VANISHED] += 1
+        return rss
 
     def _untrusted(self, proc: ProcessInfo, stat: ProcStat, errors: Counter[str]) -> bool:
         problem = identity_problem(proc, stat)
@@ -177,43 +271,6 @@ class Sampler:
         if stat is None:
             errors[VANISHED] += 1
         return stat
-
-    def _memory(self, pid: int, measure: str, errors: Counter[str]) -> tuple[int, str] | None:
-        """(bytes, measure used) of one pid; None, counted, when it cannot be read."""
-        try:
-            if measure != "rss":
-                return self._full(pid, measure, errors)
-            rss = self.reader.rss(pid)
-        except OSError as exc:
-            self._failed(pid, exc, errors)
-            return None
-        if rss is None:
-            errors[VANISHED] += 1
-            return None
-        return rss, "rss"
-
-    def _full(self, pid: int, measure: str, errors: Counter[str]) -> tuple[int, str] | None:
-        try:
-            process = psutil.Process(pid)
-            try:
-                return int(getattr(process.memory_full_info(), measure)), measure
-            except psutil.AccessDenied:
-                reason = f"{measure}_denied"
-                errors[reason] += 1
-                self._report_once(reason, f"{measure} of pid {pid} is not readable "
-                                  "(permissions or kernel); using rss for such pids")
-                rss = self.reader.rss(pid)
-                if rss is not None:
-                    return rss, "rss"
-                errors[VANISHED] += 1
-        except psutil.ZombieProcess:
-            errors[ZOMBIE] += 1
-        except psutil.NoSuchProcess:
-            errors[VANISHED] += 1
-        except psutil.AccessDenied:
-            errors[ACCESS_DENIED] += 1
-            self._report_once(ACCESS_DENIED, f"memory of pid {pid} is not readable (permissions)")
-        return None
 
     def _failed(self, pid: int, exc: OSError, errors: Counter[str]) -> None:
         if isinstance(exc, PermissionError):
