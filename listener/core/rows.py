@@ -31,6 +31,9 @@ class ProcessRow:
     # whose figure memory_bytes is: the supervised pid, or the largest worker with children
     # each/auto; None for a tree's sum
     memory_pid: int | None = None
+    # seconds since the PSS/USS in memory_bytes was read: a figure no verdict depends on is
+    # read at a slower pace (RSS: always 0); None: no sample
+    memory_age_seconds: float | None = None
     tree_memory_bytes: int | None = None  # the supervised pid and its descendants, summed
     cpu_seconds: float | None = None  # CPU used, never decreasing while the pid is the same
     state: str = ""  # supervisord's state name: RUNNING, STOPPED...
@@ -85,6 +88,7 @@ def watched_rows(judgements: Iterable[Judgement],
             verdict=str(j.verdict), strategy=strategy.description,
             budget_left=max(0, strategy.max_restarts - used) if strategy.max_restarts else None,
             memory_pid=_memory_pid(j),
+            memory_age_seconds=sample.age if sample else None,
             tree_memory_bytes=sample.tree if sample else None,
             cpu_seconds=sample.cpu if sample else None,
             state=j.process.statename))

@@ -97,13 +97,15 @@ def format_pid(pid: int | None) -> str:
 
 
 def format_memory(n_bytes: int | None, measure: str, whose: int | None = None,
-                  notes: Sequence[str] = ()) -> str:
+                  notes: Sequence[str] = (), age: float | None = None) -> str:
     """A figure and its measure, '210.0MiB pss'; then, in parentheses, the pid it belongs to
-    when that is not the supervised process and any notes: '210.0MiB pss (pid 4312, largest
-    of 5)'; '-' without a sample."""
+    when that is not the supervised process, how old the figure is when it was not read this
+    tick, and any notes: '210.0MiB pss (pid 4312, read 40s ago, largest of 5)'; '-' without a
+    sample."""
     if n_bytes is None:
         return "-"
-    said = ", ".join([f"pid {whose}", *notes] if whose else notes)
+    old = [f"read {format_age(age)}"] if age is not None and age >= 1 else []
+    said = ", ".join([f"pid {whose}", *old, *notes] if whose else [*old, *notes])
     return f"{format_size(n_bytes)} {measure}" + (f" ({said})" if said else "")
 
 

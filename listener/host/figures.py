@@ -9,8 +9,9 @@ So the sampler reads RSS for every unit, and asks this book for the PSS/USS figu
 - a unit whose verdict depends on it (`deciding`: its RSS, or its tree's for `children = sum`,
   is over the limit) is read now, every tick;
 - any other unit is read at its first sight and then again at least every `refresh` seconds,
-  its first re-read spread over the next half period by its pid, so that a program's workers
-  started together are not all read on the same tick again. Between reads it shows its last
+  its first re-read spread over the second half of the period by the order units were first
+  seen in (a low-discrepancy sequence), so that workers started together, or every unit when
+  the listener starts, are not all read on the same tick again. Between reads it shows its last
   figure, capped by its RSS now (a figure above the RSS is known to be out of date), with the
   figure's age.
 """
@@ -22,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 PSS_REFRESH_SECONDS = 60.0
-_SPREAD = 0.6180339887  # the golden ratio's fraction: consecutive pids land far apart
+_SPREAD = 0.6180339887  # the golden ratio's fraction: k * it mod 1 fills [0, 1) evenly
 
 
 @dataclass
@@ -46,6 +47,7 @@ class Figures:
         self._seen: set[tuple[int, float]] = set()
         self._now = clock()
         self.walks = 0  # page-table walks this tick
+        self._first_seen = 0  # units seen so far: the next one's place in the spread
 
     def begin(self) -> None:
         self._now, self._seen, self.walks = self._clock(), set(), 0
@@ -66,7 +68,10 @@ class Figures:
             if read is None:
                 return None
             self.walks += 1
-            phase = 1.0 if last is not None else 0.5 + 0.5 * (pid * _SPREAD % 1.0)
+            phase = 1.0
+            if last is None:
+                self._first_seen += 1
+                phase = 0.5 + 0.5 * (self._first_seen * _SPREAD % 1.0)
             last = _Read(read[0], read[1], self._now, self._now + self.refresh * phase)
             self._reads[key] = last
             return (last.pss if measure == "pss" else last.uss), 0.0

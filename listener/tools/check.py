@@ -88,7 +88,8 @@ def listener_table(view: StatusView, now: float) -> tuple[str, bool]:
                 if p.last_action else "-")
         rows.append(tuple(one_line(cell) for cell in (
             p.group, p.process, format_pid(p.pid), p.strategy,
-            format_memory(p.memory_bytes, p.measure, p.worker_pid), format_size(p.limit_bytes),
+            format_memory(p.memory_bytes, p.measure, p.worker_pid, age=p.memory_age_seconds),
+            format_size(p.limit_bytes),
             p.verdict, str(p.restarts), str(p.child_signals),
             "-" if p.budget_left is None else str(p.budget_left), last)))
     over = any(p.memory_bytes is not None and p.memory_bytes > p.limit_bytes

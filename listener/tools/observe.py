@@ -110,7 +110,8 @@ def observe_live(supervisor: Supervisor, rules: Rules, duration: float, interval
                  sleep: Callable[[float], None] = time.sleep) -> list[Observed]:
     """Sample for `duration` seconds, a pass every `interval`, the first and last included.
     Raises the supervisor client's errors (the caller says them in one line)."""
-    sampler, every_pid = Sampler(), Rules.uniform("pss", "each")  # each pid of each tree alone
+    # each pid of each tree alone, its PSS read every sample: advise measures, it decides nothing
+    sampler, every_pid = Sampler(pss_refresh=0), Rules.uniform("pss", "each")
     observation = Observation(rules, os.getpid())
     began = clock()
     while True:

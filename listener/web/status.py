@@ -36,7 +36,8 @@ def _row(p: ProcessRow, now: float) -> str:
     memory, limit = p.memory_bytes, p.limit_bytes
     share = min(memory / limit, 1.5) if memory is not None and limit else 0.0
     bar_class = "over" if share > 1 else ("near" if share > 0.9 else "fine")
-    figure = f"{format_memory(memory, p.measure, p.worker_pid)} / {format_size(limit)}"
+    figure = (f"{format_memory(memory, p.measure, p.worker_pid, age=p.memory_age_seconds)} / "
+              f"{format_size(limit)}")
     budget = "unlimited" if p.budget_left is None else str(p.budget_left)
     last = (f"{p.last_action.replace('_', ' ')} {format_age(now - p.last_action_at)}"
             if p.last_action else "-")

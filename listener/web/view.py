@@ -63,6 +63,7 @@ class ProcessJSON(_ProcessJSON, total=False):
     # added after the first listeners shipped: an older one does not send them
     state: str
     memory_pid: int | None
+    memory_age_seconds: float | None
 
 
 class StatusJSON(TypedDict):
@@ -83,6 +84,7 @@ def _process_json(p: ProcessRow) -> ProcessJSON:
     return {
         "group": p.group, "process": p.process, "pid": p.pid, "state": p.state,
         "memory_bytes": p.memory_bytes, "memory_pid": p.memory_pid,
+        "memory_age_seconds": p.memory_age_seconds,
         "limit_bytes": p.limit_bytes, "measure": p.measure, "verdict": p.verdict,
         "strategy": p.strategy, "over_limit_samples": p.over_limit_samples,
         "children": p.children, "restarts": p.restarts, "restart_failures": p.restart_failures,
@@ -113,6 +115,7 @@ def _process_row(p: ProcessJSON) -> ProcessRow:
         limit_bytes=p["limit_bytes"], over_limit_samples=p["over_limit_samples"],
         children=p["children"], pid=p["pid"], verdict=p["verdict"], strategy=p["strategy"],
         budget_left=p["budget_left"], memory_pid=p.get("memory_pid"), state=p.get("state", ""),
+        memory_age_seconds=p.get("memory_age_seconds"),
         restarts=p["restarts"], restart_failures=p["restart_failures"],
         restarts_suppressed=p["restarts_suppressed"], child_signals=p["child_signals"],
         child_signal_escalations=p["child_signal_escalations"],
