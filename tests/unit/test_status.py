@@ -79,6 +79,17 @@ def test_the_page_has_a_row_per_process_and_says_how_old_the_last_tick_is(stats:
     assert "http://" not in page and "https://" not in page  # nothing from outside
 
 
+def test_the_page_says_how_old_a_figure_read_at_the_slower_pace_is(stats: Stats) -> None:
+    samples = {WEB.namespec: Sample(50 * MiB, "pss", 2, (), age=35.0),
+               WORKER.namespec: Sample(60 * MiB, "pss", 2, ())}
+    decision = policy.decide([WEB, WORKER], samples, RULES, policy.PolicyState(), 1000.0)
+    stats.observe(watched_rows(decision.judgements, decision.state), 1000.0)
+    page = status.render_html(view(stats), now=1000.0)
+    assert page.count("read 35s ago") == 1
+    answer = to_json(view(stats))["processes"]
+    assert [p["memory_age_seconds"] for p in answer] == [35.0, 0.0]
+
+
 def test_names_are_escaped_in_the_page() -> None:
     s = Stats()
     ticked(s, {ProcessInfo("g<script>", "p&q", 1, "RUNNING", 0.0): 10 * MiB}, 1.0)

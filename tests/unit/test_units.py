@@ -230,6 +230,10 @@ def test_format_pid(pid: int | None, text: str) -> None:
         ((210 * MiB, "pss", 4312, ["largest of 5"]), "210.0MiB pss (pid 4312, largest of 5)"),
         ((600 * MiB, "rss", None, ["sum of 5", "not pss: denied"]),
          "600.0MiB rss (sum of 5, not pss: denied)"),
+        ((210 * MiB, "pss", 4312, ["largest of 5"], 35.2),
+         "210.0MiB pss (pid 4312, read 35s ago, largest of 5)"),
+        ((210 * MiB, "pss", None, [], 35.2), "210.0MiB pss (read 35s ago)"),
+        ((210 * MiB, "pss", None, [], 0.0), "210.0MiB pss"),  # read this tick
     ],
 )
 def test_format_memory(args: tuple, text: str) -> None:
