@@ -78,8 +78,9 @@ class Judgement:
 class PolicyState:
     """What the policy remembers between ticks. Only keys seen this tick are kept."""
 
-    # (namespec, pid) -> consecutive samples over the limit
-    over_counts: Mapping[tuple[str, int], int] = field(default_factory=dict)
+    # (namespec, pid) -> (the pid's start time, consecutive samples over the limit): a process
+    # respawned with the same pid starts a new run
+    over_counts: Mapping[tuple[str, int], tuple[float, int]] = field(default_factory=dict)
     # namespec -> times of the actions counted against the restart budget
     history: Mapping[str, tuple[float, ...]] = field(default_factory=dict)
     # namespecs whose budget exhaustion has been reported (warn once, not every tick)
@@ -168,7 +169,7 @@ class Tick:
 
     def __init__(self, state: PolicyState, now: float, budget: Budget, slots: Slots) -> None:
         self.state, self.now, self.budget, self.slots = state, now, budget, slots
-        self.over_counts: dict[tuple[str, int], int] = {}
+        self.over_counts: dict[tuple[str, int], tuple[float, int]] = {}
         # re-made for the processes whose units are looked into this tick; carried for the
         # others (busy, no sample) while they are listed
         self.signalled: dict[tuple[str, int], tuple[float, float]] = {}
@@ -221,8 +222,10 @@ class Tick:
                 continue
             if unit.bytes <= rule.limit:
                 continue
-            count = self.state.over_counts.get(key, 0) + 1
-            self.over_counts[key] = count
+            before = self.state.over_counts.get(key)
+            same = before is not None and abs(before[0] - unit.started) < SAME_START
+            count = before[1] + 1 if before is not None and same else 1
+            self.over_counts[key] = (unit.started, count)
             found.max_count = max(found.max_count, count)
             in_grace = self.now - unit.started < strategy.grace
             if count >= strategy.consecutive and not in_grace and (

@@ -171,7 +171,7 @@ def test_a_process_matched_by_several_rules_gets_one_action_at_the_most_specific
 
 def test_decide_does_not_change_the_state_it_is_given() -> None:
     rules = tuned(ANY_100MB, consecutive=3, max_restarts=1)
-    state = PolicyState(over_counts={("web:web", 10): 1}, history={"web:web": (900.0,)},
+    state = PolicyState(over_counts={("web:web", 10): (0.0, 1)}, history={"web:web": (900.0,)},
                         warned=frozenset({"web:web"}))
     before = (dict(state.over_counts), dict(state.history), state.warned)
     first = policy.decide([proc("web:web", 10)], {"web:web": sample(OVER)}, rules, state, 1000.0)
@@ -200,6 +200,23 @@ def test_consecutive_samples_over_the_limit_before_acting() -> None:
         (judgement,) = decision.judgements
         assert (judgement.verdict, judgement.over_samples) == (verdict, count), f"tick {i}"
         assert len(decision.actions) == (verdict == Verdict.ACT)
+
+
+@pytest.mark.parametrize("children", ["none", "each"])
+def test_a_respawn_that_got_the_same_pid_starts_a_new_count(children: str) -> None:
+    ticks = Ticks(tuned(ANY_100MB, consecutive=3, children=children))
+    timeline = [  # (now, the process's start time, verdict)
+        (1000.0, 900.0, Verdict.COUNTING),
+        (1005.0, 900.0, Verdict.COUNTING),
+        (1010.0, 1008.0, Verdict.COUNTING),  # crashed and respawned as pid 10 again
+        (1015.0, 1008.0, Verdict.COUNTING),
+        (1020.0, 1008.0, Verdict.ACT),
+    ]
+    for now, start, verdict in timeline:
+        unit = Unit(10, OVER, start)
+        memory = Sample(OVER, "rss", 0, (unit,) if children == "each" else ())
+        decision = ticks.tick(now, [proc("web:web", 10, start=start)], {"web:web": memory})
+        assert verdicts(decision) == {"web:web": verdict}, now
 
 
 def test_a_new_pid_starts_a_new_count() -> None:

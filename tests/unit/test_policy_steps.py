@@ -98,7 +98,7 @@ def test_count_finds_the_unit_due_for_an_action(
         sizes: list[int], before: dict[int, int], consecutive: int, candidate: int | None,
         max_count: int) -> None:
     units = tuple(Unit(11 + i, size * MiB, 0.0) for i, size in enumerate(sizes))
-    state = PolicyState(over_counts={("w:a", pid): n for pid, n in before.items()})
+    state = PolicyState(over_counts={("w:a", pid): (0.0, n) for pid, n in before.items()})
     strategy = Strategy(children="each", consecutive=consecutive)
     tick = Tick(state, 1000.0, Budget({}, frozenset(), {}), Slots({}))
     found = tick.count(proc("w:a", pid=11), Sample(max(sizes) * MiB, "rss", 1, units),
