@@ -1,8 +1,9 @@
 """deploy/nginx/sentry.conf, loaded by a real nginx in front of a real uWSGI.
 
-uWSGI runs with the options of deploy/sentry/sentry.conf.py (the way `sentry run web` passes
-them) and a tiny WSGI app instead of Sentry; nginx runs a copy of deploy/nginx/sentry.conf
-with only the ports, the certificate paths and the upstream address changed.
+uWSGI runs with the options of deploy/sentry/sentry-guide-uwsgi.conf.py (the way the guide's
+`sentry run web` passes them) and a tiny WSGI app instead of Sentry; nginx runs a copy of
+deploy/nginx/sentry.conf with only the ports, the certificate paths and the upstream address
+changed.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ except ImportError:  # tests/integration is not a package
     import deploy_helpers as h  # type: ignore[no-redef]
 
 NGINX_CONF = h.DEPLOY / "nginx" / "sentry.conf"
-SENTRY_CONF = h.DEPLOY / "sentry" / "sentry.conf.py"
+SENTRY_CONF = h.DEPLOY / "sentry" / "sentry-guide-uwsgi.conf.py"  # uWSGI: the uwsgi protocol
 
 APP = """
 import json

@@ -1,4 +1,8 @@
-"""deploy/sentry/sentry.conf.py: executes as plain Python and sets the tuned web options."""
+"""deploy/sentry/*.conf.py: execute as plain Python and set the tuned web options.
+
+sentry.conf.py is today's Sentry (Granian): its options are handed to a real Granian the way
+`sentry run web` hands them (tests.sentry_standin.granian_kwargs). sentry-guide-uwsgi.conf.py
+is the guide's Sentry (uWSGI): every option must be a real uWSGI option."""
 
 from __future__ import annotations
 
@@ -10,12 +14,46 @@ from pathlib import Path
 
 import pytest
 
-CONF = Path(__file__).resolve().parents[2] / "deploy" / "sentry" / "sentry.conf.py"
+from tests.sentry_standin import GUIDE_CONF_PY, TODAY_CONF_PY, granian_kwargs
+
+CONF = GUIDE_CONF_PY
+MiB = 2**20
 
 
 @pytest.fixture(scope="module")
 def settings() -> dict:
     return runpy.run_path(str(CONF))
+
+
+@pytest.fixture(scope="module")
+def today() -> dict:
+    return runpy.run_path(str(TODAY_CONF_PY))
+
+
+def test_today_listens_on_loopback_port_9000_and_stays_on_granian(today: dict) -> None:
+    assert (today["SENTRY_WEB_HOST"], today["SENTRY_WEB_PORT"]) == ("127.0.0.1", 9000)
+    assert today["SENTRY_USE_UWSGI"] is True  # False: wsgiref's one-process server instead
+    assert today["SECURE_PROXY_SSL_HEADER"] == ("HTTP_X_FORWARDED_PROTO", "https")
+
+
+def test_todays_options_are_what_sentry_hands_to_a_real_granian(today: dict) -> None:
+    granian = pytest.importorskip("granian")
+    options = today["SENTRY_WEB_OPTIONS"]
+    # the keys Sentry's Granian launcher reads, and no uWSGI option it would ignore
+    assert set(options) <= {"workers", "threads", "backlog", "reload-on-rss", "process-name",
+                            "reload_ignore_worker_failure", "reload", "log-enabled",
+                            "disable-logging", "log-format"}
+    kwargs = granian_kwargs(today, 9000, "webapp:application")
+    server = granian.Granian(**kwargs)  # raises on an argument Granian does not take
+    assert server.workers == options["workers"] == 3
+    assert server.workers_rss == options["reload-on-rss"] * MiB  # Granian's own recycling
+    assert server.respawn_failed_workers is True and server.workers_kill_timeout == 30
+    assert server.process_name is None  # no name: no need for setproctitle
+
+
+def test_sentry_run_web_w_overrides_the_workers(today: dict) -> None:
+    pytest.importorskip("granian")
+    assert granian_kwargs(today, 9000, "webapp:application", workers_flag=5)["workers"] == 5
 
 
 def test_web_host_is_loopback_and_port_matches_nginx_upstream(settings: dict) -> None:
