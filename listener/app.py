@@ -71,8 +71,9 @@ def build(config: Config, reload: Callable[[], Config] | None = None,
         journal = Journal.open(config.state_dir or default_state_dir(), environ, config.server_url)
         restarter = Restarter(lambda: connect(config, max(config.rpc_timeout, ACTION_TIMEOUT)),
                               stats, journal, mailer, timing=retry_timing)
-        daemon = Daemon(config, supervisor, Sampler(), restarter, ChildSignaller(stats),
-                        stats, reload=reload, environ=environ)
+        sampler = Sampler(configured=supervisor.configured_commands)
+        daemon = Daemon(config, supervisor, sampler, restarter, ChildSignaller(stats), stats,
+                        reload=reload, environ=environ)
     except BaseException:
         if server is not None:
             server.close()

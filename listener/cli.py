@@ -79,7 +79,8 @@ def run_check(config: Config, argv: list[str]) -> int:
         processes = supervisor.processes()
     except (CheckError, ConfigError, *SupervisorError) as exc:
         return _failed(exc, supervisor)
-    return check(config, processes, Sampler(), sys.stdout)
+    return check(config, processes, Sampler(configured=supervisor.configured_commands),
+                 sys.stdout)
 
 
 def _failed(exc: BaseException, supervisor: Supervisor) -> int:

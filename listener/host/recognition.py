@@ -9,6 +9,7 @@ exec) is looked through to the one child it runs."""
 from __future__ import annotations
 
 import logging
+import shlex
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 
 from listener.core.model import ProcessInfo
@@ -22,9 +23,17 @@ UNSURE = frozenset({Server.PLAIN, Server.UNRECOGNISED})  # a young one may still
 MAX_WRAPPERS = 3  # shells looked through, at most
 
 
+# namespec -> the command supervisord is configured to run; None when it cannot be asked
+Configured = Callable[[], Mapping[str, str] | None]
+
+
 class Recogniser:
-    def __init__(self, reader: ProcReader) -> None:
+    def __init__(self, reader: ProcReader, configured: Configured | None = None) -> None:
+        """`configured`: supervisord's configured commands, asked when a process calls itself
+        sentry-memwatch: only one that supervisord is configured to run as sentry-memwatch is
+        one (a process can rename itself, not its configuration). None: its name is taken."""
         self.reader = reader
+        self._configured = configured
         self._servers: dict[tuple[int, float], Server] = {}  # (pid, start) -> what it runs
         self._said: dict[str, Server] = {}  # namespec -> the server last logged for it
         self._helpers: dict[tuple[int, float], bool] = {}  # (pid, start) -> a pool's helper
@@ -65,7 +74,23 @@ class Recogniser:
         if argv is None:
             return None
         children = [self.reader.cmdline(child) or [] for child in kids.get(pid, ())]
-        return recognise(argv, self.reader.native_modules(pid), children)
+        modules = self.reader.native_modules(pid)
+        server = recognise(argv, modules, children)
+        if server is Server.MEMWATCH and not self._configured_as_memwatch(proc):
+            log.warning("this process calls itself sentry-memwatch, but supervisord is not "
+                        "configured to run sentry-memwatch for it: judged as any other",
+                        extra={"fields": {"process": proc.namespec, "pid": proc.pid}})
+            server = recognise(["-"], modules, children)  # what it runs, without its name
+        return server
+
+    def _configured_as_memwatch(self, proc: ProcessInfo) -> bool:
+        if self._configured is None:
+            return True
+        command = (self._configured() or {}).get(proc.namespec, "")
+        try:
+            return recognise(shlex.split(command)) is Server.MEMWATCH
+        except ValueError:  # quoting shlex cannot split: not ours
+            return False
 
     def _say(self, proc: ProcessInfo, server: Server) -> None:
         """What `auto` will use, said when it changes (not at every restart)."""

@@ -37,7 +37,7 @@ from listener.core.servers import Server
 from listener.core.states import RUNNING
 from listener.host.figures import PSS_REFRESH_SECONDS, Figures
 from listener.host.procfs import ProcReader, ProcStat, children_map, descendants
-from listener.host.recognition import Recogniser
+from listener.host.recognition import Configured, Recogniser
 
 log = logging.getLogger("memwatch.sampler")
 
@@ -106,12 +106,14 @@ class _Tree:
 
 class Sampler:
     def __init__(self, reader: ProcReader | None = None,
-                 pss_refresh: float = PSS_REFRESH_SECONDS) -> None:
+                 pss_refresh: float = PSS_REFRESH_SECONDS, configured: Configured | None = None
+                 ) -> None:
         """`pss_refresh`: how old a PSS/USS figure no verdict depends on may get (0: every
-        figure read every tick, as advise does)."""
+        figure read every tick, as advise does). `configured`: supervisord's configured
+        commands, which confirm a process that calls itself sentry-memwatch."""
         self.reader = reader or ProcReader()
         self._reported: set[str] = set()
-        self.recogniser = Recogniser(self.reader)
+        self.recogniser = Recogniser(self.reader, configured)
         self.figures = Figures(self._pss_uss, pss_refresh)
 
     def sample(self, processes: Iterable[ProcessInfo], rules: Rules,

@@ -168,6 +168,14 @@ class Supervisor:
         return [(f"{c['group']}:{c['name']}", str(c["command"]), str(c.get("directory") or ""))
                 for c in self._proxy.supervisor.getAllConfigInfo()]
 
+    def configured_commands(self) -> dict[str, str] | None:
+        """namespec -> the command supervisord's configuration runs for it (what its admin
+        wrote, whatever the process later calls itself); None if supervisord did not answer."""
+        try:
+            return {namespec: command for namespec, command, _ in self.commands()}
+        except SupervisorError:
+            return None
+
     def stop(self, namespec: str) -> None:
         self._proxy.supervisor.stopProcess(namespec, True)
 

@@ -111,7 +111,8 @@ def observe_live(supervisor: Supervisor, rules: Rules, duration: float, interval
     """Sample for `duration` seconds, a pass every `interval`, the first and last included.
     Raises the supervisor client's errors (the caller says them in one line)."""
     # each pid of each tree alone, its PSS read every sample: advise measures, it decides nothing
-    sampler, every_pid = Sampler(pss_refresh=0), Rules.uniform("pss", "each")
+    sampler = Sampler(pss_refresh=0, configured=supervisor.configured_commands)
+    every_pid = Rules.uniform("pss", "each")
     observation = Observation(rules, os.getpid())
     began = clock()
     while True:
@@ -140,6 +141,7 @@ def recognised_kinds(supervisor: Supervisor) -> dict[str, str]:
     """What each program runs (uwsgi, gunicorn, celery, plain), from one look at supervisord:
     Prometheus's series do not say it."""
     processes = supervisor.processes()
-    samples = Sampler().sample(processes, Rules.uniform()).samples
+    sampler = Sampler(configured=supervisor.configured_commands)
+    samples = sampler.sample(processes, Rules.uniform()).samples
     return {p.group: samples[p.namespec].server.value
             for p in processes if p.namespec in samples}

@@ -245,6 +245,25 @@ environment=PYTHONPATH="{ROOT}"
         env={**os.environ, "SUPERVISOR_SERVER_URL": sv.url, "PYTHONPATH": str(ROOT)}).stdout
 
 
+def test_a_program_that_calls_itself_sentry_memwatch_is_judged_all_the_same(supervisord, listener):
+    """A process can rename itself (`exec -a`), not what supervisord is configured to run: only
+    a program configured as sentry-memwatch is never judged."""
+    sv = supervisord(f"""
+[program:impostor]
+command=bash -c 'exec -a sentry-memwatch {hog("--mb", 150)}'
+startsecs=1
+""")
+    pid = sv.wait_allocated({"impostor:impostor": 150})["impostor:impostor"]
+    assert psutil.Process(pid).cmdline()[0] == "sentry-memwatch"
+    lst = listener("-p", "impostor=80MB", server_url=sv.url)
+    lst.tick()
+    wait_for(lambda: "restarting process over its memory limit" in lst.stderr(), what="a restart")
+    assert "calls itself sentry-memwatch, but supervisord is not configured" in lst.stderr()
+    wait_for(lambda: sv.infos()["impostor:impostor"]["pid"] not in (0, pid), what="restarted")
+    lst.tick()
+    assert status(lst)["impostor:impostor"]["verdict"] != "memwatch listener"
+
+
 def run_check(sv: Supervisord, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([PY, "-m", "listener", "check", *args], capture_output=True, text=True,
                           cwd=ROOT, timeout=60,

@@ -182,7 +182,8 @@ def test_the_listener_recognises_granian_and_the_taskworkers_and_check_agrees(
                          if n.startswith("sentry-taskworker:"))
     strategies = {("sentry-web", "sentry-web"): "pss, each, HUP to master (auto: granian)",
                   ("sentry-taskscheduler", "sentry-taskscheduler"): "pss"}
-    strategies |= {("sentry-taskworker", t): "pss, each, TERM or INT, as caught (auto: taskworker)" for t in taskworkers}
+    taskworker = "pss, each, TERM or INT, as caught (auto: taskworker)"
+    strategies |= {("sentry-taskworker", t): taskworker for t in taskworkers}
     concurrency = int(option(shlex.split(programs()["sentry-taskworker"]["command"]),
                              "concurrency"))
 
