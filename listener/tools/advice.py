@@ -17,10 +17,9 @@ Each server's own knobs, where advise can give them a value:
 
 - Granian restarts a worker itself when its RSS reaches `--workers-max-rss` (MiB; checked every
   30 s; `reload-on-rss` in SENTRY_WEB_OPTIONS for `sentry run web`). That stays the first line:
-  it gets the headroom rule applied to the workers' RSS, and memwatch's limit is kept at least
-  FIRST_LINE_ROOM above it (RSS is never below PSS, so a worker over memwatch's PSS limit is over
-  Granian's RSS threshold too). Without the workers' RSS (Prometheus's series in PSS) no figure
-  is given, only the rule;
+  it gets the headroom rule applied to the workers' RSS, memwatch's limit FIRST_LINE_ROOM times
+  it at least (RSS is never below PSS: a worker over memwatch's limit is over Granian's too).
+  Without the workers' RSS (Prometheus's series in PSS) no figure is given, only the rule;
 - a taskworker (`--concurrency` children) gets the children one taskworker can run in the
   host's memory: its tree's p99 plus one child's p99 for each child more, the same budget as
   above. self-hosted's .env: higher values increase memory usage, more than
@@ -287,7 +286,10 @@ def render(host: Host, advice: Sequence[Advice]) -> str:
     head = (f"host: {format_size(host.memory_total)} memory, {format_size(host.memory_available)} "
             f"available, {host.cpus} CPUs\n")
     notes = "".join(f"{a.program}: {line}\n" for a in advice for line in a.advice)
+    granian = any(a.workers_max_rss_mib is not None for a in advice)
     legend = ("\nLIMIT: the limit to give each worker (pre-fork servers) or process: p99 x "
-              f"{HEADROOM:g}, at least the max x {MAX_HEADROOM:g}. FITS: processes of the program "
-              f"this host holds, {SAFETY:.0%} of memory kept free, within its CPUs.\n")
+              f"{HEADROOM:g}, at least the max x {MAX_HEADROOM:g}"
+              + (f" (Granian's: and its workers-max-rss x {FIRST_LINE_ROOM:g})" if granian else "")
+              + f". FITS: processes of the program this host holds, {SAFETY:.0%} of memory kept "
+              "free, within its CPUs.\n")
     return head + table(rows) + legend + ("\n" + notes if notes else "")

@@ -207,3 +207,9 @@ def test_a_taskworker_above_self_hosteds_most_is_told_to_run_more_programs() -> 
                "rather than one above 32" for s in a.advice)
     (b,) = advise(HOST, [taskworker()])
     assert not any("more taskworker programs" in s for s in b.advice)
+
+
+def test_the_legend_says_granians_limit_keeps_workers_max_rss_under_it() -> None:
+    assert "workers-max-rss" not in render(HOST, advise(HOST, [worker()])).split("\n\n")[1]
+    legend = render(HOST, advise(HOST, [granian()])).split("\n\n")[1]
+    assert "(Granian's: and its workers-max-rss x 1.1)" in legend
