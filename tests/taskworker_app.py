@@ -61,6 +61,27 @@ def mark(tag: str) -> None:
     _log("end", "mark", tag)
 
 
+# `sentry` for the tests: `sentry run taskworker ...` runs main() with the real TaskWorker
+STANDIN = """\
+#!{py}
+# Stand-in for `sentry` (tests only): `sentry run taskworker ...` starts a real TaskWorker
+import sys
+sys.path.insert(0, {root!r})
+from tests.taskworker_app import main
+if __name__ == "__main__":  # spawned children import this script again, as __mp_main__
+    sys.exit(main(sys.argv[1:]))
+"""
+
+
+def install_sentry(bin_dir: Path, python: str, root: Path) -> Path:
+    """The stand-in `sentry` script in `bin_dir`, run by `python` from checkout `root`."""
+    bin_dir.mkdir(parents=True, exist_ok=True)
+    sentry = bin_dir / "sentry"
+    sentry.write_text(STANDIN.format(py=python, root=str(root)))
+    sentry.chmod(0o755)
+    return sentry
+
+
 def main(argv: list[str]) -> int:
     """`sentry run taskworker [options]`: a TaskWorker in push mode, as Sentry starts one."""
     parser = argparse.ArgumentParser(prog="sentry")

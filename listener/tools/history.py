@@ -26,6 +26,7 @@ Per supervisord group (a program), the fields of Observed are:
   or sum the two figures are equal). This is the LARGEST process of the tree at each sample (a
   worker, or the master when it is larger), not every worker, so its p50 reads high: a typical
   worker is smaller. Empty when there are no such points;
+- worker_rss: worker_memory where the measure is RSS, else empty (PSS series do not tell RSS);
 - judges: "each" when there are such points, else None (the series cannot tell
   children none from sum, or from a tree without children);
 - cpu_cores: the increase of memwatch_process_cpu_seconds_total over the window, summed over the
@@ -182,7 +183,7 @@ def _group(name: str, now: _Now, tree: Sequence[Series], memory: Sequence[Series
         process_memory=[int(v) for s in kept for _, v in s.points if math.isfinite(v)],
         cpu_cores=_cores(cpu_seconds, tree, *span),
         limit=int(max(now.limits)) if now.limits else None, measure=measure,
-        judges="each" if workers else None)
+        judges="each" if workers else None, worker_rss=workers if measure == "rss" else ())
 
 
 def _workers(tree: Sequence[Series], memory: Sequence[Series]) -> list[int]:

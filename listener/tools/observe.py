@@ -1,6 +1,7 @@
 """`advise`'s live mode: sample every supervised process for a while (PSS of each pid of its
-tree, CPU time of the tree, from /proc in the same pass) and sum up what was seen per program
-(supervisord group) as listener.tools.advice.Observed."""
+tree, CPU time of the tree, from /proc in the same pass; the RSS of each worker too, which
+Granian's own --workers-max-rss compares) and sum up what was seen per program (supervisord
+group) as listener.tools.advice.Observed."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from listener.tools.advice import Host, Observed
 class _Program:
     kind: str = Server.PLAIN.value
     workers: list[int] = field(default_factory=list)
+    worker_rss: list[int] = field(default_factory=list)
     trees: list[int] = field(default_factory=list)
     own: list[int] = field(default_factory=list)  # the supervised pid alone
     children: list[int] = field(default_factory=list)
@@ -37,9 +39,11 @@ class _Cpu:
 class Observation:
     """What the passes so far saw; `programs()` sums it up."""
 
-    def __init__(self, rules: Rules, self_pid: int) -> None:
+    def __init__(self, rules: Rules, self_pid: int,
+                 rss: Callable[[int], int | None] = lambda pid: None) -> None:
         self.rules = rules
         self.self_pid = self_pid
+        self.rss = rss  # a pid's RSS (None: gone, or not read)
         self.by_program: dict[str, _Program] = {}
         self.cpu: dict[str, _Cpu] = {}
         self.representative: dict[str, ProcessInfo] = {}
@@ -59,6 +63,7 @@ class Observation:
             program = self.by_program.setdefault(proc.group, _Program())
             program.kind = sample.server.value
             program.workers += [u.bytes for u in sample.units[1:]]
+            program.worker_rss += [r for u in sample.units[1:] if (r := self.rss(u.pid)) is not None]
             program.trees.append(sample.tree if sample.tree is not None else sample.value)
             program.own.append(sample.units[0].bytes if sample.units else sample.value)
             program.children.append(sample.children)
@@ -91,7 +96,7 @@ class Observation:
                 cpu_cores=program.cpu / elapsed if elapsed > 0 else 0.0,
                 limit=rule.limit if rule else None,
                 measure=rule.strategy.measure if rule else None,
-                own_memory=program.own,
+                own_memory=program.own, worker_rss=program.worker_rss,
                 judges=rule.strategy.resolve(server).children if rule else None))
         return observed
 
@@ -113,7 +118,7 @@ def observe_live(supervisor: Supervisor, rules: Rules, duration: float, interval
     # each pid of each tree alone, its PSS read every sample: advise measures, it decides nothing
     sampler = Sampler(pss_refresh=0, configured=supervisor.configured_commands)
     every_pid = Rules.uniform("pss", "each")
-    observation = Observation(rules, os.getpid())
+    observation = Observation(rules, os.getpid(), sampler.reader.rss)
     began = clock()
     while True:
         processes = supervisor.processes()

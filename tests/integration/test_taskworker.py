@@ -48,7 +48,7 @@ pytest.importorskip("sentry_protos")
 pytest.importorskip("grpc")
 
 from tests.taskbroker_standin import Broker  # noqa: E402  (needs grpc and sentry_protos)
-from tests.taskworker_app import APP_NAME, NAMESPACE  # noqa: E402
+from tests.taskworker_app import APP_NAME, NAMESPACE, install_sentry  # noqa: E402
 
 # what a child does with SIGTERM: 0.20.x children (what `.[test]` installs) catch it and finish
 # their task; 26.5.0's (April 2026, still pip's "newest" without the redis pin) die at once
@@ -60,16 +60,6 @@ BLOAT_MB = 200  # a taskworker child holds 30-50 MiB PSS at rest here; the limit
 LIMIT = "150MB"
 DEADLINE = 20  # s: a cut task is killed ~13 s after it started at worst, and re-delivered at 23
 TASKWORKER, POOL = "taskworker:taskworker", "pool:pool"
-
-STANDIN = """\
-#!{py}
-# Stand-in for `sentry` (tests only): `sentry run taskworker ...` starts a real TaskWorker
-import sys
-sys.path.insert(0, {root!r})
-from tests.taskworker_app import main
-if __name__ == "__main__":  # spawned children import this script again, as __mp_main__
-    sys.exit(main(sys.argv[1:]))
-"""
 
 POOL_JOB = """\
 import multiprocessing, signal
@@ -128,10 +118,7 @@ def completes(broker: Broker, tag: str, log: Path, timeout: float = 60) -> str:
 @pytest.fixture(scope="module")
 def stack() -> Iterator[Stack]:
     root = short_dir("mwtw-")
-    (root / "bin").mkdir()
-    sentry = root / "bin" / "sentry"
-    sentry.write_text(STANDIN.format(py=PY, root=str(ROOT)))
-    sentry.chmod(0o755)
+    sentry = install_sentry(root / "bin", PY, ROOT)
     (root / "pool_job.py").write_text(POOL_JOB)
     broker_port, worker_port = free_port(), free_port()
     broker = Broker(broker_port, f"127.0.0.1:{worker_port}", NAMESPACE, APP_NAME)

@@ -210,6 +210,18 @@ def test_worker_memory_is_the_figure_where_it_is_below_the_tree(
     assert cron.worker_memory == []  # the figure is the whole process's
 
 
+def test_workers_rss_is_known_only_from_series_in_rss(
+        serve: Callable[[Respond], FakePrometheus]) -> None:
+    web = observe_history(serve(watched_host()).url, HOUR)[1]
+    assert list(web.worker_rss) == []  # PSS series say nothing of RSS (Granian compares RSS)
+    in_rss = watched_host()
+    for s in (*in_rss.now, *in_rss.tree, *in_rss.memory):
+        if s["metric"].get("measure") == "pss":
+            s["metric"]["measure"] = "rss"
+    web = observe_history(serve(in_rss).url, HOUR)[1]
+    assert sorted(web.worker_rss) == sorted(web.worker_memory) == [90 * MiB, 95 * MiB, 100 * MiB]
+
+
 def test_cpu_is_the_mean_over_the_time_the_program_was_observed(
         serve: Callable[[Respond], FakePrometheus]) -> None:
     cron, web = observe_history(serve(watched_host()).url, HOUR)
