@@ -80,11 +80,13 @@ def test_advise_reports_what_was_allocated_and_a_limit_and_a_count_that_fit(stan
     for p in programs.values():
         judged = p["worker_memory_bytes"] or p["process_memory_bytes"]
         assert p["recommended_limit_bytes"] > judged["max"]
-    # idle programs: memory decides, with 10% of the host kept free
+    # idle programs: memory decides, with 10% of the host kept free (a program that used a
+    # little CPU on the shared machine may be held lower by CPU, never higher than memory)
     for p in (tree, flat):
         room = host["memory_available_bytes"] - 0.10 * host["memory_total_bytes"]
         per = p["process_memory_bytes"]["p99"]
-        assert int(room // per) <= p["recommended_processes"]
+        if p["cpu_cores"] / p["processes"] < 0.01:
+            assert int(room // per) <= p["recommended_processes"]
         in_use = p["processes"] * p["process_memory_bytes"]["max"]
         assert p["recommended_processes"] <= int((room + in_use) // per)
     # the rules in force are compared with what was seen
