@@ -20,13 +20,13 @@ from bench.measure import Summary, ms, ratio, span, us
 from bench.scrape import ScrapeLatencyRun, ScrapeRow
 from bench.soak import SoakRun
 from bench.supcost import RESYNC, TICK_PERIOD, CostRow, SupervisordCost
-from bench.ticks import FloorRow, TickRow
+from bench.ticks import RULES, FloorRow, TickRow
 from listener.tools.table import table
 from tests.harness import ROOT
 
 MiB = 2**20
 OURS_FLAGS = {"none": "-a 100GB", "sum": "--children sum -a 100GB", "each": "--children each -a 100GB",
-              "auto": "-g web=100GB,children=auto -g worker=100GB,children=auto -g plain=100GB"}
+              "auto": " ".join(RULES["auto"])}  # a rule per group of the mixed shape
 
 
 @dataclass

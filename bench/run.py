@@ -16,11 +16,12 @@ from bench.report import Results, render, write_json
 from bench.standin import (
     FLAT_COMM,
     FLAT_COMMAND,
-    MIXED_COMM,
     MIXED_COMMANDS,
     TREE_CHILDREN,
     TREE_COMM,
     TREE_COMMAND,
+    mixed_counts,
+    wait_mixed,
 )
 from listener import log as logsetup
 from tests.harness import ROOT, ListenerProcess, Supervisord, free_port, program
@@ -125,10 +126,10 @@ def per_size(args: argparse.Namespace, results: Results, reps: ticks.Reps, shape
     command, children, comm = ((FLAT_COMMAND, 0, FLAT_COMM) if shape == "flat"
                                else (TREE_COMMAND, TREE_CHILDREN, TREE_COMM))
     sections = program(shape, command, n)
-    if shape == "mixed":  # a third each: uWSGI-like, Celery-like, plain trees
-        counts = {"web": n // 3, "worker": n // 3, "plain": n - 2 * (n // 3)}
+    if shape == "mixed":  # a fifth each: uWSGI-, Celery-like, Granian, taskworker, plain trees
+        counts = mixed_counts(n)
         sections = "".join(program(g, MIXED_COMMANDS[g], counts[g]) for g in MIXED_COMMANDS)
-        comm = MIXED_COMM
+        children, comm = 0, ""  # not one shape: wait_mixed() below says when all are ready
     say(f"{shape} N={n}: starting supervisord")
     try:
         sv = Supervisord(sections, loglevel="warn", all_running=True,
@@ -136,6 +137,13 @@ def per_size(args: argparse.Namespace, results: Results, reps: ticks.Reps, shape
     except AssertionError as exc:
         results.notes.append(f"{shape} N={n}: supervisord did not start every program: {exc}")
         return
+    if shape == "mixed":
+        try:
+            wait_mixed(sv.client.processes)
+        except AssertionError as exc:
+            sv.stop()
+            results.notes.append(f"{shape} N={n}: the stand-ins are not as they should be: {exc}")
+            return
     results.starts[f"{shape} {n}"] = sv.start_seconds
     try:
         processes = sv.client.processes()

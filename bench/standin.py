@@ -6,8 +6,16 @@ from __future__ import annotations
 import re
 import socketserver
 import threading
+import time
 import xmlrpc.client
+from collections.abc import Callable, Sequence
 from typing import Any
+
+from listener.core.model import ProcessInfo
+from listener.core.servers import Server, is_helper
+from listener.host.procfs import ProcReader, children_map
+from listener.host.recognition import Recogniser
+from tests.harness import PY, ROOT, wait_for
 
 # Tiny stand-ins keep hundreds of processes cheap: `sleep` is ~1.5 MiB RSS (mostly shared libc).
 FLAT_COMMAND = "sleep infinity"
@@ -16,16 +24,64 @@ TREE_CHILDREN = 4
 # A prefork master with 4 children: dash forks 4 sleeps and waits for them.
 TREE_COMMAND = "sh -c '" + " & ".join(["sleep infinity"] * TREE_CHILDREN) + " & wait'"
 TREE_COMM = "sh"
-# Mixed rules (one listener, `children = auto`): the same trees under bash, a third whose command
-# line reads as a uWSGI master, a third as a Celery worker (bash's `exec -a` sets argv[0]), a
-# third plain; each group has its own rule.
+# Mixed (one listener, `children = auto`, a rule per group): a fifth of the programs each. Three
+# are the trees under bash: one whose command line reads as a uWSGI master, one as a Celery
+# worker (bash's `exec -a` sets argv[0]), one plain. Two are today's Sentry (bench/sentry.py):
+# `sentry run web` mapping Granian's native module with 4 forked workers, and `sentry run
+# taskworker` with 4 spawned children and multiprocessing's resource tracker.
 _TREE_SCRIPT = " & ".join(["sleep infinity"] * TREE_CHILDREN) + " & wait"
+_SENTRY = f"{PY} {ROOT / 'bench' / 'sentry.py'} run"
 MIXED_COMMANDS = {
-    "web": f"bash -c 'exec -a uwsgi bash -c \"{_TREE_SCRIPT}\" --master'",
-    "worker": f"bash -c 'exec -a celery bash -c \"{_TREE_SCRIPT}\" worker'",
+    "uwsgi": f"bash -c 'exec -a uwsgi bash -c \"{_TREE_SCRIPT}\" --master'",
+    "celery": f"bash -c 'exec -a celery bash -c \"{_TREE_SCRIPT}\" worker'",
+    "granian": f"{_SENTRY} web --workers={TREE_CHILDREN}",
+    "taskworker": f"{_SENTRY} taskworker --concurrency={TREE_CHILDREN}",
     "plain": f"bash -c '{_TREE_SCRIPT}'",
 }
-MIXED_COMM = "bash"
+# what the listener must find each group's master to run (plain's rule is not `auto`)
+MIXED_SERVERS = {"uwsgi": Server.UWSGI, "celery": Server.CELERY, "granian": Server.GRANIAN,
+                 "taskworker": Server.TASKWORKER, "plain": Server.PLAIN}
+# multiprocessing's helpers in each master's tree: the taskworker's resource tracker
+MIXED_HELPERS = {"taskworker": 1}
+
+
+def mixed_counts(n: int) -> dict[str, int]:
+    """N programs split in fifths; plain takes what is left over."""
+    fifth = n // len(MIXED_COMMANDS)
+    return {group: fifth for group in MIXED_COMMANDS} | {"plain": n - 4 * fifth}
+
+
+def mixed_problems(processes: Sequence[ProcessInfo]) -> list[str]:
+    """What is not yet as the mixed shape wants it: every master recognised by the listener's
+    own Recogniser as its group's server, with its workers and helpers all started. Empty:
+    ready."""
+    reader = ProcReader()
+    kids = children_map(reader.scan())
+    auto = {p.namespec for p in processes if p.group != "plain"}
+    found = Recogniser(reader).servers(processes, time.time(), lambda: kids, auto)
+    problems = []
+    for proc in processes:
+        if found[proc.namespec] is not MIXED_SERVERS[proc.group]:
+            problems.append(f"{proc.namespec} reads as {found[proc.namespec].value}")
+        argvs = [reader.cmdline(child) or [] for child in kids.get(proc.pid, ())]
+        helpers = sum(map(is_helper, argvs))
+        if (len(argvs) - helpers, helpers) != (TREE_CHILDREN, MIXED_HELPERS.get(proc.group, 0)):
+            problems.append(f"{proc.namespec} has {len(argvs)} children, {helpers} helpers")
+    return problems
+
+
+def wait_mixed(processes: Callable[[], Sequence[ProcessInfo]], timeout: float = 600.0) -> None:
+    """Wait until mixed_problems() finds none; at the deadline, say what it still found."""
+    last: list[str] = []
+
+    def ready() -> bool:
+        last[:] = mixed_problems(processes())
+        return not last
+    try:
+        wait_for(ready, timeout, interval=0.5, what="every mixed master recognised, its tree complete")
+    except AssertionError as exc:
+        more = f" and {len(last) - 5} more" if len(last) > 5 else ""
+        raise AssertionError(f"{exc}: {'; '.join(last[:5])}{more}") from None
 
 class _RpcHandler(socketserver.StreamRequestHandler):
     server: StandInServer

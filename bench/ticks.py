@@ -18,7 +18,9 @@ from supervisor import childutils
 from listener.app import build
 from listener.config.parse import parse
 from listener.core.model import ProcessInfo
+from listener.core.rows import ProcessRow
 from listener.core.rules import Rules
+from listener.core.servers import Server
 from listener.host.sampler import Sampler
 from listener.supervisord import protocol
 from listener.supervisord.fastxml import fast_struct_array
@@ -26,6 +28,7 @@ from listener.supervisord.rpc import Supervisor
 from tests.harness import event_text, short_dir
 
 from .measure import Summary, repeat, timings
+from .standin import MIXED_SERVERS, TREE_CHILDREN
 
 HIGH = "100GB"  # limits no process reaches: nothing is ever restarted
 HIGH_BYTES = 100 * 1024**3
@@ -34,8 +37,8 @@ PAGE = os.sysconf("SC_PAGE_SIZE")
 MEMMON_CUMULATIVE = {"none": False, "sum": True, "each": True, "auto": True}
 # the listener's rules per --children mode; `auto`: the mixed shape's rule per group
 RULES = {mode: ["-a", HIGH, "--children", mode] for mode in ("none", "sum", "each")}
-RULES["auto"] = ["-g", f"web={HIGH},children=auto", "-g", f"worker={HIGH},children=auto",
-                 "-g", f"plain={HIGH}"]
+RULES["auto"] = [a for group, server in MIXED_SERVERS.items() for a in
+                 ("-g", f"{group}={HIGH}" + (",children=auto" if server is not Server.PLAIN else ""))]
 
 
 @dataclass(frozen=True)
@@ -197,10 +200,28 @@ def measure_ours(url: str, mode: str, reps: Reps) -> tuple[Summary, Summary, Sum
         errors = {k: v for k, v in ours.stats.snapshot().sample_errors.items() if v}
         if errors:
             raise RuntimeError(f"sample errors during the benchmark: {errors}")
+        if mode == "auto":
+            check_mixed(ours.stats.snapshot().processes)
     finally:
         ours.close()
     return (Summary.of(ticks), Summary.of(lists),
             Summary.of([t - lst for t, lst in zip(ticks, lists, strict=False)]))
+
+
+def check_mixed(rows: Sequence[ProcessRow]) -> None:
+    """The mixed shape as our listener judged it: every `auto` master as its group's server, its
+    workers each alone (multiprocessing's helpers not among them), plain ones by their own pid."""
+    wrong = []
+    for row in rows:
+        server = MIXED_SERVERS[row.group]
+        if server is Server.PLAIN:
+            ok = "auto" not in row.strategy and not row.children
+        else:
+            ok = row.strategy.endswith(f"(auto: {server.value})") and row.children == TREE_CHILDREN
+        if not ok:
+            wrong.append(f"{row.namespec}: {row.strategy}, {row.children} children")
+    if wrong:
+        raise RuntimeError(f"the listener did not judge the mixed shape as built: {wrong[:5]}")
 
 
 def raw_answer(socket_path: str) -> bytes:
