@@ -11,7 +11,8 @@ Evidence first, names second (docs/findings/granian-and-taskworker.md has what e
   `sentry run worker` (Celery) and `sentry run taskworker` (taskbroker-client); or the title a
   server sets ("gunicorn: master [app]", "[celeryd: ...]");
 - then the tree: a parent whose children were started by multiprocessing's spawn or forkserver
-  (`... --multiprocessing-fork`) is a multiprocessing pool; one with other children is an
+  (`... --multiprocessing-fork`), or that runs a forkserver (whose forked children, the workers,
+  show its command line), is a multiprocessing pool; one with other children is an
   unrecognised tree, judged alone and said to be (a guess could signal the wrong process).
 
 multiprocessing's helpers (the resource tracker, the forkserver) run in such trees too; they are
@@ -42,7 +43,8 @@ NATIVE_MODULES = {"_granian": Server.GRANIAN, "pyuwsgi": Server.UWSGI}
 SHELLS = frozenset({"sh", "dash", "bash", "ash", "zsh", "busybox"})
 _PYTHON_PREFIXES = ("python", "pypy")
 _SPAWNED = "--multiprocessing-fork"  # the last argument of every spawn/forkserver child
-_HELPERS = ("multiprocessing.resource_tracker", "multiprocessing.forkserver")
+_FORKSERVER = "multiprocessing.forkserver"
+_HELPERS = ("multiprocessing.resource_tracker", _FORKSERVER)
 _SENTRY_RUN = {"worker": Server.CELERY, "taskworker": Server.TASKWORKER}
 
 
@@ -61,8 +63,9 @@ def recognise(argv: Sequence[str], modules: Collection[str] = (),
     if by_name is not Server.PLAIN:
         return by_name
     workers = [child for child in children if not is_helper(child)]
-    if any(child and child[-1] == _SPAWNED for child in workers):
-        return Server.POOL
+    if any(child and child[-1] == _SPAWNED for child in workers) or any(
+            _FORKSERVER in arg for child in children for arg in child[:4]):
+        return Server.POOL  # spawned children, or a forkserver that forks the workers
     return Server.UNRECOGNISED if workers else Server.PLAIN
 
 

@@ -137,6 +137,9 @@ class Sampler:
         helpers = self.recogniser.helpers(
             (pid, table[pid].started) for p, s in zip(running, strategies, strict=True)
             if s.children == "each" for pid in descendants(p.pid, kids) if pid in table)
+        # a forkserver's children are the pool's workers: forked from it, they show its
+        # command line, but a helper's child is never a helper
+        helpers = {pid for pid in helpers if table[pid].ppid not in helpers}
         self.figures.begin()
         for proc, strategy in zip(running, strategies, strict=True):
             rule = rules.rule_for(proc.group, proc.name)

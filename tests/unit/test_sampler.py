@@ -216,3 +216,37 @@ def test_a_trees_cpu_time_counts_its_children_and_stays_counted_after_one_exits(
     finally:
         master.kill()
         master.wait()
+
+
+FORKSERVER_POOL = """
+import multiprocessing, signal
+def nothing(_):
+    return None
+if __name__ == "__main__":
+    pool = multiprocessing.get_context("forkserver").Pool(3)
+    pool.map(nothing, range(3))
+    print("ready", flush=True)
+    signal.pause()
+"""
+
+
+def test_a_forkserver_pools_workers_are_judged_and_its_helpers_are_not(tmp_path):
+    """The pool's workers are forked by the forkserver and show its command line: they are
+    workers all the same; the forkserver and the resource tracker are helpers."""
+    script = tmp_path / "pool.py"
+    script.write_text(FORKSERVER_POOL)
+    parent = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert parent.stdout is not None and parent.stdout.readline() == "ready\n"
+        info = ProcessInfo("pool", "pool", parent.pid, "RUNNING", time.time(),
+                           listed_at=boot_clock())
+        sample = Sampler().sample([info], Rules.uniform("rss", "auto")).samples["pool:pool"]
+        workers = [c.pid for c in psutil.Process(parent.pid).children(recursive=True)
+                   if c.parent().pid != parent.pid]  # the forkserver's children
+        assert sample.server is Server.POOL
+        assert sorted(u.pid for u in sample.units[1:]) == sorted(workers) and len(workers) == 3
+    finally:
+        for child in psutil.Process(parent.pid).children(recursive=True):
+            child.kill()
+        parent.kill()
+        parent.wait()
