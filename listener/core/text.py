@@ -91,6 +91,14 @@ def format_age(seconds: float | None) -> str:
     return f"{int(seconds)}s ago"
 
 
+def format_soon(seconds: float) -> str:
+    """A time ahead, rounded down to its largest whole unit: 2500 -> 'in ~41m'."""
+    for unit, size in _UNITS:
+        if seconds >= size:
+            return f"in ~{int(seconds // size)}{unit}"
+    return f"in ~{int(seconds)}s"
+
+
 def format_pid(pid: int | None) -> str:
     """A pid as a table cell: '-' for none (0 is what supervisord lists for a stopped process)."""
     return str(pid) if pid else "-"

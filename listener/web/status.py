@@ -10,12 +10,14 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from listener.core.rows import ProcessRow
-from listener.core.text import format_age, format_memory, format_pid, format_size
+from listener.core.text import format_age, format_memory, format_pid, format_size, format_soon
+from listener.core.trend import time_to_limit
 from listener.web.httpserver import WSGIApp
 from listener.web.stats import Stats
 from listener.web.view import StatusView, to_json
 
 REFRESH_SECONDS = 5
+SOON_SHOWN = 86400.0  # "limit in ~40m" is said on the page when it is at most this far ahead
 
 
 def render_html(view: StatusView, now: float) -> str:
@@ -38,6 +40,9 @@ def _row(p: ProcessRow, now: float) -> str:
     bar_class = "over" if share > 1 else ("near" if share > 0.9 else "fine")
     figure = (f"{format_memory(memory, p.measure, p.worker_pid, age=p.memory_age_seconds)} / "
               f"{format_size(limit)}")
+    soon = time_to_limit(p.history, limit)
+    if soon is not None and soon <= SOON_SHOWN:
+        figure += f", limit {format_soon(soon)}"
     budget = "unlimited" if p.budget_left is None else str(p.budget_left)
     last = (f"{p.last_action.replace('_', ' ')} {format_age(now - p.last_action_at)}"
             if p.last_action else "-")

@@ -15,6 +15,7 @@ from typing import Any, TypedDict
 
 from listener import __version__
 from listener.core.rows import ProcessRow
+from listener.core.trend import time_to_limit
 from listener.web.stats import Snapshot
 
 
@@ -64,6 +65,8 @@ class ProcessJSON(_ProcessJSON, total=False):
     state: str
     memory_pid: int | None
     memory_age_seconds: float | None
+    # at the pace since its last fall, seconds until the figure reaches its limit (trend.py)
+    time_to_limit_seconds: float | None
 
 
 class StatusJSON(TypedDict):
@@ -85,6 +88,7 @@ def _process_json(p: ProcessRow) -> ProcessJSON:
         "group": p.group, "process": p.process, "pid": p.pid, "state": p.state,
         "memory_bytes": p.memory_bytes, "memory_pid": p.memory_pid,
         "memory_age_seconds": p.memory_age_seconds,
+        "time_to_limit_seconds": time_to_limit(p.history, p.limit_bytes),
         "limit_bytes": p.limit_bytes, "measure": p.measure, "verdict": p.verdict,
         "strategy": p.strategy, "over_limit_samples": p.over_limit_samples,
         "children": p.children, "restarts": p.restarts, "restart_failures": p.restart_failures,

@@ -90,6 +90,17 @@ def test_the_page_says_how_old_a_figure_read_at_the_slower_pace_is(stats: Stats)
     assert [p["memory_age_seconds"] for p in answer] == [35.0, 0.0]
 
 
+def test_the_page_says_when_a_growing_figure_reaches_its_limit() -> None:
+    stats = Stats()
+    for i in range(60):  # 1 MiB a minute, 5 minutes of TICK_5: 40 MiB from the limit
+        ticked(stats, {WEB: int(55 * MiB + i * 5 * MiB / 60), WORKER: 30 * MiB}, 1000.0 + 5 * i)
+    page = status.render_html(view(stats), now=1300.0)
+    assert page.count("limit in ~40m") == 1
+    answer = {p["process"]: p for p in to_json(view(stats))["processes"]}
+    assert answer["web_00"]["time_to_limit_seconds"] == pytest.approx(40 * 60, rel=0.05)
+    assert answer["worker_00"]["time_to_limit_seconds"] is None  # flat
+
+
 def test_names_are_escaped_in_the_page() -> None:
     s = Stats()
     ticked(s, {ProcessInfo("g<script>", "p&q", 1, "RUNNING", 0.0): 10 * MiB}, 1.0)

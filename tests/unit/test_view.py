@@ -29,6 +29,7 @@ VIEW = StatusView("0.1.0", True, 1005.0, 0, (WORKER, IDLE))
 # The documented keys (README "Status page and /status"): renaming one breaks users' scripts.
 PROCESS_KEYS = {
     "group", "process", "pid", "state", "memory_bytes", "memory_pid", "memory_age_seconds",
+    "time_to_limit_seconds",
     "limit_bytes", "measure",
     "verdict", "strategy", "over_limit_samples", "children", "restarts", "restart_failures",
     "child_signals", "child_signal_escalations", "restarts_suppressed", "dry_run_actions",
