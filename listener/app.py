@@ -16,9 +16,11 @@ from listener.config.settings import Config
 from listener.core.recovery import PRODUCTION, RetryTiming
 from listener.daemon import Daemon
 from listener.host.child_signals import ChildSignaller
+from listener.host.hostmem import HostMemoryWatch
 from listener.host.sampler import Sampler
 from listener.supervisord.rpc import Supervisor
 from listener.web import status
+from listener.web.host_metrics import HostMemoryCollector
 from listener.web.httpserver import HttpServer, tls_context
 from listener.web.metrics import make_registry
 from listener.web.stats import Stats
@@ -35,14 +37,16 @@ def connect(config: Config, timeout: float | None = None) -> Supervisor:
                       timeout or config.rpc_timeout)
 
 
-def serve_metrics(config: Config, stats: Stats) -> HttpServer:
+def serve_metrics(config: Config, stats: Stats, host: HostMemoryWatch) -> HttpServer:
     """/metrics, /status and the status page / on config's address. Raises OSError (address in
     use, unreadable TLS files)."""
     tls = None
     if config.metrics_tls_cert and config.metrics_tls_key:
         tls = tls_context(config.metrics_tls_cert, config.metrics_tls_key,
                           config.metrics_tls_client_ca)
-    routes = status.app(stats, make_wsgi_app(make_registry(stats)), time.time)
+    registry = make_registry(stats)
+    registry.register(HostMemoryCollector(host))
+    routes = status.app(stats, make_wsgi_app(registry), time.time)
     return HttpServer(routes, config.metrics_addr, config.metrics_port, tls)
 
 
@@ -63,8 +67,9 @@ def build(config: Config, reload: Callable[[], Config] | None = None,
     """The listener, ready to run; /metrics is served already unless metrics_port is 0.
     Raises OSError if /metrics cannot be served, ValueError for an unsupported server URL."""
     stats = Stats()
+    host = HostMemoryWatch(config.pressure)
     supervisor = connect(config)
-    server = serve_metrics(config, stats) if config.metrics_port else None
+    server = serve_metrics(config, stats, host) if config.metrics_port else None
     try:
         mailer = (Mailer(config.email, config.sendmail, config.name, config.uptime)
                   if config.email else None)
@@ -73,7 +78,7 @@ def build(config: Config, reload: Callable[[], Config] | None = None,
                               stats, journal, mailer, timing=retry_timing)
         sampler = Sampler(configured=supervisor.configured_commands)
         daemon = Daemon(config, supervisor, sampler, restarter, ChildSignaller(stats), stats,
-                        reload=reload, environ=environ)
+                        reload=reload, environ=environ, host=host)
     except BaseException:
         if server is not None:
             server.close()

@@ -18,6 +18,7 @@ from listener.core.model import ProcessInfo, Restart, own_namespecs
 from listener.core.rows import watched_rows
 from listener.core.states import RUNNING
 from listener.host.child_signals import ChildSignaller, Sent
+from listener.host.hostmem import HostMemoryWatch
 from listener.host.sampler import Sampler
 from listener.log import fields
 from listener.supervisord import protocol
@@ -41,8 +42,10 @@ class Daemon:
                  reload: Callable[[], Config] | None = None,
                  clock: Callable[[], float] = time.time,
                  timer: Callable[[], float] = time.perf_counter,
-                 environ: Mapping[str, str] | None = None) -> None:
+                 environ: Mapping[str, str] | None = None,
+                 host: HostMemoryWatch | None = None) -> None:
         self.config = config
+        self.host = host or HostMemoryWatch(config.pressure)
         self.supervisor = supervisor
         self.sampler = sampler
         self.restarter = restarter
@@ -177,13 +180,15 @@ class Daemon:
 
     def act(self, processes: Sequence[ProcessInfo]) -> None:
         config = self.config
-        result = self.sampler.sample(processes, config.rules, now=self.clock())
+        self.host.settings = config.pressure  # as the last reload left it
+        pressure = self.host.update(self.clock()).active
+        result = self.sampler.sample(processes, config.rules, now=self.clock(), pressure=pressure)
         if result.errors:
             self.stats.sample_errors(result.errors)
         now = self.clock()
         decision = policy.decide(processes, result.samples, config.rules, self.state, now,
                                  busy=self.restarter.busy(), self_names=self.self_names,
-                                 self_pids=self.self_pids)
+                                 self_pids=self.self_pids, pressure=pressure)
         self._say_drained(self.state.signalled, decision.state.signalled, processes, now)
         self.state = decision.state
         self.stats.observe(watched_rows(decision.judgements, decision.state), now)

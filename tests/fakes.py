@@ -135,7 +135,7 @@ class FakeSampler:
     rules: Rules | None = None
 
     def sample(self, processes: Sequence[ProcessInfo], rules: Rules,
-               now: float | None = None) -> SampleResult:
+               now: float | None = None, pressure: bool = False) -> SampleResult:
         self.asked.append(processes)
         self.rules = rules
         if self.fail:

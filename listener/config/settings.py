@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from listener.config import values
+from listener.core.pressure import PressureSettings
 from listener.core.rules import CHILDREN_MODES, MEASURES, Rules, Strategy
 from listener.core.text import format_duration
 
@@ -119,6 +120,16 @@ class Config:
                               help="name of this watchdog in mail subjects")
     dry_run: bool = option("--dry-run", default=False, kind="switch", group=ACTING,
                            commands=_LISTEN, help="decide and report, never act")
+    pressure_psi: float | None = option(
+        "--pressure-psi", convert=values.percent, metavar="PERCENT", group=ACTING,
+        commands=_LISTEN, shown="off",
+        help="the host is under memory pressure while PSI memory 'some avg10' is at least this "
+        "(left below half of it, after a minute at least); rules' pressure-limit then apply")
+    pressure_available: int | None = option(
+        "--pressure-available", convert=values.size, metavar="SIZE", group=ACTING,
+        commands=_LISTEN, shown="off",
+        help="the host is under memory pressure while MemAvailable is below this (left above "
+        "1.25 times it, after a minute at least)")
     server_url: str = option("--server-url", metavar="URL", default=DEFAULT_SERVER_URL,
                              env="SUPERVISOR_SERVER_URL", group=CONNECTION,
                              shown=f"$SUPERVISOR_SERVER_URL, else {DEFAULT_SERVER_URL}",
@@ -173,6 +184,10 @@ class Config:
     def strategy(self) -> Strategy:
         return self.rules.strategy
 
+    @property
+    def pressure(self) -> PressureSettings:
+        return PressureSettings(self.pressure_psi, self.pressure_available)
+
 
 _STRATEGY = {f.name: f.default for f in dataclasses.fields(Strategy)}
 
@@ -205,6 +220,11 @@ STRATEGY = (
               help="at most N restarts of a process per --restart-window"),
     _strategy("restart_window", values.positive_duration, metavar="DURATION",
               help="the window of --max-restarts"),
+    _strategy("pressure_limit", values.memory_limit, metavar="SIZE", shown="none",
+              help="a lower limit that applies while the host is under memory pressure (as the "
+              "listener's pressure PSI and available settings say): the one process furthest "
+              "over it is replaced, as its strategy says, one at a time per host, at most one "
+              "a minute"),
     _strategy("max_parallel", values.positive_int, metavar="N",
               help="processes of one group restarting at once (rolling restarts); a member "
               "supervisord is starting, retrying or stopping (STARTING, BACKOFF, STOPPING) takes "

@@ -33,6 +33,18 @@ def memory_limit(text: str) -> int:
     return value
 
 
+def percent(text: str) -> float:
+    """A share of time, in percent: more than 0, at most 100 ("20" or "20%")."""
+    bare = text.strip().removesuffix("%").strip()
+    try:
+        value = float(bare)
+    except ValueError:
+        raise Invalid(f"{text!r} is not a percentage") from None
+    if not 0 < value <= 100:
+        raise Invalid(f"{text!r} is not a percentage (more than 0, at most 100)")
+    return value
+
+
 def duration(text: str) -> float:
     try:
         return parse_duration(text)

@@ -1,16 +1,17 @@
 """The decision core: which processes to restart or signal this tick. Pure: no I/O, no clock.
 
 Every rule lives here (limits, consecutive samples, grace, restart budget, rolling restarts,
-child signals, exclusions) so it can be tested as tables of ticks with an injected `now`.
+child signals, exclusions, host memory pressure) so it can be tested as tables of ticks with an
+injected `now`. What it produces (verdicts, judgements, its state) is in core.judgements.
 """
-
 from __future__ import annotations
 
-import enum
+import dataclasses
 import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+from listener.core.judgements import Decision, Judgement, PolicyState, Verdict
 from listener.core.model import (
     SAME_START,
     Action,
@@ -22,81 +23,12 @@ from listener.core.model import (
     Unit,
 )
 from listener.core.pace import Budget, Slots, prune
+from listener.core.pressure import RELIEF_INTERVAL
 from listener.core.rules import ROLLING_SECONDS_PER_WORKER, Rule, Rules, Strategy
 from listener.core.servers import Server
 from listener.core.states import RUNNING
 
-
-class Verdict(str, enum.Enum):
-    """What the policy made of a process, as `check` and the logs say it."""
-
-    SELF = "self"
-    LISTENER = "memwatch listener"  # another sentry-memwatch: never judged, like the listener itself
-    EXCLUDED = "excluded"
-    STOPPED = "not running"
-    BUSY = "restarting"
-    NO_LIMIT = "no limit"
-    NO_SAMPLE = "no sample"
-    OK = "ok"
-    GRACE = "grace"
-    COUNTING = "over (counting)"
-    ACT = "act"
-    SUPPRESSED = "suppressed"
-    DEFERRED = "deferred"
-    DRAINING = "draining"  # a signalled child is finishing its work; not signalled again
-
-    def __str__(self) -> str:
-        return self.value
-
-
-
-
-@dataclass(frozen=True)
-class Judgement:
-    """What the policy made of one process this tick (for metrics, logs and `check`)."""
-
-    process: ProcessInfo
-    sample: Sample | None
-    rule: Rule | None  # the rule that applies; None: no limit
-    over: bool  # the figure is above the limit right now
-    verdict: Verdict
-    over_samples: int = 0  # consecutive samples over the limit (largest unit for `each`)
-
-    @property
-    def limit(self) -> int | None:
-        return self.rule.limit if self.rule else None
-
-    @property
-    def strategy(self) -> Strategy | None:
-        """The rule's strategy as applied to this process (`auto` resolved by its server)."""
-        if self.rule is None:
-            return None
-        return self.rule.strategy.resolve(self.sample.server if self.sample else Server.PLAIN)
-
-
-@dataclass(frozen=True)
-class PolicyState:
-    """What the policy remembers between ticks. Only keys seen this tick are kept."""
-
-    # (namespec, pid) -> (the pid's start time, consecutive samples over the limit): a process
-    # respawned with the same pid starts a new run
-    over_counts: Mapping[tuple[str, int], tuple[float, int]] = field(default_factory=dict)
-    # namespec -> times of the actions counted against the restart budget
-    history: Mapping[str, tuple[float, ...]] = field(default_factory=dict)
-    # namespecs whose budget exhaustion has been reported (warn once, not every tick)
-    warned: frozenset[str] = frozenset()
-    # (namespec, child pid) -> (the child's start time, when it was signalled): a signalled
-    # child is never signalled again, and is escalated once if it outlives its timeout
-    signalled: Mapping[tuple[str, int], tuple[float, float]] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class Decision:
-    actions: tuple[Action, ...]
-    judgements: tuple[Judgement, ...]
-    suppressed: tuple[Judgement, ...]  # actions withheld by the restart budget
-    newly_suppressed: tuple[str, ...]  # namespecs to warn about now (once per exhaustion)
-    state: PolicyState
+__all__ = ["Decision", "Judgement", "PolicyState", "Verdict", "decide", "screen"]
 
 
 def decide(
@@ -109,11 +41,13 @@ def decide(
     busy: frozenset[str] = frozenset(),
     self_names: frozenset[str] = frozenset(),
     self_pids: frozenset[int] = frozenset(),
+    pressure: bool = False,
 ) -> Decision:
     """Decide this tick's actions.
 
     samples: keyed by namespec. busy: namespecs with a restart in flight. self_names and
-    self_pids identify the listener itself, which is never a target."""
+    self_pids identify the listener itself, which is never a target. pressure: the host is
+    under memory pressure (listener.core.pressure): pressure limits apply."""
     strategies = {p.namespec: rules.strategy_for(p.group, p.name) for p in processes}
     tick = Tick(state, now, Budget(prune(state.history, now, strategies), state.warned, strategies),
                  Slots.taken(processes, busy))
@@ -131,6 +65,8 @@ def decide(
             tick.judgements.append(judgement)
             if judgement.verdict is Verdict.SUPPRESSED:
                 tick.suppressed.append(judgement)
+    if pressure:
+        tick.relieve(busy)
     return tick.decision(strategies)
 
 
@@ -177,6 +113,7 @@ class Tick:
         self.actions: list[Action] = []
         self.judgements: list[Judgement] = []
         self.suppressed: list[Judgement] = []
+        self.relieving = state.relieving
 
     def judge(self, proc: ProcessInfo, sample: Sample, rule: Rule) -> tuple[Verdict, int]:
         """The verdict of a process the policy weighs, and its samples over the limit; the
@@ -186,13 +123,19 @@ class Tick:
         if units.candidate is None:
             return self.without_candidate(proc, sample, rule, strategy, units), units.max_count
         unit, count = units.candidate
+        return self.act(proc, sample, rule, strategy, unit, bool(units.draining)), count
+
+    def act(self, proc: ProcessInfo, sample: Sample, rule: Rule, strategy: Strategy, unit: Unit,
+            draining: bool) -> Verdict:
+        """Act on the unit over the rule's limit: signal it or restart the program, as the
+        strategy says, if the budget and the group's slots allow."""
         if not self.budget.allows(proc.namespec, strategy):
-            return Verdict.SUPPRESSED, count
+            return Verdict.SUPPRESSED
         target = Target(proc.group, proc.name, proc.pid, unit.bytes, rule.limit, sample.measure,
                         rule.target, by=unit.pid if unit.pid != proc.pid else 0)
         if strategy.child_signal is not None and unit.pid != proc.pid:
-            if strategy.signals_master and units.draining:
-                return Verdict.DRAINING, count  # one roll at a time: never signal it twice
+            if strategy.signals_master and draining:
+                return Verdict.DRAINING  # one roll at a time: never signal it twice
             otherwise = None
             if strategy.if_caught and self.slots.take(proc.group, strategy.max_parallel):
                 otherwise = Restart(target, uptime=max(0.0, self.now - proc.start))
@@ -203,10 +146,45 @@ class Tick:
         elif self.slots.take(proc.group, strategy.max_parallel):
             self.actions.append(Restart(target, uptime=max(0.0, self.now - proc.start)))
         else:
-            return Verdict.DEFERRED, count
+            return Verdict.DEFERRED
         self.budget.spend(proc.namespec, self.now)
-        del self.over_counts[(proc.namespec, unit.pid)]  # acted on: a new run of samples starts
-        return Verdict.ACT, count
+        self.over_counts.pop((proc.namespec, unit.pid), None)  # a new run of samples starts
+        return Verdict.ACT
+
+    def relieve(self, busy: frozenset[str]) -> None:
+        """Under host memory pressure: act on the one unit furthest over its rule's
+        pressure-limit, if the last such action is done and a minute old (one at a time per
+        host). Only processes judged ok or counting this tick are candidates."""
+        last, at = self.state.relieving
+        in_flight = last in busy or any(key[0] == last for key in self.signalled)
+        if in_flight or self.now - at < RELIEF_INTERVAL:
+            self.relieving = self.state.relieving
+            return
+        best: tuple[int, int, Unit, Strategy] | None = None
+        for i, j in enumerate(self.judgements):
+            if j.verdict not in (Verdict.OK, Verdict.COUNTING) or not j.rule or not j.sample:
+                continue
+            strategy = j.rule.strategy.resolve(j.sample.server)
+            for unit in _units(j.process, j.sample, strategy):
+                if strategy.pressure_limit is None or (j.process.namespec, unit.pid) in self.signalled:
+                    continue
+                over = unit.bytes - strategy.pressure_limit
+                if over > 0 and (best is None or over > best[0]):
+                    best = (over, i, unit, strategy)
+        if best is None:
+            self.relieving = self.state.relieving
+            return
+        _, i, unit, strategy = best
+        j = self.judgements[i]
+        assert j.rule is not None and j.sample is not None and strategy.pressure_limit is not None
+        pressed = Rule(f"{j.rule.target}, under host memory pressure", strategy.pressure_limit,
+                       j.rule.strategy)
+        verdict = self.act(j.process, j.sample, pressed, strategy, unit, draining=False)
+        if verdict is Verdict.ACT:
+            self.judgements[i] = dataclasses.replace(j, verdict=verdict)
+            self.relieving = (j.process.namespec, self.now)
+        else:
+            self.relieving = self.state.relieving
 
     def count(self, proc: ProcessInfo, sample: Sample, rule: Rule, strategy: Strategy) -> Units:
         """Count consecutive samples per unit; the worst unit over the limit is the candidate.
@@ -273,6 +251,7 @@ class Tick:
                 history={n: h for n, h in self.budget.history.items() if n in strategies},
                 warned=frozenset(w for w in self.budget.warned if w in strategies),
                 signalled={**carried, **self.signalled},
+                relieving=self.relieving,
             ),
         )
 

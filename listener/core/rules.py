@@ -75,6 +75,8 @@ class Strategy:
     max_restarts: int = 0  # per restart_window; 0: no budget (memmon's behaviour)
     restart_window: float = 3600.0
     max_parallel: int = 1  # processes of one group restarting at once
+    # the lower limit that applies while the host is under memory pressure; None: none
+    pressure_limit: int | None = None
 
     def resolve(self, server: Server) -> Strategy:
         """The concrete strategy for a process run by `server` (only `auto` depends on it).

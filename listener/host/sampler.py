@@ -117,9 +117,11 @@ class Sampler:
         self.figures = Figures(self._pss_uss, pss_refresh)
 
     def sample(self, processes: Iterable[ProcessInfo], rules: Rules,
-               now: float | None = None) -> SampleResult:
+               now: float | None = None, pressure: bool = False) -> SampleResult:
         """Each running process measured as its rule says (the rules in force this tick);
-        `now` (epoch seconds) tells a young process, which recognition looks at again."""
+        `now` (epoch seconds) tells a young process, which recognition looks at again.
+        `pressure`: the host is under memory pressure, so a rule's pressure-limit is where
+        PSS/USS starts to decide."""
         errors: Counter[str] = Counter()
         samples: dict[str, Sample] = {}
         running = [p for p in processes if p.pid > 0 and p.statename == RUNNING]
@@ -143,8 +145,10 @@ class Sampler:
         self.figures.begin()
         for proc, strategy in zip(running, strategies, strict=True):
             rule = rules.rule_for(proc.group, proc.name)
-            measured = self._units(proc, strategy, rule.limit if rule else None, table, kids,
-                                   errors, helpers)
+            limit = rule.limit if rule else None
+            if limit is not None and pressure and strategy.pressure_limit is not None:
+                limit = min(limit, strategy.pressure_limit)
+            measured = self._units(proc, strategy, limit, table, kids, errors, helpers)
             if measured is not None:
                 samples[proc.namespec] = measured.sample(strategy, servers[proc.namespec])
         self.figures.end()

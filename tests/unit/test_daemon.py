@@ -171,7 +171,7 @@ def test_a_child_over_its_limit_is_signalled_not_restarted():
     big_child = Unit(555, 150 * MiB, 900.0)
 
     class TreeSampler(FakeSampler):
-        def sample(self, processes, rules, now=None):  # type: ignore[no-untyped-def]
+        def sample(self, processes, rules, now=None, pressure=False):  # type: ignore[no-untyped-def]
             units = (Unit(100, 10 * MiB, 900.0), big_child)
             return SampleResult({"web:web": Sample(150 * MiB, "rss", 1, units)}, Tally())
 
@@ -262,7 +262,7 @@ def test_a_child_signal_decided_from_the_table_is_confirmed_with_supervisord_fir
     class TreeSampler(FakeSampler):
         """Whatever pid the tick believes web has, a big child of its own under it."""
 
-        def sample(self, processes, rules, now=None):  # type: ignore[no-untyped-def]
+        def sample(self, processes, rules, now=None, pressure=False):  # type: ignore[no-untyped-def]
             web = next(p for p in processes if p.namespec == "web:web")
             units = (Unit(web.pid, 10 * MiB, 900.0), Unit(web.pid + 1000, 150 * MiB, 900.0))
             return SampleResult({"web:web": Sample(150 * MiB, "rss", 1, units)}, Tally())
