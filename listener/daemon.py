@@ -275,7 +275,7 @@ class Daemon:
             return
         self.config = new = done.config
         self.table.resync_every = new.resync
-        said = fields(limits=new.rules.describe(), rules=done.rules_after)
+        said = {"limits": new.rules.describe(), "rules": done.rules_after}
         if done.needs_restart:  # in force only from the next start: the old values are kept
             log.warning("config reloaded; changed settings that apply only at start keep their "
                         "old values until a restart", extra=fields(
@@ -284,5 +284,5 @@ class Daemon:
             log.warning("config reloaded with fewer rules", extra=fields(
                 **said, rules_before=done.rules_before))
         else:
-            log.info("config reloaded", extra=said)
+            log.info("config reloaded", extra=fields(**said))
 
