@@ -11,6 +11,7 @@ from types import FrameType
 from typing import TextIO
 
 from listener.actions.restarts import Restarter
+from listener.config.reload import reloaded
 from listener.config.settings import Config
 from listener.config.values import ConfigError
 from listener.core import policy
@@ -29,6 +30,7 @@ from listener.web.stats import Counter, Stats
 log = logging.getLogger("memwatch.daemon")
 
 SHUTDOWN_GRACE = 30.0  # seconds in-flight restarts may take to finish at exit
+MAX_ERROR = 400  # characters of a reload error in the log (a value quoted from the file)
 SAY_SUBSCRIBE_AFTER = 3  # ticks without a PROCESS_STATE event: the listener is not subscribed
 
 
@@ -271,11 +273,21 @@ class Daemon:
             log.info("SIGHUP: no --config file to re-read")
             return
         try:
-            new = self.reload()
+            done = reloaded(self.config, self.reload())
         except ConfigError as exc:
-            log.error("config reload failed: keeping the old config", extra=fields(error=str(exc)))
+            log.error("config reload failed: keeping the old config", extra=fields(
+                error=str(exc)[:MAX_ERROR]))
             return
+        self.config = new = done.config
         self.table.resync_every = new.resync
-        self.config = new
-        log.info("config reloaded", extra=fields(limits=new.rules.describe()))
+        said = {"limits": new.rules.describe(), "rules": done.rules_after}
+        if done.needs_restart:  # in force only from the next start: the old values are kept
+            log.warning("config reloaded; changed settings that apply only at start keep their "
+                        "old values until a restart", extra=fields(
+                            **said, needs_restart=",".join(done.needs_restart)))
+        elif done.rules_after < done.rules_before:
+            log.warning("config reloaded with fewer rules", extra=fields(
+                **said, rules_before=done.rules_before))
+        else:
+            log.info("config reloaded", extra=fields(**said))
 

@@ -103,11 +103,12 @@ def short_dir(prefix: str = "mw-") -> Path:
 
 class Supervisord:
     """A real supervisord (from this venv) with its own dir and unix socket. Without `root` it
-    makes a temp dir and removes it on stop(). stop() ends it and its children."""
+    makes a temp dir and removes it on stop(). stop() ends it and its children. `prefix` runs it
+    under another command, e.g. unshare."""
 
     def __init__(self, sections: str, root: Path | None = None, *, loglevel: str = "info",
                  all_running: bool = False, comm: str | None = None, tree_children: int = 0,
-                 start_timeout: float = 600.0) -> None:
+                 start_timeout: float = 600.0, prefix: tuple[str, ...] = ()) -> None:
         self._own_root = root is None
         self.root = root or short_dir("mwb-")
         self.socket = self.root / "s.sock"
@@ -137,7 +138,7 @@ class Supervisord:
             """) + textwrap.dedent(sections))
         began = time.monotonic()
         self.proc = subprocess.Popen(
-            [PY, "-m", "supervisor.supervisord", "-c", str(self.conf)], cwd=self.root,
+            [*prefix, PY, "-m", "supervisor.supervisord", "-c", str(self.conf)], cwd=self.root,
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
             env={**os.environ, "PYTHONPATH": str(ROOT)})
         try:

@@ -12,6 +12,7 @@ import hashlib
 import json
 import logging
 import os
+import stat
 import tempfile
 import threading
 from collections.abc import Callable, Mapping
@@ -21,6 +22,8 @@ from pathlib import Path
 from listener.log import fields
 
 log = logging.getLogger("memwatch.journal")
+
+MAX_JOURNAL_BYTES = 1 << 20  # far above what a run can owe (~100 bytes per process we stopped)
 
 
 @dataclass(frozen=True)
@@ -55,9 +58,15 @@ class Journal:
     fsync. A journal without a path, or whose file cannot be written, keeps working in memory."""
 
     def __init__(self, path: Path | None) -> None:
-        self.path = path
         self._lock = threading.Lock()
-        self._entries: dict[str, Entry] = load(path) if path else {}
+        try:
+            self._entries: dict[str, Entry] = load(path) if path else {}
+        except Untrusted as exc:
+            log.error("state dir not trusted: its journal is not acted on, and restarts are "
+                      "tracked in memory only (give it to this user and chmod go-w)",
+                      extra=fields(path=str(exc.path), reason=exc.reason))
+            self._entries, path = {}, None  # neither read nor written: others could change it
+        self.path = path
         # one writer at a time, each writing the state as it is when its turn comes: the last
         # write always holds the newest state
         self._save_lock = threading.Lock()
@@ -66,8 +75,9 @@ class Journal:
     @classmethod
     def open(cls, state_dir: str, environ: Mapping[str, str],
              server_url: str) -> Journal:
-        path = Path(state_dir) / journal_name(environ, server_url)
-        journal = cls(path)
+        journal = cls(Path(state_dir) / journal_name(environ, server_url))
+        if journal.path is None:
+            return journal
         try:
             os.makedirs(state_dir, mode=0o700, exist_ok=True)
             journal._write()  # fail now, not between a stop and a start
@@ -144,18 +154,65 @@ class Journal:
             os.close(dir_fd)
 
 
+class Untrusted(Exception):
+    """A state dir or journal file that someone other than this user (or root) can change."""
+
+    def __init__(self, path: Path, reason: str) -> None:
+        super().__init__(f"{path}: {reason}")
+        self.path, self.reason = path, reason
+
+
+def check_owner(st: os.stat_result, path: Path, euid: int) -> None:
+    """Trusted as ssh trusts its files: owned by this user or root, not writable by group or
+    others. Raises Untrusted."""
+    if st.st_uid not in (euid, 0):
+        raise Untrusted(path, f"owned by uid {st.st_uid}, not by this user (uid {euid}) or root")
+    if st.st_mode & 0o022:
+        raise Untrusted(path, f"writable by group or others (mode {stat.S_IMODE(st.st_mode):04o})")
+
+
+def read_trusted(path: Path) -> bytes | None:
+    """The journal's bytes (None if there is none), read through descriptors whose owner and
+    mode were checked: a directory swapped after the check is never read. Raises Untrusted,
+    OSError."""
+    euid = os.geteuid()
+    try:
+        dir_fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    try:
+        check_owner(os.fstat(dir_fd), path.parent, euid)
+        try:
+            fd = os.open(path.name, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=dir_fd)
+        except FileNotFoundError:
+            return None
+        with os.fdopen(fd, "rb") as f:
+            st = os.fstat(f.fileno())
+            check_owner(st, path, euid)
+            if not stat.S_ISREG(st.st_mode):
+                raise Untrusted(path, "not a regular file")
+            return f.read(MAX_JOURNAL_BYTES + 1)
+    finally:
+        os.close(dir_fd)
+
+
 def load(path: Path) -> dict[str, Entry]:
     """The entries of a journal file. A file that cannot be parsed is set aside (renamed) with
-    one error line, never a crash: a listener that cannot start is worse than a lost entry."""
+    one error line, never a crash: a listener that cannot start is worse than a lost entry.
+    Raises Untrusted for a file or directory others can change."""
     try:
-        raw = path.read_bytes()
-    except (FileNotFoundError, NotADirectoryError):
+        raw = read_trusted(path)
+    except NotADirectoryError:
         return {}
     except OSError as exc:
         log.error("cannot read the restart journal: starting without it", extra=fields(
             path=str(path), error=exc.strerror or str(exc)))
         return {}
+    if raw is None:
+        return {}
     try:
+        if len(raw) > MAX_JOURNAL_BYTES:
+            raise ValueError(f"larger than {MAX_JOURNAL_BYTES} bytes")
         entries = {}
         for item in json.loads(raw)["restarts"]:
             entry = Entry(str(item["namespec"]), int(item["pid"]), float(item["began"]),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import difflib
 import os
+import stat
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
@@ -93,13 +94,33 @@ def _check_together(ns: argparse.Namespace) -> None:
         raise ConfigError("--instance goes with --prometheus")
 
 
+MAX_FILE_BYTES = 256 * 1024  # a rules file for a whole host is a few KiB
+_KINDS = {stat.S_IFIFO: "a FIFO", stat.S_IFCHR: "a character device", stat.S_IFBLK:
+          "a block device", stat.S_IFSOCK: "a socket", stat.S_IFDIR: "a directory"}
+
+
 def _read_text(path: str) -> str:
+    """The rules file, read without ever blocking and within MAX_FILE_BYTES: a path swapped for
+    a FIFO or a device (a reload reads it on the event loop) is refused, not waited on."""
     try:
-        with open(path, encoding="utf-8") as f:
-            return f.read()
+        _regular(os.stat(path), path)  # before opening: opening a device can already act
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+        with open(fd, "rb") as f:
+            _regular(os.fstat(fd), path)  # swapped between the stat and the open
+            data = f.read(MAX_FILE_BYTES + 1)
+        if len(data) > MAX_FILE_BYTES:
+            raise ConfigError(f"--config: {path!r} is larger than {MAX_FILE_BYTES // 1024} KiB, "
+                              "the most a rules file may hold")
+        return data.decode("utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
         raise ConfigError(f"--config: cannot read {path!r}: {reason}") from None
+
+
+def _regular(st: os.stat_result, path: str) -> None:
+    if not stat.S_ISREG(st.st_mode):
+        kind = _KINDS.get(stat.S_IFMT(st.st_mode), "not a regular file")
+        raise ConfigError(f"--config: {path!r} is {kind}, not a regular file: not read")
 
 
 def _rules(ns: argparse.Namespace) -> Rules:

@@ -24,12 +24,16 @@ from __future__ import annotations
 
 import argparse
 import configparser
+import itertools
 from collections.abc import Callable, Collection
 
 from listener.config.settings import RULE_KEYS, SETTINGS, Setting
 from listener.config.values import ConfigError, memory_limit, rule_setting
 
 LISTENER_SECTIONS = ("memwatch", "sentry-memwatch")
+# each rule and each [memwatch] value becomes an argv token, and argparse takes time that grows
+# with the square of their number: 500 parse in ~40 ms, 10,000 took 16 s of the event loop
+MAX_ITEMS = 500
 RULE_KINDS = {"program": "--program", "group": "--group", "any": "--any"}
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
@@ -96,6 +100,10 @@ def file_to_argv(text: str, path: str, accepted: Collection[str]) -> list[str]:
     """Turn the file's sections into argv tokens, checking each value with its line number.
     One file serves every command: a [memwatch] setting the command does not take (not in
     `accepted`, names of settings) is checked and left out."""
+    headers = (n for n, line in enumerate(text.split("\n"), 1) if line.startswith("["))
+    over = next(itertools.islice(headers, MAX_ITEMS, None), None)
+    if over is not None:  # counted before configparser, whose time grows faster than the file
+        raise _too_many(f"{path}:{over}")
     sections, lines = read_sections(text, path)
     argv: list[str] = []
     for section in sections.sections():
@@ -103,6 +111,8 @@ def file_to_argv(text: str, path: str, accepted: Collection[str]) -> list[str]:
         if section in LISTENER_SECTIONS:
             for key, value in sections.items(section):
                 argv += _option(key, value, f"{path}:{_line(lines, section, key)}", accepted)
+                if len(argv) > MAX_ITEMS:
+                    raise _too_many(f"{path}:{_line(lines, section, key)}")
             continue
         kind, _, name = section.partition(":")
         if kind not in RULE_KINDS or (kind == "any") == bool(name) or (
@@ -113,6 +123,11 @@ def file_to_argv(text: str, path: str, accepted: Collection[str]) -> list[str]:
             return f"{path}:{_line(lines, section, key)}"
         argv.append(_rule(kind, name, dict(sections.items(section)), section, line_of, where))
     return argv
+
+
+def _too_many(where: str) -> ConfigError:
+    return ConfigError(f"{where}: more than {MAX_ITEMS} rules and values, the most a rules "
+                       "file may hold")
 
 
 def _rule(kind: str, name: str, keys: dict[str, str], section: str,

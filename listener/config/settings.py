@@ -43,6 +43,7 @@ class Setting:
     env: str | None = None  # environment variable read when the flag is not given
     in_file: bool = True  # may be a key of the rules file's [memwatch] section
     rule_key: bool = False  # may also be a rule's own setting (`children = auto` in [group:x])
+    reloads: bool = False  # a Config field a SIGHUP puts in force; the others need a restart
 
     @property
     def key(self) -> str:
@@ -119,15 +120,15 @@ class Config:
     name: str | None = option("-n", "--name", metavar="NAME", group=MEMMON, commands=_LISTEN,
                               help="name of this watchdog in mail subjects")
     dry_run: bool = option("--dry-run", default=False, kind="switch", group=ACTING,
-                           commands=_LISTEN, help="decide and report, never act")
+                           commands=_LISTEN, reloads=True, help="decide and report, never act")
     pressure_psi: float | None = option(
         "--pressure-psi", convert=values.percent, metavar="PERCENT", group=ACTING,
-        commands=_LISTEN, shown="off",
+        commands=_LISTEN, shown="off", reloads=True,
         help="the host is under memory pressure while PSI memory 'some avg10' is at least this "
         "(left below half of it, after a minute at least); rules' pressure-limit then apply")
     pressure_available: int | None = option(
         "--pressure-available", convert=values.size, metavar="SIZE", group=ACTING,
-        commands=_LISTEN, shown="off",
+        commands=_LISTEN, shown="off", reloads=True,
         help="the host is under memory pressure while MemAvailable is below this (left above "
         "1.25 times it, after a minute at least)")
     server_url: str = option("--server-url", metavar="URL", default=DEFAULT_SERVER_URL,
@@ -145,7 +146,7 @@ class Config:
                                 help="timeout of each XML-RPC call, so that a hung supervisord "
                                 "never hangs the loop")
     resync: float = option("--resync", default=300.0, convert=values.positive_duration,
-                           metavar="DURATION", group=CONNECTION, commands=_LISTEN,
+                           metavar="DURATION", group=CONNECTION, commands=_LISTEN, reloads=True,
                            help="with PROCESS_STATE events subscribed: list every process again "
                            "this often anyway")
     metrics_addr: str = option("--metrics-addr", default="127.0.0.1", metavar="ADDR",

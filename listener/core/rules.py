@@ -234,15 +234,21 @@ class Rules:
         namespec = f"{group}:{name}"
         return any(fnmatch.fnmatchcase(namespec, p) for p in self.exclude)
 
-    def describe(self) -> str:
+    def describe(self, width: int = 400) -> str:
         """One line for the log: `program web=400.0MiB (children=auto), group w=1.0GiB,
-        any=2.0GiB`; a rule's own settings are named where they are not the default."""
+        any=2.0GiB`; a rule's own settings are named where they are not the default. At most
+        about `width` characters: the rules beyond are counted (`... and 480 more rules`)."""
         rules = [*self._programs.values(), *self._groups.values()]
         if self._any is not None:
             rules.append(self._any)
-        parts = []
+        parts: list[str] = []
+        used = 0
         for rule in rules:
             own = rule.strategy.settings_beyond(self.strategy)
             own = f" ({own})" if own else ""
-            parts.append(f"{rule.target}={format_size(rule.limit)}{own}")
+            part = f"{rule.target}={format_size(rule.limit)}{own}"
+            if used + len(part) > width and parts:
+                return ", ".join(parts) + f" ... and {len(rules) - len(parts)} more rules"
+            parts.append(part[:width])
+            used += len(part) + 2
         return ", ".join(parts) or "none"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from pathlib import Path
 
 import pytest
@@ -61,3 +62,35 @@ def test_a_state_dir_that_cannot_be_written_keeps_the_journal_in_memory_and_says
     assert [e.namespec for e in journal.entries()] == ["worker:worker"]
     errors = [r.getMessage() for r in caplog.records]
     assert len(errors) == 1 and errors[0].startswith("cannot write the restart journal")
+
+
+NOBODY = 65534
+
+
+@pytest.mark.parametrize("change", ["dir owned by another user", "dir writable by others",
+                                    "file writable by others", "file owned by another user"])
+def test_a_journal_others_can_change_is_neither_read_nor_written(
+        tmp_path: Path, change: str, caplog: pytest.LogCaptureFixture) -> None:
+    state = tmp_path / "state"
+    first = Journal.open(str(state), ENV, URL)
+    first.begin("web:web", 42, 1000.0)
+    path = journal_file(state)
+    {"dir owned by another user": lambda: os.chown(state, NOBODY, -1),
+     "dir writable by others": lambda: state.chmod(0o777),
+     "file writable by others": lambda: path.chmod(0o666),
+     "file owned by another user": lambda: os.chown(path, NOBODY, -1)}[change]()
+    written = path.read_bytes()
+    with caplog.at_level(logging.ERROR, logger="memwatch.journal"):
+        second = Journal.open(str(state), ENV, URL)
+    assert second.entries() == [] and second.path is None
+    (line,) = [r for r in caplog.records if r.name == "memwatch.journal"]
+    assert line.getMessage().startswith("state dir not trusted")
+    second.begin("worker:worker", 7, 2000.0)  # kept in memory, never written there
+    assert path.read_bytes() == written and sorted(os.listdir(state)) == [path.name]
+
+
+def test_a_journal_of_this_user_with_a_private_mode_is_trusted(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    Journal.open(str(state), ENV, URL).begin("web:web", 42, 1000.0)
+    state.chmod(0o755)  # readable by others is fine: only writing is a way in
+    assert [e.namespec for e in Journal.open(str(state), ENV, URL).entries()] == ["web:web"]
