@@ -152,7 +152,8 @@ def describe_error(exc: BaseException) -> str:
     if isinstance(exc, xmlrpc.client.Fault):
         return f"fault {exc.faultCode}: {quoted(exc.faultString)}"
     if isinstance(exc, xmlrpc.client.ResponseError):
-        return f"an answer that cannot be read: {exc.args[0] if exc.args else exc!r}"
+        said = exc.args[0] if exc.args else repr(exc)
+        return f"an answer that cannot be read: {said}"
     if isinstance(exc, xmlrpc.client.ProtocolError):
         return f"HTTP {exc.errcode} {exc.errmsg}"
     if isinstance(exc, (socket.timeout, TimeoutError)):
