@@ -72,7 +72,7 @@ def run_check(config: Config, argv: list[str]) -> int:
     supervisor = connect(config)
     try:
         if config.listener_url:
-            return check_listener(config.listener_url, sys.stdout)
+            return check_listener(config.listener_url, sys.stdout, config.rpc_timeout)
         if not config.rules.has_limits and not config.config_file:
             config = listeners_config(supervisor, argv)
             supervisor = connect(config)
@@ -91,8 +91,10 @@ def _failed(exc: BaseException, supervisor: Supervisor) -> int:
         said = f"--prometheus: {exc}"
     elif isinstance(exc, CheckError):
         said = str(exc)
-    else:
+    elif isinstance(exc, OSError):
         said = f"cannot reach supervisord at {supervisor.display_url}: {describe_error(exc)}"
+    else:  # it answered: a fault, an HTTP error, an answer that cannot be read
+        said = f"supervisord at {supervisor.display_url}: {describe_error(exc)}"
     print(f"{PROG}: error: {one_line(said)}", file=sys.stderr)
     return 2
 
@@ -138,10 +140,11 @@ def _with_kinds(supervisor: Supervisor, programs: list[Observed]) -> list[Observ
 
 def _listeners_rules_if_any(supervisor: Supervisor, argv: list[str], config: Config) -> Config:
     """The running listener's rules, so that advice compares with the limits in force; none if
-    supervisord runs no listener (the advice then says which programs no rule covers)."""
+    supervisord runs no listener (the advice then says which programs no rule covers), or
+    cannot be asked (advise --prometheus may run where supervisord is not)."""
     try:
         return listeners_config(supervisor, argv)
-    except CheckError:
+    except (CheckError, *SupervisorError):
         return config
 
 

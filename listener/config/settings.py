@@ -143,8 +143,9 @@ class Config:
                                   help="supervisord's password")
     rpc_timeout: float = option("--rpc-timeout", default=10.0, convert=values.positive_duration,
                                 metavar="DURATION", group=CONNECTION,
-                                help="timeout of each XML-RPC call, so that a hung supervisord "
-                                "never hangs the loop")
+                                help="the whole time one call to supervisord (or to Prometheus, "
+                                "or another listener) may take, so that a hung or trickling "
+                                "server never hangs the loop")
     resync: float = option("--resync", default=300.0, convert=values.positive_duration,
                            metavar="DURATION", group=CONNECTION, commands=_LISTEN, reloads=True,
                            help="with PROCESS_STATE events subscribed: list every process again "

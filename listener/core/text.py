@@ -131,6 +131,13 @@ def one_line(text: str) -> str:
     return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
+def quoted(text: object, limit: int = 200) -> str:
+    """Another party's words (a server's error, a name it sent) on one line and at most about
+    `limit` characters, so that a hostile answer cannot flood a terminal or a log line."""
+    said = one_line(str(text))
+    return said if len(said) <= limit else f"{said[:limit]}... ({len(said)} characters)"
+
+
 def redact_url(url: str) -> str:
     """The URL without any user:password@ part, for logs and errors."""
     parsed = urllib.parse.urlsplit(url)

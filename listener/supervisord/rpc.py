@@ -9,17 +9,21 @@ thread-safe): the actuator makes its own.
 from __future__ import annotations
 
 import base64
+import contextlib
 import enum
 import http.client
 import socket
 import time
 import urllib.parse
+import xml.parsers.expat
 import xmlrpc.client
+from collections.abc import Iterator
 from typing import Any
 
 from listener.core.model import ProcessInfo
-from listener.core.text import redact_url
+from listener.core.text import quoted, redact_url
 from listener.supervisord.fastxml import fast_struct_array
+from listener.web.client import Deadline, DeadlineConnection, DeadlineSocket, Refused, read_body
 
 
 class Fault(enum.IntEnum):
@@ -37,31 +41,37 @@ class Fault(enum.IntEnum):
 # or was removed by a reread/update.
 RACE_FAULTS = frozenset({Fault.BAD_NAME, Fault.ALREADY_STARTED, Fault.NOT_RUNNING})
 
+MAX_ANSWER_BYTES = 256 * 2**20  # getAllConfigInfo of 10,000 processes is about 20 MB
 SupervisorError = (OSError, xmlrpc.client.Error, http.client.HTTPException)
 
 
-class _UnixHTTPConnection(http.client.HTTPConnection):
-    def __init__(self, path: str, timeout: float) -> None:
-        super().__init__("localhost", timeout=timeout)
+class _UnixHTTPConnection(DeadlineConnection):
+    def __init__(self, path: str, deadline: Deadline) -> None:
+        super().__init__("localhost", None, deadline)
         self.path = path
 
     def connect(self) -> None:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.settimeout(self.timeout)
         try:
+            sock.settimeout(self.deadline.left())
             sock.connect(self.path)
         except OSError:
             sock.close()
             raise
-        self.sock = sock
+        self.sock = DeadlineSocket(sock, self.deadline)
 
 
 class TimeoutTransport(xmlrpc.client.Transport):
+    """Each call ends within `timeout` seconds in all, its answer at most MAX_ANSWER_BYTES."""
+
+    accept_gzip_encoding = False  # supervisord never compresses; the answer is read bounded
+
     def __init__(self, server_url: str, username: str | None, password: str | None,
                  timeout: float) -> None:
         super().__init__()
         self.server_url = server_url
         self.timeout = timeout
+        self._deadline = Deadline(timeout)  # restarted by each call
         self._auth: str | None = None
         if username is not None and password is not None:
             token = base64.b64encode(f"{username}:{password}".encode()).decode("ascii")
@@ -81,9 +91,9 @@ class TimeoutTransport(xmlrpc.client.Transport):
         kind, where = self._target
         conn: http.client.HTTPConnection
         if kind == "unix":
-            conn = _UnixHTTPConnection(where, self.timeout)
+            conn = _UnixHTTPConnection(where, self._deadline)
         else:
-            conn = http.client.HTTPConnection(where[0], where[1], timeout=self.timeout)
+            conn = DeadlineConnection(where[0], where[1], self._deadline)
         self._connection = (host, conn)
         return conn
 
@@ -94,6 +104,7 @@ class TimeoutTransport(xmlrpc.client.Transport):
         super().send_headers(connection, headers)
 
     def request(self, host: Any, handler: str, request_body: Any, verbose: bool = False) -> Any:
+        self._deadline.restart()
         try:
             return super().request(host, handler, request_body, verbose)
         except BaseException:
@@ -101,17 +112,27 @@ class TimeoutTransport(xmlrpc.client.Transport):
             raise
 
     def parse_response(self, response: http.client.HTTPResponse) -> Any:
-        """As xmlrpc.client's, with a fast path for getAllProcessInfo's answer (fastxml)."""
-        if getattr(self, "verbose", False) or response.getheader("Content-Encoding", "") == "gzip":
-            return super().parse_response(response)
-        body = response.read()
+        """As xmlrpc.client's, read bounded, with a fast path for getAllProcessInfo's answer
+        (fastxml); an answer that is no XML-RPC (a name with a control character makes
+        supervisord write invalid XML) is a ResponseError, one line."""
+        try:
+            body = read_body(response, MAX_ANSWER_BYTES)
+        except Refused as exc:
+            raise xmlrpc.client.ResponseError(str(exc)) from None
         fast = fast_struct_array(body)
         if fast is not None:
             return (fast,)
         parser, unmarshaller = self.getparser()
-        parser.feed(body)
-        parser.close()
-        return unmarshaller.close()
+        try:
+            parser.feed(body)
+            parser.close()
+            return unmarshaller.close()
+        except xml.parsers.expat.ExpatError as exc:
+            raise xmlrpc.client.ResponseError(
+                f"invalid XML ({exc}): a program or group name with a control character "
+                "makes supervisord write that") from None
+        except (ValueError, TypeError, IndexError, KeyError) as exc:
+            raise xmlrpc.client.ResponseError(f"no XML-RPC answer ({quoted(exc, 80)})") from None
 
 
 def is_race(exc: BaseException) -> bool:
@@ -129,14 +150,17 @@ def counts_as_failure(exc: BaseException) -> bool:
 def describe_error(exc: BaseException) -> str:
     """A one-line description of an RPC failure that never includes credentials."""
     if isinstance(exc, xmlrpc.client.Fault):
-        return f"fault {exc.faultCode}: {exc.faultString}"
+        return f"fault {exc.faultCode}: {quoted(exc.faultString)}"
+    if isinstance(exc, xmlrpc.client.ResponseError):
+        said = exc.args[0] if exc.args else repr(exc)
+        return f"an answer that cannot be read: {said}"
     if isinstance(exc, xmlrpc.client.ProtocolError):
         return f"HTTP {exc.errcode} {exc.errmsg}"
     if isinstance(exc, (socket.timeout, TimeoutError)):
         return "timed out"
     if isinstance(exc, OSError) and exc.strerror:
         return exc.strerror
-    return f"{type(exc).__name__}: {exc}"
+    return f"{type(exc).__name__}: {quoted(exc)}"
 
 
 class Supervisor:
@@ -157,16 +181,20 @@ class Supervisor:
     def processes(self) -> list[ProcessInfo]:
         infos = self._proxy.supervisor.getAllProcessInfo()
         listed_at = boot_clock()
-        return [to_process_info(i, listed_at) for i in infos]
+        with _malformed("getAllProcessInfo"):
+            return [to_process_info(i, listed_at) for i in infos]
 
     def process(self, namespec: str) -> ProcessInfo:
         info = self._proxy.supervisor.getProcessInfo(namespec)
-        return to_process_info(info, boot_clock())
+        with _malformed("getProcessInfo"):
+            return to_process_info(info, boot_clock())
 
     def commands(self) -> list[tuple[str, str, str]]:
         """(namespec, command, directory) of every configured process, listeners included."""
-        return [(f"{c['group']}:{c['name']}", str(c["command"]), str(c.get("directory") or ""))
-                for c in self._proxy.supervisor.getAllConfigInfo()]
+        configs = self._proxy.supervisor.getAllConfigInfo()
+        with _malformed("getAllConfigInfo"):
+            return [(f"{c['group']}:{c['name']}", str(c["command"]),
+                     str(c.get("directory") or "")) for c in configs]
 
     def configured_commands(self) -> dict[str, str] | None:
         """namespec -> the command supervisord's configuration runs for it (what its admin
@@ -181,6 +209,16 @@ class Supervisor:
 
     def start(self, namespec: str) -> None:
         self._proxy.supervisor.startProcess(namespec, True)
+
+
+@contextlib.contextmanager
+def _malformed(call: str) -> Iterator[None]:
+    """A well-formed answer of the wrong shape is a ResponseError too, one line."""
+    try:
+        yield
+    except (KeyError, TypeError, ValueError, AttributeError, OverflowError) as exc:
+        raise xmlrpc.client.ResponseError(
+            f"{call} answered an unexpected shape ({type(exc).__name__}: {quoted(exc, 80)})") from None
 
 
 def boot_clock() -> float:

@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import http.client
-import io
-import json
 import os
 import shlex
 import time
-import urllib.request
 from collections.abc import Sequence
 from typing import TextIO
 
@@ -17,9 +14,18 @@ from listener.core import policy
 from listener.core.model import ProcessInfo, own_namespecs
 from listener.core.policy import Verdict
 from listener.core.servers import Server, recognise
-from listener.core.text import format_age, format_memory, format_pid, format_size, one_line
+from listener.core.text import (
+    format_age,
+    format_memory,
+    format_pid,
+    format_size,
+    one_line,
+    quoted,
+    redact_url,
+)
 from listener.host.sampler import Sampler
 from listener.tools.table import table
+from listener.web import client
 from listener.web.view import StatusView, from_json
 
 HEADERS = ("GROUP", "PROCESS", "PID", "STATE", "STRATEGY", "MEMORY", "LIMIT", "VERDICT")
@@ -76,6 +82,7 @@ def check(config: Config, processes: Sequence[ProcessInfo], sampler: Sampler, ou
     return 1 if over else 0
 
 
+MAX_CELL = 120  # characters of a name another listener sent; the rest is said as a count
 LISTENER_HEADERS = ("GROUP", "PROCESS", "PID", "STRATEGY", "MEMORY", "LIMIT", "VERDICT",
                     "RESTARTS", "SIGNALS", "BUDGET", "LAST ACTION")
 
@@ -86,7 +93,7 @@ def listener_table(view: StatusView, now: float) -> tuple[str, bool]:
     for p in view.processes:
         last = (f"{p.last_action.replace('_', ' ')} {format_age(now - p.last_action_at)}"
                 if p.last_action else "-")
-        rows.append(tuple(one_line(cell) for cell in (
+        rows.append(tuple(quoted(cell, MAX_CELL) for cell in (
             p.group, p.process, format_pid(p.pid), p.strategy,
             format_memory(p.memory_bytes, p.measure, p.worker_pid, age=p.memory_age_seconds),
             format_size(p.limit_bytes),
@@ -106,32 +113,30 @@ STATUS_MAX_BYTES = 64 * 2**20  # /status of 1000 processes with their history is
 def check_listener(url: str, out: TextIO, timeout: float = 10.0) -> int:
     """`check --listener URL`: the listener's own view; 0 none over, 1 some over, 2 error."""
     status_url = url.rstrip("/") + ("" if url.rstrip("/").endswith("/status") else "/status")
+    shown = redact_url(status_url)
     try:
-        with urllib.request.urlopen(status_url, timeout=timeout) as resp:
-            body = _read_bounded(resp, time.monotonic() + timeout)
-        view = from_json(json.loads(body))
+        answer = client.get(status_url, timeout, STATUS_MAX_BYTES, {"Accept": "application/json"})
+        if answer.status != 200:
+            raise client.Refused(f"HTTP {answer.status}")
+        view = from_json(client.loads(answer.body))
     # StatusError is a ValueError; a garbled status line or a cut body is an HTTPException
-    except (OSError, ValueError, RecursionError, http.client.HTTPException) as exc:
-        raise CheckError(one_line(f"--listener: cannot read {status_url}: {exc}")) from None
+    except (OSError, ValueError, client.Refused, http.client.HTTPException) as exc:
+        raise CheckError(f"--listener: cannot read {one_line(shown)}: {_why(exc)}") from None
     text, over = listener_table(view, time.time())
     out.write(text)
     return 1 if over else 0
 
 
-def _read_bounded(resp: io.BufferedIOBase, deadline: float) -> bytes:
-    """The body, refused past STATUS_MAX_BYTES or the deadline: the timeout of urlopen bounds
-    each read, not a server that sends a byte at a time."""
-    chunks, size = [], 0
-    while chunk := resp.read1(65536):
-        size += len(chunk)
-        if size > STATUS_MAX_BYTES:
-            raise ValueError(f"the answer is over {format_size(STATUS_MAX_BYTES)}")
-        if time.monotonic() > deadline:
-            raise ValueError("the answer took too long")
-        chunks.append(chunk)
-    if isinstance(resp, http.client.HTTPResponse) and resp.length:  # bytes still announced
-        raise ValueError(f"the answer was cut short, {resp.length} bytes before its end")
-    return b"".join(chunks)
+def _why(exc: Exception) -> str:
+    if isinstance(exc, ConnectionRefusedError):
+        return "connection refused (nothing listens there)"
+    if isinstance(exc, http.client.RemoteDisconnected):
+        return "the server closed the connection without answering"
+    if isinstance(exc, http.client.HTTPException):
+        return f"the server does not speak HTTP ({type(exc).__name__}: {quoted(exc, 80)})"
+    if isinstance(exc, OSError) and exc.strerror:
+        return quoted(exc.strerror)
+    return quoted(exc)
 
 
 class CheckError(Exception):

@@ -50,9 +50,9 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from listener.core.text import format_duration
+from listener.core.text import format_duration, quoted
 from listener.tools.advice import Observed
-from listener.tools.promapi import HistoryError, Prometheus, Series, duration, quoted
+from listener.tools.promapi import HistoryError, Prometheus, Series, duration
 
 __all__ = ["HistoryError", "observe_history"]
 

@@ -4,20 +4,18 @@ credentials (a user:password in the URL is sent as basic auth)."""
 
 from __future__ import annotations
 
-import base64
 import http.client
-import json
+import math
 import socket
-import urllib.error
 import urllib.parse
-import urllib.request
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from listener.core.text import one_line, redact_url
+from listener.core.text import one_line, quoted, redact_url
+from listener.web import client
 
-MAX_QUOTED = 200  # characters of the server's own text quoted in an error
+MAX_BYTES = 128 * 2**20  # a range query of 1000 series of 1000 points is about 30 MB
 QUERY = "/api/v1/query"
 QUERY_RANGE = "/api/v1/query_range"
 
@@ -39,7 +37,8 @@ class Prometheus:
 
     def __init__(self, url: str, timeout: float) -> None:
         self.shown = _checked_url(url)
-        self.base, self.headers = _without_credentials(url.rstrip("/"))
+        self.base = url.rstrip("/")  # a user:password in it is sent to that host only
+        self.headers = {"Accept": "application/json"}
         self.timeout = timeout
 
     def time(self) -> float:
@@ -68,9 +67,9 @@ class Prometheus:
         params = {**params, "timeout": duration(round(self.timeout * 1000))}
         status, kind, body = self._get(f"{self.base}{path}?{urllib.parse.urlencode(params)}")
         try:
-            answer = json.loads(body)
-        except ValueError:
-            raise self._not_api(_not_json(path, status, kind, body)) from None
+            answer = client.loads(body)
+        except ValueError as exc:
+            raise self._not_api(_not_json(path, status, kind, body, exc)) from None
         if not isinstance(answer, dict):
             raise self._not_api(f"{path} answered JSON that is no object")
         if answer.get("status") == "error":
@@ -85,26 +84,23 @@ class Prometheus:
 
     def _get(self, url: str) -> tuple[int, str, bytes]:
         """(HTTP status, content type, body); an HTTP error status is an answer too."""
-        request = urllib.request.Request(url, headers=self.headers)
         try:
-            with urllib.request.urlopen(request, timeout=self.timeout) as resp:
-                return resp.status, resp.headers.get_content_type(), resp.read()
-        except urllib.error.HTTPError as exc:
-            return exc.code, exc.headers.get_content_type(), _body(exc)
-        except urllib.error.URLError as exc:
-            raise self._unreachable(exc.reason) from None
-        except (OSError, http.client.HTTPException) as exc:  # while reading the answer
+            answer = client.get(url, self.timeout, MAX_BYTES, self.headers)
+        except client.Refused as exc:
+            raise self._not_api(str(exc)) from None
+        except (OSError, http.client.HTTPException) as exc:
             raise self._unreachable(exc) from None
+        return answer.status, answer.content_type, answer.body
 
     def _expect(self, data: dict[str, Any], kind: str) -> None:
         if data["resultType"] != kind:
             raise self._not_api(f"a {quoted(data['resultType'])} came where a {kind} was due")
 
     def _parse(self, result: Any, points: Callable[[Any], Iterable[Any]]) -> list[Series]:
+        """Every series checked: labels are strings, a point is [finite time, "value"]; a value
+        that is no finite number (NaN, +Inf) says nothing about memory and is left out."""
         try:
-            return [Series({str(k): str(v) for k, v in r["metric"].items()},
-                           tuple((float(t), float(v)) for t, v in points(r)))
-                    for r in result]
+            return [Series(_labels(r["metric"]), _points(points(r))) for r in result]
         except (TypeError, ValueError, KeyError, AttributeError):
             raise self._not_api("a malformed result") from None
 
@@ -113,7 +109,7 @@ class Prometheus:
 
     def _why(self, reason: object) -> str:
         if isinstance(reason, TimeoutError):
-            return f"no answer within {self.timeout:g}s"
+            return f"no whole answer within {self.timeout:g}s"
         if isinstance(reason, ConnectionRefusedError):
             return "connection refused (nothing listens there)"
         if isinstance(reason, socket.gaierror):
@@ -144,41 +140,31 @@ def _checked_url(url: str) -> str:
     return one_line(redact_url(url))
 
 
-def _without_credentials(url: str) -> tuple[str, dict[str, str]]:
-    """The URL to request and its headers: user:password@ in the URL (a Prometheus behind
-    basic auth) becomes an Authorization header, which urllib does not make by itself."""
-    headers = {"Accept": "application/json"}
-    parts = urllib.parse.urlsplit(url)
-    if parts.username is None:
-        return url, headers
-    user = urllib.parse.unquote(parts.username)
-    password = urllib.parse.unquote(parts.password or "")
-    token = base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
-    headers["Authorization"] = f"Basic {token}"
-    return urllib.parse.urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2])), headers
+def _labels(metric: Any) -> dict[str, str]:
+    if not isinstance(metric, dict) or not all(isinstance(v, str) for v in metric.values()):
+        raise TypeError("labels are no strings")
+    return metric
 
 
-def _body(exc: urllib.error.HTTPError) -> bytes:
-    try:
-        return exc.read()
-    except (OSError, http.client.HTTPException):
-        return b""
-    finally:
-        exc.close()
+def _points(raw: Iterable[Any]) -> tuple[tuple[float, float], ...]:
+    kept = []
+    for at, value in raw:
+        if not isinstance(at, (int, float)) or not isinstance(value, str):
+            raise TypeError("a point is no [time, \"value\"]")
+        number = float(value)
+        if math.isfinite(number):
+            kept.append((float(at), number))
+    return tuple(kept)
 
 
-def _not_json(path: str, status: int, kind: str, body: bytes) -> str:
+def _not_json(path: str, status: int, kind: str, body: bytes, exc: ValueError) -> str:
     if status != 200:
         return f"HTTP {status} for {path}"
     if body.lstrip().startswith((b"# HELP", b"# TYPE")):
         return f"{path} answered metrics text, as an exporter's /metrics does, not JSON"
+    if kind == "application/json":
+        return f"{path} answered JSON that cannot be read: {quoted(exc)}"
     return f"{path} answered {quoted(kind)}, not JSON"
-
-
-def quoted(text: object) -> str:
-    """The server's own words, on one line and not too long."""
-    said = one_line(str(text))
-    return said if len(said) <= MAX_QUOTED else said[:MAX_QUOTED] + "..."
 
 
 def timestamp(at: float) -> str:

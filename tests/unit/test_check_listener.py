@@ -128,10 +128,10 @@ HOSTILE: list[tuple[str, Answer, str]] = [
     ("not utf-8", http(b'{"version": "\xff"}'), "codec can't decode"),
     ("a wrong type", http(wrong_type()), "processes[0].memory_bytes: expected a whole number"),
     ("NaN", http(json.dumps({**served(VIEW), "last_tick": float("nan")}).encode()),
-     "last_tick: expected a finite number, got nan"),
-    ("deep nesting", http(b"[" * 100_000 + b"]" * 100_000), "recursion"),
-    ("an error status", http(b"{}", "500 Internal Server Error"), "HTTP Error 500"),
-    ("no answer at all", lambda conn: None, "Remote end closed connection"),
+     "NaN is no JSON number"),
+    ("deep nesting", http(b"[" * 100_000 + b"]" * 100_000), "JSON nested too deep"),
+    ("an error status", http(b"{}", "500 Internal Server Error"), "HTTP 500"),
+    ("no answer at all", lambda conn: None, "closed the connection without answering"),
     ("no HTTP", lambda conn: conn.sendall(b"SSH-2.0-OpenSSH_9.6\r\n\r\n"), "SSH-2.0"),
     ("a body cut short", lambda conn: conn.sendall(
         b"HTTP/1.0 200 OK\r\nContent-Length: 1000\r\n\r\n{\"version\""), "cut short, 990 bytes"),
@@ -169,6 +169,6 @@ def test_an_answer_dripping_a_byte_at_a_time_is_given_up(serve: Callable[[Answer
             time.sleep(0.1)  # each read is well within the timeout; the whole is not
 
     began = time.monotonic()
-    with pytest.raises(CheckError, match="the answer took too long"):
+    with pytest.raises(CheckError, match="no whole answer within 1s"):
         check_listener(serve(drip), io.StringIO(), timeout=1.0)
     assert time.monotonic() - began < 3.0
