@@ -13,8 +13,8 @@ same loop, without blocking either.
 
 from __future__ import annotations
 
+import contextlib
 import errno
-import io
 import logging
 import queue
 import resource
@@ -23,15 +23,12 @@ import socket
 import ssl
 import threading
 import time
-from collections.abc import Callable, Iterable
-from typing import Any, cast
-from wsgiref.simple_server import WSGIRequestHandler
+from typing import Any
 
 from listener.log import fields
+from listener.web.wsgibytes import Site, WSGIApp
 
 log = logging.getLogger("memwatch.http")
-
-WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
 WORKERS = 4  # requests answered at once; the others wait their turn, within their deadline
 TIMEOUT = 10.0  # seconds from accept to the answer's last byte (Prometheus's default scrape timeout)
@@ -48,22 +45,6 @@ def open_cap(limit: int = MAX_OPEN) -> int:
     return max(4, min(limit, share))
 
 
-class _Handler(WSGIRequestHandler):
-    """wsgiref's request handling on bytes already read; the answer is collected, not sent."""
-
-    request: bytes
-
-    def setup(self) -> None:
-        self.rfile = io.BytesIO(self.request)
-        self.wfile = io.BytesIO()
-
-    def finish(self) -> None:
-        pass
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass  # no access log on stderr: stderr is the listener's log
-
-
 class _Conn:
     """One client connection, owned by the selector thread."""
 
@@ -78,23 +59,6 @@ class _Conn:
 
     def client(self) -> str:
         return str(self.address[0]) if isinstance(self.address, tuple) else "?"
-
-
-class _Site:
-    """What wsgiref's handler asks its server for."""
-
-    def __init__(self, app: WSGIApp, host: str, port: int) -> None:
-        self.app = app
-        self.base_environ = {"SERVER_NAME": host, "GATEWAY_INTERFACE": "CGI/1.1",
-                             "SERVER_PORT": str(port), "REMOTE_HOST": "", "CONTENT_LENGTH": "",
-                             "SCRIPT_NAME": ""}
-
-    def get_app(self) -> WSGIApp:
-        return self.app
-
-    def answer(self, request: bytes, address: Any) -> bytes:
-        handler = _Handler(request, address, self)  # type: ignore[arg-type]
-        return cast(io.BytesIO, handler.wfile).getvalue()
 
 
 def tls_context(certfile: str, keyfile: str, client_cafile: str | None = None) -> ssl.SSLContext:
@@ -129,7 +93,7 @@ class HttpServer:
                  max_open: int | None = None) -> None:
         self._sock = _listening_socket(addr, port)
         self.port = int(self._sock.getsockname()[1])
-        self._site = _Site(app, addr, self.port)
+        self._site = Site(app, addr, self.port)
         self._tls = tls
         self._timeout = timeout
         self._max_open = max_open or open_cap()
@@ -297,13 +261,13 @@ class HttpServer:
         if self._conns.pop(conn.sock.fileno(), None) is None:
             return
         if not conn.working:
-            with _quiet():
+            with contextlib.suppress(OSError, KeyError, ValueError):
                 self._selector.unregister(conn.sock)
-        with _quiet():
+        with contextlib.suppress(OSError, KeyError, ValueError):
             conn.sock.close()
 
     def _wake(self) -> None:
-        with _quiet():
+        with contextlib.suppress(OSError, KeyError, ValueError):
             self._wake_w.send(b"\0")
 
     # --- the workers: the app on a request's bytes, never a socket ---
@@ -318,13 +282,3 @@ class HttpServer:
                     log.warning("HTTP request not answered", extra=fields(error=str(exc)))
             self._done.put((conn, answer))
             self._wake()
-
-
-class _quiet:
-    """Ignore OSError/KeyError/ValueError from a cleanup step (already closed, unregistered)."""
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, kind: type[BaseException] | None, *rest: object) -> bool:
-        return kind is not None and issubclass(kind, (OSError, KeyError, ValueError))
