@@ -125,7 +125,11 @@ class HttpServer:
     def _serve(self) -> None:
         try:
             while not self._closing:
-                self._step()
+                try:
+                    self._step()
+                except Exception as exc:  # a bug here must not close the port for good
+                    log.error("HTTP server step failed", extra=fields(error=repr(exc)))
+                    time.sleep(0.1)
         finally:
             for conn in list(self._conns.values()):
                 self._drop(conn)
@@ -136,7 +140,8 @@ class HttpServer:
 
     def _step(self) -> None:
         now = time.monotonic()
-        wait = min([c.deadline for c in self._conns.values()], default=now + 1.0) - now
+        held = [c.deadline for c in self._conns.values() if not c.working]
+        wait = min(held, default=now + 1.0) - now
         if self._accept_paused_until:
             wait = min(wait, self._accept_paused_until - now)
         ready = self._selector.select(max(0.0, min(wait, 1.0)))
@@ -174,9 +179,14 @@ class HttpServer:
             self._admit(sock, address)
 
     def _admit(self, sock: socket.socket, address: Any) -> None:
-        sock.setblocking(False)
-        if self._tls is not None:
-            sock = self._tls.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
+        try:
+            sock.setblocking(False)
+            if self._tls is not None:
+                sock = self._tls.wrap_socket(sock, server_side=True,
+                                             do_handshake_on_connect=False)
+        except OSError:
+            sock.close()
+            return
         conn = _Conn(sock, address, self._timeout)
         self._conns[sock.fileno()] = conn
         self._selector.register(sock, selectors.EVENT_READ, conn)
