@@ -50,6 +50,7 @@ KEPT_FIELDS = (*(c.value for c in Counter), "last_action", "last_action_at")
 HISTORY = 120  # samples kept per process for the status page: 10 minutes of TICK_5
 # kept as flat arrays of doubles (time, bytes, time, bytes...): 16 bytes a sample, ~2 MB for
 # 1000 processes, where tuples would take ~13 MB
+PACE_ROWS = 20  # rows of the status page built between two looks at the event loop (~1 ms)
 ACTIONS = frozenset({Counter.RESTARTS, Counter.CHILD_SIGNALS, Counter.CHILD_SIGNAL_ESCALATIONS,
                      Counter.DRY_RUN_ACTIONS})
 
@@ -69,6 +70,7 @@ class Stats:
         self._tick_sum = 0.0
         self._stopped_not_running = 0
         self._history: dict[str, array[float]] = {}
+        self._changes = 0  # bumped by whatever the status page shows (not by events)
         self._loop_idle = threading.Event()
         self._loop_idle.set()
 
@@ -95,10 +97,12 @@ class Stats:
 
     def supervisor_up(self, up: bool) -> None:
         with self._lock:
+            self._changes += self._supervisor_up != int(up)
             self._supervisor_up = int(up)
 
     def stopped_not_running(self, n: int) -> None:
         with self._lock:
+            self._changes += self._stopped_not_running != n
             self._stopped_not_running = n
 
     def observe(self, rows: Iterable[ProcessRow], now: float) -> None:
@@ -125,10 +129,12 @@ class Stats:
             for gone in self._history.keys() - current.keys():
                 del self._history[gone]
             self._processes = current
+            self._changes += 1
 
     def tick_done(self, finished: float, duration: float) -> None:
         with self._lock:
             self._last_tick = finished
+            self._changes += 1
             self._bucket_counts[bisect_left(TICK_BUCKETS, duration)] += 1
             self._tick_sum += duration
 
@@ -144,10 +150,17 @@ class Stats:
             if counter in ACTIONS:
                 new = replace(new, last_action=field, last_action_at=self._clock())
             self._processes[namespec] = new
+            self._changes += 1
 
-    def snapshot(self, history: bool = False) -> Snapshot:
+    def changes(self) -> int:
+        """A number that moves whenever what the status page shows may have changed."""
+        with self._lock:
+            return self._changes
+
+    def snapshot(self, history: bool = False, pace: Callable[[], object] = lambda: None) -> Snapshot:
         """A copy of everything; with history=True (the status page) the recent samples too,
-        copied under the lock as raw arrays and turned into pairs outside it."""
+        copied under the lock as raw arrays and turned into pairs outside it, calling `pace`
+        every PACE_ROWS processes (to give way to the event loop)."""
         with self._lock:
             cumulative, running = [], 0
             for n in self._bucket_counts:
@@ -168,7 +181,9 @@ class Stats:
         if not history:
             return snap
         with_history = []
-        for p in processes:
+        for i, p in enumerate(processes):
+            if i % PACE_ROWS == 0:
+                pace()
             flat = flats.get(p.namespec, array("d"))
             pairs = tuple(zip(flat[0::2], map(int, flat[1::2]), strict=True))
             with_history.append(replace(p, history=pairs))

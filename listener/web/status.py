@@ -1,29 +1,53 @@
 """What people look at, on the metrics port: `/status` (JSON) and `/` (one self-contained HTML
 page that refreshes itself: no outside assets, so it works on an air-gapped host). Both are
-pure renderings of a StatusView (listener.web.view); `app()` routes them next to /metrics."""
+pure renderings of a StatusView (listener.web.view); `app()` routes them next to /metrics.
+
+Rendering 300 processes with their history takes tens of milliseconds of the interpreter, which
+the event loop would have to fight for: a rendering is built in chunks of PACE_ROWS processes,
+each started between two events, and shared by every client that asks meanwhile (Pages)."""
 
 from __future__ import annotations
 
 import html
 import json
+import threading
+import time
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import replace
 from typing import Any
 
 from listener.core.rows import ProcessRow
 from listener.core.text import format_age, format_memory, format_pid, format_size, format_soon
 from listener.core.trend import time_to_limit
-from listener.web.httpserver import WSGIApp
-from listener.web.stats import Stats
-from listener.web.view import StatusView, to_json
+from listener.web.stats import PACE_ROWS, Stats
+from listener.web.view import StatusView, process_json, to_json
+from listener.web.wsgibytes import WSGIApp
 
 REFRESH_SECONDS = 5
 SOON_SHOWN = 86400.0  # "limit in ~40m" is said on the page when it is at most this far ahead
+PATIENCE = 1.0  # seconds a rendering may wait for the event loop, in all
+Pace = Callable[[], object]
 
 
-def render_html(view: StatusView, now: float) -> str:
-    """The status page for a view, as of `now` (epoch seconds)."""
+def _paced(items: Sequence[ProcessRow], pace: Pace) -> Iterable[ProcessRow]:
+    for i, item in enumerate(items):
+        if i % PACE_ROWS == 0:
+            pace()
+        yield item
+
+
+def render_json(view: StatusView, pace: Pace = lambda: None) -> str:
+    """json.dumps(to_json(view)), one process at a time (the C encoder never lets go of the
+    interpreter), calling `pace` every PACE_ROWS processes."""
+    head = json.dumps(to_json(replace(view, processes=())))  # ends with "processes": []}
+    rows = ", ".join(json.dumps(process_json(p)) for p in _paced(view.processes, pace))
+    return f"{head[:-3]}[{rows}]}}"
+
+
+def render_html(view: StatusView, now: float, pace: Pace = lambda: None) -> str:
+    """The status page for a view, as of `now` (epoch seconds); `pace` as in render_json."""
     age = now - view.last_tick if view.last_tick else None
-    rows = "\n".join(_row(p, now) for p in view.processes) or (
+    rows = "\n".join(_row(p, now) for p in _paced(view.processes, pace)) or (
         '<tr><td colspan="9" class="none">no watched process (no limit applies to any)</td></tr>')
     return _PAGE.format(
         refresh=REFRESH_SECONDS, version=html.escape(view.version),
@@ -131,19 +155,57 @@ footer {{ margin-top: 1em; color: #777; font-size: .85em; }}
 """
 
 
+class Pages:
+    """`/status` and `/`, each rendered once for every client that asks meanwhile: the JSON once
+    per change of the Stats, the page once a second at most (its ages move with the clock).
+    One rendering at a time, each chunk of it started between two events (the gate that keeps
+    /metrics off event answers), waiting `patience` at most in all: the page is for people,
+    not urgent."""
+
+    def __init__(self, stats: Stats, clock: Callable[[], float], patience: float = PATIENCE) -> None:
+        self.stats = stats
+        self.clock = clock
+        self.patience = patience
+        self.renderings = 0
+        self._lock = threading.Lock()
+        self._cache: dict[str, tuple[tuple[int, int], bytes]] = {}
+
+    def body(self, path: str) -> bytes:
+        """The answer to `path` ("/" or "/status")."""
+        with self._lock:
+            cached = self._cache.get(path)
+            if cached is not None and cached[0] == self._key(path):
+                return cached[1]
+            deadline = time.monotonic() + self.patience
+
+            def pace() -> None:
+                self.stats.wait_loop_idle(deadline - time.monotonic())
+
+            pace()
+            key = self._key(path)  # after the wait: a tick that was under way is in
+            view = StatusView.of(self.stats.snapshot(history=True, pace=pace))
+            text = (render_json(view, pace) if path == "/status"
+                    else render_html(view, self.clock(), pace))
+            self._cache[path] = (key, text.encode())
+            self.renderings += 1
+            return self._cache[path][1]
+
+    def _key(self, path: str) -> tuple[int, int]:
+        return self.stats.changes(), int(self.clock()) if path == "/" else 0
+
+
 def app(stats: Stats, metrics: WSGIApp, clock: Callable[[], float]) -> WSGIApp:
     """`/` and `/status` from the Stats; everything else is prometheus_client's /metrics."""
+    pages = Pages(stats, clock)
+    encoding = threading.Lock()  # one /metrics encoded at a time: the loop fights one thread at most
 
     def route(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "")
         if path not in ("/", "/status"):
-            return metrics(environ, start_response)
-        stats.wait_loop_idle(1.0)  # start between two events: the page is for people, not urgent
-        view = StatusView.of(stats.snapshot(history=True))
-        if path == "/status":
-            body, kind = json.dumps(to_json(view)).encode(), "application/json"
-        else:
-            body, kind = render_html(view, clock()).encode(), "text/html; charset=utf-8"
+            with encoding:  # prometheus_client's app returns the whole body, encoded
+                return metrics(environ, start_response)
+        body = pages.body(path)
+        kind = "application/json" if path == "/status" else "text/html; charset=utf-8"
         start_response("200 OK", [("Content-Type", kind), ("Content-Length", str(len(body))),
                                   ("Cache-Control", "no-store")])
         return [body]

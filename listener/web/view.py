@@ -80,10 +80,10 @@ class StatusJSON(TypedDict):
 def to_json(view: StatusView) -> StatusJSON:
     return {"version": view.version, "supervisor_up": view.supervisor_up,
             "last_tick": view.last_tick, "stopped_not_running": view.stopped_not_running,
-            "processes": [_process_json(p) for p in view.processes]}
+            "processes": [process_json(p) for p in view.processes]}
 
 
-def _process_json(p: ProcessRow) -> ProcessJSON:
+def process_json(p: ProcessRow) -> ProcessJSON:
     return {
         "group": p.group, "process": p.process, "pid": p.pid, "state": p.state,
         "memory_bytes": p.memory_bytes, "memory_pid": p.memory_pid,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 import urllib.request
 from collections.abc import Iterator
 
@@ -146,3 +147,64 @@ def test_a_verdict_is_styled_apart_from_the_memory_bar(stats: Stats) -> None:
     page = status.render_html(view(s), now=2.0)
     assert '<td class="verdict v-over">over (counting) (1)</td>' in page
     assert '<div class="over"' in page  # the bar
+
+
+# --- rendering gives way to the event loop and is shared ---
+
+
+def many(n: int) -> Stats:
+    s = Stats()
+    procs = {ProcessInfo("g", f"p{i:04d}", 1000 + i, "RUNNING", 0.0): 10 * MiB for i in range(n)}
+    for t in range(5):
+        ticked(s, procs, 1000.0 + 5 * t)
+    return s
+
+
+def test_the_json_built_in_chunks_is_json_dumps_of_the_view() -> None:
+    v = view(many(45))
+    paced: list[int] = []
+    assert status.render_json(v, lambda: paced.append(1)) == json.dumps(to_json(v))
+    assert len(paced) == 3  # every PACE_ROWS (20) processes
+    empty = view(Stats())
+    assert status.render_json(empty) == json.dumps(to_json(empty))
+
+
+def test_a_rendering_waits_between_chunks_while_the_loop_handles_an_event() -> None:
+    s = many(100)
+    pages = status.Pages(s, clock=lambda: 2000.0, patience=60.0)
+    chunks: list[int] = []
+    s.loop_busy(True)
+    done = threading.Event()
+    thread = threading.Thread(target=lambda: (pages.body("/status"), done.set()))
+    thread.start()
+    assert not done.wait(0.3)  # nothing built while the loop is busy
+    s.loop_busy(False)
+    assert done.wait(10)
+    # between two chunks, the renderer looks at the loop again (here: stats.wait_loop_idle)
+    original = s.wait_loop_idle
+    s.wait_loop_idle = lambda patience: (chunks.append(1), original(patience))  # type: ignore[method-assign]
+    s.count("g:p0000", Counter.RESTARTS)  # a change: rendered again
+    pages.body("/status")
+    assert len(chunks) >= 1 + 2 * 100 // 20  # before, and per chunk of snapshot and JSON
+
+
+def test_concurrent_clients_share_one_rendering_per_change() -> None:
+    s = many(50)
+    now = [2000.0]
+    pages = status.Pages(s, clock=lambda: now[0])
+    threads = [threading.Thread(target=pages.body, args=(path,)) for path in ["/status", "/"] * 20]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    assert pages.renderings == 2
+    first = pages.body("/status")
+    s.count("g:p0001", Counter.RESTARTS)
+    assert json.loads(pages.body("/status"))["processes"][1]["restarts"] == 1 != json.loads(
+        first)["processes"][1]["restarts"]
+    # the page's ages move with the clock: rendered again after a second, changes or not
+    before = pages.renderings
+    pages.body("/")
+    now[0] += 1.0
+    pages.body("/")
+    assert pages.renderings == before + 2
