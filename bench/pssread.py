@@ -34,7 +34,8 @@ READS = {"statm": "statm (ProcReader.rss)", "rollup": "smaps_rollup, own parse",
 class ReadRow:
     mib: int  # resident MiB of the process read
     reads: int  # reads of each kind
-    median_us: dict[str, float]  # READS key -> median µs per read
+    median_us: dict[str, float]  # READS key -> median µs per read (wall)
+    cpu_us: dict[str, float]  # READS key -> median µs of CPU per read (user and kernel)
     pss_mib: float  # its PSS by our parse and by psutil, as a check that both read the same
     psutil_pss_mib: float
 
@@ -75,19 +76,23 @@ def stop_process(proc: subprocess.Popen[bytes]) -> None:
     proc.wait()
 
 
-def interleaved(fns: dict[str, Callable[[], object]], reads: int) -> dict[str, list[float]]:
-    """Seconds of each call, `reads` rounds of one call of each; the collector runs between
-    rounds, not inside a read."""
+def interleaved(fns: dict[str, Callable[[], object]],
+                reads: int) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
+    """Wall and CPU seconds of each call, `reads` rounds of one call of each; the collector
+    runs between rounds, not inside a read. CPU time leaves out the moments another process
+    had the core, which a busy machine adds to the wall time."""
     times: dict[str, list[float]] = {k: [] for k in fns}
+    cpu: dict[str, list[float]] = {k: [] for k in fns}
     for fn in fns.values():  # warm-up
         fn()
     for _ in range(reads):
         gc.collect()
         for key, fn in fns.items():
-            began = time.perf_counter()
+            began, began_cpu = time.perf_counter(), time.process_time()
             fn()
             times[key].append(time.perf_counter() - began)
-    return times
+            cpu[key].append(time.process_time() - began_cpu)
+    return times, cpu
 
 
 def measure_one(mib: int, reads: int) -> ReadRow:
@@ -95,13 +100,13 @@ def measure_one(mib: int, reads: int) -> ReadRow:
     try:
         pid, reader = proc.pid, ProcReader()
         target = psutil.Process(pid)
-        times = interleaved({"statm": lambda: reader.rss(pid), "rollup": lambda: rollup(pid),
+        times, cpu = interleaved({"statm": lambda: reader.rss(pid), "rollup": lambda: rollup(pid),
                              "psutil": target.memory_full_info}, reads)
         pss, psutil_pss = rollup(pid)[0], target.memory_full_info().pss
     finally:
         stop_process(proc)
     return ReadRow(mib, reads, {k: statistics.median(v) * 1e6 for k, v in times.items()},
-                   pss / 2**20, psutil_pss / 2**20)
+                   {k: statistics.median(v) * 1e6 for k, v in cpu.items()}, pss / 2**20, psutil_pss / 2**20)
 
 
 def run(reads: int, sizes: Sequence[int] = SIZES_MIB) -> list[ReadRow]:
@@ -109,6 +114,9 @@ def run(reads: int, sizes: Sequence[int] = SIZES_MIB) -> list[ReadRow]:
 
 
 def rows(found: Sequence[ReadRow]) -> list[list[str]]:
+    """Wall µs (CPU µs) per read."""
     return ([["resident", "reads", *READS.values(), "psutil / own parse"]]
-            + [[f"{r.mib} MiB", str(r.reads), *(f"{r.median_us[k]:.0f}" for k in READS),
-                f"{r.median_us['psutil'] / r.median_us['rollup']:.2f}"] for r in found])
+            + [[f"{r.mib} MiB", str(r.reads),
+                *(f"{r.median_us[k]:.0f} ({r.cpu_us[k]:.0f})" for k in READS),
+                f"{r.median_us['psutil'] / r.median_us['rollup']:.2f} "
+                f"({r.cpu_us['psutil'] / r.cpu_us['rollup']:.2f})"] for r in found])

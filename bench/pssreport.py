@@ -58,12 +58,32 @@ def share_rows(runs: list[LayoutRun]) -> list[list[str]]:
     return rows
 
 
+def budget_rows(runs: list[LayoutRun]) -> list[list[str]]:
+    """Derived, not measured: one walk's CPU from pss full against rss (steady medians), the
+    walks a tick could add and stay within 2x of rss, and the refresh period that pace means."""
+    rows = [["layout", "units", "CPU per walk", "walks within 2x rss", "refresh for 2x"]]
+    for run in runs:
+        rss, full = _variant(run, "rss"), _variant(run, "pss full")
+        if rss is None or full is None:
+            continue
+        base = steady_median(rss, "cpu")
+        walk = (steady_median(full, "cpu") - base) / run.units
+        if walk <= 0:
+            continue
+        fits = (FACTOR - 1) * base / walk
+        rows.append([run.layout, str(run.units), f"{ms(walk)} ms", f"{fits:.1f}",
+                     f"{run.units / fits * TICK:.0f} s"])
+    return rows
+
+
 def sections(run: PssRun) -> list[tuple[str, list[list[str]]]]:
-    return [("3a. one read of one process, median µs", pssread.rows(run.reads)),
+    return [("3a. one read of one process, median µs: wall (CPU)", pssread.rows(run.reads)),
             ("3b. ticks over pre-fork trees, --children each (ms; steady: ticks after the first "
              "60 s of the bench clock, pss full and memmon: all but the first)",
              tick_rows(run.layouts)),
-            ("3c. the listener's CPU as a share of one core", share_rows(run.layouts))]
+            ("3c. the listener's CPU as a share of one core", share_rows(run.layouts)),
+            ("3d. derived: the PSS refresh period a 2x target would need (steady CPU medians)",
+             budget_rows(run.layouts))]
 
 
 def targets(run: PssRun) -> list[tuple[str, str, bool]]:
