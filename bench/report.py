@@ -15,8 +15,10 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from bench import pssreport
 from bench.latency import LatencyRun
 from bench.measure import Summary, ms, ratio, span, us
+from bench.pss import PssRun
 from bench.scrape import ScrapeLatencyRun, ScrapeRow
 from bench.soak import SoakRun
 from bench.supcost import RESYNC, TICK_PERIOD, CostRow, SupervisordCost
@@ -41,6 +43,7 @@ class Results:
     scrape_latency: list[ScrapeLatencyRun] = field(default_factory=list)
     soak: SoakRun | None = None
     supcost: SupervisordCost | None = None
+    pss: PssRun | None = None
     notes: list[str] = field(default_factory=list)
     seconds: float = 0.0
     when: str = field(default_factory=lambda: time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()))
@@ -110,6 +113,8 @@ def targets(r: Results) -> list[Target]:
         out.append(Target(f"event-answer p99 < 5 ms, {run.phase}", f"{ms(run.answers.p99)} ms",
                           run.answers.p99 < 0.005))
     out += scrape_targets(r)
+    if r.pss:
+        out += [Target(*t) for t in pssreport.targets(r.pss)]
     if r.supcost:
         out += supcost_targets(r.supcost)
     return out
@@ -211,6 +216,8 @@ def sections(r: Results) -> list[tuple[str, list[list[str]]]]:
               [["event", "N", "quiet p50", "quiet p99", "scraped p50", "scraped p99", "scrapes"]]
               + [[x.event, str(x.processes), ms(x.quiet.p50), ms(x.quiet.p99), ms(x.scraped.p50),
                   ms(x.scraped.p99), str(x.scrapes)] for x in r.scrape_latency])]
+    if r.pss:
+        found[2:2] = pssreport.sections(r.pss)
     if r.soak:
         s = r.soak
         found.append((f"6. soak: {s.events} TICKs, {s.processes} processes (stand-in supervisord)",

@@ -11,7 +11,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from bench import http_load, latency, scrape, soak, supcost, ticks
+from bench import http_load, latency, pss, scrape, soak, supcost, ticks
 from bench.report import Results, render, write_json
 from bench.standin import (
     FLAT_COMM,
@@ -27,8 +27,8 @@ from listener import log as logsetup
 from tests.harness import ROOT, ListenerProcess, Supervisord, free_port, program
 
 SHAPES = {"flat": ("none",), "tree": ("sum", "each"), "mixed": ("auto",)}
-# Section numbers as bench/RESULTS.md uses them (3, PSS/USS against RSS, was taken out).
-SECTIONS = (1, 2, 4, 5, 6, 7, 8)
+# Section numbers as bench/RESULTS.md uses them.
+SECTIONS = (1, 2, 3, 4, 5, 6, 7, 8)
 
 
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
@@ -50,7 +50,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     p.add_argument("--shapes", default="flat,tree,mixed",
                    help="process shapes for sections 1 and 2 (default all: flat, tree, mixed)")
     p.add_argument("--no-memmon", action="store_true",
-                   help="skip memmon in sections 1 and 7 (for before/after runs of our own code)")
+                   help="skip memmon in sections 1, 3 and 7 (for before/after runs of our own code)")
     p.add_argument("--out", type=Path,
                    help="the figures as JSON (default bench/results/last.json; quick: "
                    "bench/results/last-quick.json)")
@@ -90,6 +90,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         for shape in args.shapes:
             for n in args.sizes:
                 per_size(args, results, reps, shape, SHAPES[shape], n)
+    if 3 in args.sections:
+        results.pss = pss.run(args.quick, say, memmon=not args.no_memmon)
     if 4 in args.sections:
         n = 10
         say(f"section 4: event-answer latency, {n} programs + 1 slow, {args.latency_events} events")
