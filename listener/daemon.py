@@ -18,6 +18,7 @@ from listener.core.model import ProcessInfo, Restart, own_namespecs
 from listener.core.rows import watched_rows
 from listener.core.states import RUNNING
 from listener.host.child_signals import ChildSignaller, Sent
+from listener.host.oomwatch import OomWatch
 from listener.host.sampler import Sampler
 from listener.log import fields
 from listener.supervisord import protocol
@@ -41,7 +42,7 @@ class Daemon:
                  reload: Callable[[], Config] | None = None,
                  clock: Callable[[], float] = time.time,
                  timer: Callable[[], float] = time.perf_counter,
-                 environ: Mapping[str, str] | None = None) -> None:
+                 environ: Mapping[str, str] | None = None, oom: OomWatch | None = None) -> None:
         self.config = config
         self.supervisor = supervisor
         self.sampler = sampler
@@ -49,6 +50,7 @@ class Daemon:
         self.signaller = signaller
         self.stats = stats
         self.reload = reload
+        self.oom = oom  # the kernel's OOM kills seen, oom_score_adj written
         self.clock = clock  # wall time: compared with supervisord's and the kernel's start times
         self.timer = timer  # for durations only
         self.self_names = own_namespecs(os.environ if environ is None else environ)
@@ -187,6 +189,8 @@ class Daemon:
         self._say_drained(self.state.signalled, decision.state.signalled, processes, now)
         self.state = decision.state
         self.stats.observe(watched_rows(decision.judgements, decision.state), now)
+        if self.oom is not None:
+            self.oom.tick(processes, result.samples, config.rules)
         for judgement in decision.suppressed:
             namespec = judgement.process.namespec
             self.stats.count(namespec, Counter.RESTARTS_SUPPRESSED)

@@ -30,6 +30,7 @@ class Counter(str, enum.Enum):
     CHILD_SIGNALS = "child_signals"
     CHILD_SIGNAL_ESCALATIONS = "child_signal_escalations"
     DRY_RUN_ACTIONS = "dry_run_actions"
+    OOM_KILLS = "oom_kills"  # not the listener's action, the kernel's: shown as the last one
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,8 @@ class Snapshot:
     tick_buckets: tuple[int, ...]  # cumulative counts per TICK_BUCKETS bound, then +Inf
     tick_sum: float
     stopped_not_running: int
+    host_oom_kills: int = 0  # OOM kills of processes not watched, or not attributed
+    oom_source: str = "none"  # where OOM kills are seen: kmsg, vmstat or none
 
 
 # what a process's row keeps from tick to tick: its counters and its last action (looked up
@@ -51,7 +54,7 @@ HISTORY = 120  # samples kept per process for the status page: 10 minutes of TIC
 # kept as flat arrays of doubles (time, bytes, time, bytes...): 16 bytes a sample, ~2 MB for
 # 1000 processes, where tuples would take ~13 MB
 ACTIONS = frozenset({Counter.RESTARTS, Counter.CHILD_SIGNALS, Counter.CHILD_SIGNAL_ESCALATIONS,
-                     Counter.DRY_RUN_ACTIONS})
+                     Counter.DRY_RUN_ACTIONS, Counter.OOM_KILLS})
 
 
 class Stats:
@@ -68,6 +71,8 @@ class Stats:
         self._bucket_counts = [0] * (len(TICK_BUCKETS) + 1)
         self._tick_sum = 0.0
         self._stopped_not_running = 0
+        self._host_oom_kills = 0
+        self._oom_source = "none"
         self._history: dict[str, array[float]] = {}
         self._loop_idle = threading.Event()
         self._loop_idle.set()
@@ -101,6 +106,14 @@ class Stats:
         with self._lock:
             self._stopped_not_running = n
 
+    def host_oom_kills(self, n: int) -> None:
+        with self._lock:
+            self._host_oom_kills += n
+
+    def oom_source(self, source: str) -> None:
+        with self._lock:
+            self._oom_source = source
+
     def observe(self, rows: Iterable[ProcessRow], now: float) -> None:
         """Record a tick's figures, before any action is counted. Processes not in `rows` lose
         their series; new ones start with every counter at 0, so that increase() sees their
@@ -132,18 +145,20 @@ class Stats:
             self._bucket_counts[bisect_left(TICK_BUCKETS, duration)] += 1
             self._tick_sum += duration
 
-    def count(self, namespec: str, counter: Counter, n: int = 1) -> None:
-        """Add to a per-process counter; a process that is gone has no series left to add to."""
+    def count(self, namespec: str, counter: Counter, n: int = 1) -> bool:
+        """Add to a per-process counter; a process that is gone has no series left to add to
+        (False)."""
         counter = Counter(counter)
         field = counter.value
         with self._lock:
             old = self._processes.get(namespec)
             if old is None:
-                return
+                return False
             new = replace(old, **{field: getattr(old, field) + n})
             if counter in ACTIONS:
                 new = replace(new, last_action=field, last_action_at=self._clock())
             self._processes[namespec] = new
+        return True
 
     def snapshot(self, history: bool = False) -> Snapshot:
         """A copy of everything; with history=True (the status page) the recent samples too,
@@ -164,6 +179,8 @@ class Stats:
                 tick_buckets=tuple(cumulative),
                 tick_sum=self._tick_sum,
                 stopped_not_running=self._stopped_not_running,
+                host_oom_kills=self._host_oom_kills,
+                oom_source=self._oom_source,
             )
         if not history:
             return snap
