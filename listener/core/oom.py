@@ -15,7 +15,9 @@ from dataclasses import dataclass
 from listener.core.model import SAME_START, ProcessInfo, Sample
 
 MAX_COMM = 64  # a command name longer than this is not the kernel's (TASK_COMM_LEN is 16)
-_KILLED = re.compile(rb"Killed process (\d{1,10}) \((.{0,%d}?)\)(?: |,|$)" % MAX_COMM)
+# the name ends at ") total-vm:" where the kernel says it (a name may hold ") "), else at ")"
+_KILLED = re.compile(rb"Killed process (\d{1,10}) \((.{0,%d}?)\) total-vm:" % MAX_COMM)
+_KILLED_SHORT = re.compile(rb"Killed process (\d{1,10}) \((.{0,%d}?)\)(?: |,|$)" % MAX_COMM)
 _FIELD = re.compile(rb"(anon|file|shmem)-rss:(\d{1,20})kB")
 
 
@@ -56,7 +58,7 @@ def parse_record(data: bytes) -> Kill | None:
     if int(fields[0]) >> 3 != 0:  # not LOG_KERN: written by a process, not by the kernel
         return None
     text = rest.partition(b"\n")[0]
-    found = _KILLED.search(text)
+    found = _KILLED.search(text) or _KILLED_SHORT.search(text)
     if found is None or int(found.group(1)) <= 0:
         return None
     sizes = {kind: int(kb) * 1024 for kind, kb in _FIELD.findall(text[found.end() - 1:])}
