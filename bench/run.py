@@ -11,7 +11,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from bench import latency, scrape, soak, supcost, ticks
+from bench import latency, oomcost, scrape, soak, supcost, ticks
 from bench.report import Results, render, write_json
 from bench.standin import (
     FLAT_COMM,
@@ -27,7 +27,7 @@ from tests.harness import ROOT, ListenerProcess, Supervisord, free_port, program
 
 SHAPES = {"flat": ("none",), "tree": ("sum", "each"), "mixed": ("auto",)}
 # Section numbers as bench/RESULTS.md uses them (3, PSS/USS against RSS, was taken out).
-SECTIONS = (1, 2, 4, 5, 6, 7)
+SECTIONS = (1, 2, 4, 5, 6, 7, 8)
 
 
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
@@ -113,6 +113,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if 7 in args.sections:
         results.supcost = supcost.run(args.cost_sizes, supcost.Plan.of(args.quick, args.cost_reps),
                                       say, memmon=not args.no_memmon)
+    if 8 in args.sections:
+        say("section 8: OOM kills watched, a quiet tick's cost")
+        results.notes.extend(f"section 8: {line}" for line in oomcost.run())
     results.seconds = time.monotonic() - began
     write_json(results, args.out)
     print(render(results))

@@ -25,30 +25,44 @@ KILLED = "killed by the kernel's OOM killer"
 
 class ScoreAdjuster:
     """oom_score_adj written once per process start (a pid and its start time); a failure is
-    said once per process and reason (a lower value than the current needs CAP_SYS_RESOURCE)."""
+    said once per process and reason (a lower value than the current needs CAP_SYS_RESOURCE).
+    A tree whose pids are those of the last tick costs one comparison, not one per pid."""
 
     def __init__(self, proc_root: str = "/proc") -> None:
         self.proc_root = proc_root
-        self._done: set[tuple[int, float, int]] = set()
+        self._trees: dict[str, tuple[tuple[object, ...], set[tuple[int, float]]]] = {}
         self._said: set[tuple[str, str]] = set()
+        self._rules: Rules | None = None
+        self._values: dict[str, int | None] = {}  # by namespec, for the rules in force
 
     def adjust(self, processes: Sequence[ProcessInfo], samples: Mapping[str, Sample],
                rules: Rules) -> None:
         if all(s.oom_score_adj is None for s in rules.strategies):
-            self._done.clear()
+            self._trees.clear()
             return
-        done: set[tuple[int, float, int]] = set()
+        if rules is not self._rules:
+            self._rules, self._values = rules, {}
+        trees: dict[str, tuple[tuple[object, ...], set[tuple[int, float]]]] = {}
         for proc in processes:
-            sample = samples.get(proc.namespec)
-            value = rules.strategy_for(proc.group, proc.name).oom_score_adj
+            namespec = proc.namespec
+            sample = samples.get(namespec)
+            if namespec not in self._values:
+                self._values[namespec] = rules.strategy_for(proc.group, proc.name).oom_score_adj
+            value = self._values[namespec]
             if sample is None or value is None:
                 continue
-            for unit in sample.members:
-                key = (unit.pid, unit.started, value)
-                done.add(key)
-                if key not in self._done:
-                    self._write(proc.namespec, unit.pid, value)
-        self._done = done  # processes gone are forgotten; one seen again is written again
+            members = sample.members
+            key = (value, *[u.pid for u in members], *[u.started for u in members])
+            known = self._trees.get(namespec)
+            if known is not None and known[0] == key:
+                trees[namespec] = known
+                continue
+            done = known[1] if known is not None and known[0][0] == value else set()
+            units = {(u.pid, u.started) for u in members}
+            for pid, _ in units - done:
+                self._write(namespec, pid, value)
+            trees[namespec] = (key, units)
+        self._trees = trees  # processes gone are forgotten; one seen again is written again
 
     def _write(self, namespec: str, pid: int, value: int) -> None:
         try:
