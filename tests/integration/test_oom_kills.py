@@ -97,10 +97,11 @@ def test_a_supervised_process_killed_by_the_oom_killer_is_said_counted_and_resta
         supervisord: Callable[[str], Supervisord], listener: Callable[..., ListenerProcess],
         cgroup: Callable[[int], Path]) -> None:
     cg = cgroup(80)
-    sv = supervisord(program("victim", in_cgroup(cg, hog("--mb", 20, "--leak-mb-per-sec", 10)),
-                             autorestart="true", startsecs=1))
+    sv = supervisord(program("victim", in_cgroup(cg, hog("--mb", 20, "--leak-mb-per-sec", 5)),
+                             autorestart="true", startsecs=1, autostart="false"))
+    lst = listener("-p", "victim=1GB", server_url=sv.url)  # ready before the victim grows
+    sv.rpc().supervisor.startProcess("victim", False)
     pid = sv.wait_running("victim:victim")["victim:victim"]
-    lst = listener("-p", "victim=1GB", server_url=sv.url)
     lst.tick()  # the listener samples it
     wait_for(lambda: gone(pid), 60, what="the victim OOM-killed")
     line = wait_for(lambda: said(lst, KILLED, "process=victim:victim", f"pid={pid}"), 10,
@@ -125,12 +126,13 @@ def test_a_worker_killed_by_the_oom_killer_is_its_programs_and_its_master_surviv
     cg = cgroup(150)
     sv = supervisord(program("tree", in_cgroup(cg, hog(
         "--mb", 10, "--children", 2, "--child-mb", 10, "--grow-child", 0,
-        "--leak-mb-per-sec", 20))))
+        "--leak-mb-per-sec", 10)), autostart="false"))
+    lst = listener("-p", "tree=1GB,children=each", server_url=sv.url)
+    sv.rpc().supervisor.startProcess("tree", False)
     master = sv.wait_running("tree:tree")["tree:tree"]
     workers = wait_for(lambda: [c.pid for c in psutil.Process(master).children()]
                        if len(psutil.Process(master).children()) == 2 else None,
                        what="two workers")
-    lst = listener("-p", "tree=1GB,children=each", server_url=sv.url)
     lst.tick()
     victim = wait_for(lambda: next((w for w in workers if gone(w)), None), 60,
                       what="a worker OOM-killed")
@@ -138,7 +140,7 @@ def test_a_worker_killed_by_the_oom_killer_is_its_programs_and_its_master_surviv
                     10, what="the worker's kill said")
     assert "memory_at_kill=" in line and "last_sample=" in line, line
     assert value(lst.metrics(), "memwatch_oom_kills_total", group="tree", process="tree") == 1
-    assert value(lst.metrics(), "memwatch_host_oom_kills_total") == 0
+    # (other tests' kills on this host count in memwatch_host_oom_kills_total: not asserted)
     assert sv.infos()["tree:tree"]["pid"] == master and not gone(master)
 
 
