@@ -11,7 +11,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from bench import http_load, latency, pss, scrape, soak, supcost, ticks
+from bench import http_load, latency, oomcost, pss, scrape, soak, supcost, ticks
 from bench.report import Results, render, write_json
 from bench.standin import (
     FLAT_COMM,
@@ -28,7 +28,7 @@ from tests.harness import ROOT, ListenerProcess, Supervisord, free_port, program
 
 SHAPES = {"flat": ("none",), "tree": ("sum", "each"), "mixed": ("auto",)}
 # Section numbers as bench/RESULTS.md uses them.
-SECTIONS = (1, 2, 3, 4, 5, 6, 7, 8)
+SECTIONS = (1, 2, 3, 4, 5, 6, 7, 8, 9)
 
 
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
@@ -119,6 +119,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if 8 in args.sections:
         say("section 8: event answers under 50 clients on /, /status and /metrics, 300 processes")
         results.notes += http_load.notes(http_load.run(seconds=3.0 if args.quick else 10.0))
+        say("section 9: OOM kills watched, a quiet tick's cost")
+        results.notes.extend(f"section 9: {line}" for line in oomcost.run())
     results.seconds = time.monotonic() - began
     write_json(results, args.out)
     print(render(results))

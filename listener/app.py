@@ -17,6 +17,7 @@ from listener.core.recovery import PRODUCTION, RetryTiming
 from listener.daemon import Daemon
 from listener.host.child_signals import ChildSignaller
 from listener.host.hostmem import HostMemoryWatch
+from listener.host.oomwatch import OomWatch
 from listener.host.sampler import Sampler
 from listener.supervisord.rpc import Supervisor
 from listener.web import status
@@ -78,7 +79,7 @@ def build(config: Config, reload: Callable[[], Config] | None = None,
                               stats, journal, mailer, timing=retry_timing)
         sampler = Sampler(configured=supervisor.configured_commands)
         daemon = Daemon(config, supervisor, sampler, restarter, ChildSignaller(stats), stats,
-                        reload=reload, environ=environ, host=host)
+                        reload=reload, environ=environ, host=host, oom=OomWatch(stats))
     except BaseException:
         if server is not None:
             server.close()

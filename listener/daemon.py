@@ -20,6 +20,7 @@ from listener.core.rows import watched_rows
 from listener.core.states import RUNNING
 from listener.host.child_signals import ChildSignaller, Sent
 from listener.host.hostmem import HostMemoryWatch
+from listener.host.oomwatch import OomWatch
 from listener.host.sampler import Sampler
 from listener.log import fields
 from listener.supervisord import protocol
@@ -45,7 +46,7 @@ class Daemon:
                  clock: Callable[[], float] = time.time,
                  timer: Callable[[], float] = time.perf_counter,
                  environ: Mapping[str, str] | None = None,
-                 host: HostMemoryWatch | None = None) -> None:
+                 host: HostMemoryWatch | None = None, oom: OomWatch | None = None) -> None:
         self.config = config
         self.host = host or HostMemoryWatch(config.pressure)
         self.supervisor = supervisor
@@ -54,6 +55,7 @@ class Daemon:
         self.signaller = signaller
         self.stats = stats
         self.reload = reload
+        self.oom = oom  # the kernel's OOM kills seen, oom_score_adj written
         self.clock = clock  # wall time: compared with supervisord's and the kernel's start times
         self.timer = timer  # for durations only
         self.self_names = own_namespecs(os.environ if environ is None else environ)
@@ -194,6 +196,8 @@ class Daemon:
         self._say_drained(self.state.signalled, decision.state.signalled, processes, now)
         self.state = decision.state
         self.stats.observe(watched_rows(decision.judgements, decision.state), now)
+        if self.oom is not None:
+            self.oom.tick(processes, result.samples, config.rules)
         for judgement in decision.suppressed:
             namespec = judgement.process.namespec
             self.stats.count(namespec, Counter.RESTARTS_SUPPRESSED)

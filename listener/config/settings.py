@@ -232,6 +232,10 @@ STRATEGY = (
               "supervisord is starting, retrying or stopping (STARTING, BACKOFF, STOPPING) takes "
               "a slot whoever moved it, one that stays down (FATAL, EXITED, STOPPED) does not, so "
               "it cannot hold the group's restarts back for good"),
+    _strategy("oom_score_adj", values.oom_score_adj, metavar="N", shown="none: left as it is",
+              help="-1000 to 1000, written to /proc/PID/oom_score_adj of the process and of every "
+              "worker of its tree, once per process start: a higher one makes the kernel's OOM "
+              "killer pick it (a worker its master replaces) before Redis or Postgres"),
 )
 RULE_KEYS: dict[str, Callable[[str], object]] = {
     s.key: s.convert for s in STRATEGY if s.convert is not None}

@@ -78,6 +78,10 @@ def non_negative_int(text: str) -> int:
     return whole(text, 0)
 
 
+def oom_score_adj(text: str) -> int:
+    return whole(text, -1000, 1000, "an oom_score_adj")
+
+
 def port(text: str) -> int:
     return whole(text, 0, 65535, "a port")
 

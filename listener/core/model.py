@@ -67,6 +67,8 @@ class Sample:
     # seconds since the PSS/USS in `value` was read (0: this tick; RSS is read every tick):
     # a figure no verdict depends on is read at a slower pace (listener.host.figures)
     age: float = 0.0
+    # every pid measured, the supervised one first, whatever the mode: who an OOM kill was
+    members: tuple[Unit, ...] = ()
 
 
 @dataclass(frozen=True)

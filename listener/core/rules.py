@@ -77,6 +77,9 @@ class Strategy:
     max_parallel: int = 1  # processes of one group restarting at once
     # the lower limit that applies while the host is under memory pressure; None: none
     pressure_limit: int | None = None
+    # written to /proc/PID/oom_score_adj of the process and of each worker, once per process
+    # start, so that the kernel's OOM killer picks a replaceable one; None: left as it is
+    oom_score_adj: int | None = None
 
     def resolve(self, server: Server) -> Strategy:
         """The concrete strategy for a process run by `server` (only `auto` depends on it).

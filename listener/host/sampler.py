@@ -73,6 +73,7 @@ class _Measured:
             tree=sum(sizes),
             cpu=self.cpu,
             age=age,
+            members=tuple(self.units),
         )
 
 

@@ -47,6 +47,7 @@ COUNTER_HELP = {
     Counter.CHILD_SIGNAL_ESCALATIONS:
         "Program restarts because a signalled child outlived --child-signal-timeout.",
     Counter.DRY_RUN_ACTIONS: "Actions decided but not taken (--dry-run).",
+    Counter.OOM_KILLS: "The process or a worker of its tree killed by the kernel's OOM killer.",
 }
 EVENTS = ("memwatch_events", "Events received from supervisord.")
 SAMPLE_ERRORS = ("memwatch_sample_errors", "Samples that could not be taken, by reason.")
@@ -56,6 +57,9 @@ LAST_TICK = ("memwatch_last_tick_timestamp_seconds", "Unix time of the last hand
 SUPERVISOR_UP = ("memwatch_supervisor_up", "1 if the last call to supervisord succeeded.")
 STOPPED = ("memwatch_stopped_not_running",
            "Processes this listener stopped that are not running again yet.")
+HOST_OOM_KILLS = ("memwatch_host_oom_kills",
+                  "OOM kills of processes this listener does not watch (Postgres, Redis...), or "
+                  "could not attribute (no kernel log access: every kill).")
 BUILD = ("memwatch_build_info", "Version of sentry-memwatch.")
 PATIENCE = 1.0
 BUCKET_BOUNDS = [str(bound) for bound in TICK_BUCKETS] + ["+Inf"]
@@ -131,6 +135,7 @@ def _listener_families(snap: Snapshot) -> Iterator[Metric]:
     yield GaugeMetricFamily(*LAST_TICK, value=snap.last_tick)
     yield GaugeMetricFamily(*SUPERVISOR_UP, value=snap.supervisor_up)
     yield GaugeMetricFamily(*STOPPED, value=snap.stopped_not_running)
+    yield CounterMetricFamily(*HOST_OOM_KILLS, value=snap.host_oom_kills)
     build = GaugeMetricFamily(*BUILD, labels=["version"])
     build.add_metric([__version__], 1)
     yield build

@@ -30,6 +30,7 @@ class Counter(str, enum.Enum):
     CHILD_SIGNALS = "child_signals"
     CHILD_SIGNAL_ESCALATIONS = "child_signal_escalations"
     DRY_RUN_ACTIONS = "dry_run_actions"
+    OOM_KILLS = "oom_kills"  # not the listener's action, the kernel's: shown as the last one
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,8 @@ class Snapshot:
     tick_buckets: tuple[int, ...]  # cumulative counts per TICK_BUCKETS bound, then +Inf
     tick_sum: float
     stopped_not_running: int
+    host_oom_kills: int = 0  # OOM kills of processes not watched, or not attributed
+    oom_source: str = "none"  # where OOM kills are seen: kmsg, vmstat or none
 
 
 # what a process's row keeps from tick to tick: its counters and its last action (looked up
@@ -52,7 +55,7 @@ HISTORY = 120  # samples kept per process for the status page: 10 minutes of TIC
 # 1000 processes, where tuples would take ~13 MB
 PACE_ROWS = 20  # rows of the status page built between two looks at the event loop (~1 ms)
 ACTIONS = frozenset({Counter.RESTARTS, Counter.CHILD_SIGNALS, Counter.CHILD_SIGNAL_ESCALATIONS,
-                     Counter.DRY_RUN_ACTIONS})
+                     Counter.DRY_RUN_ACTIONS, Counter.OOM_KILLS})
 
 
 class Stats:
@@ -69,6 +72,8 @@ class Stats:
         self._bucket_counts = [0] * (len(TICK_BUCKETS) + 1)
         self._tick_sum = 0.0
         self._stopped_not_running = 0
+        self._host_oom_kills = 0
+        self._oom_source = "none"
         self._history: dict[str, array[float]] = {}
         self._changes = 0  # bumped by whatever the status page shows (not by events)
         self._loop_idle = threading.Event()
@@ -105,6 +110,14 @@ class Stats:
             self._changes += self._stopped_not_running != n
             self._stopped_not_running = n
 
+    def host_oom_kills(self, n: int) -> None:
+        with self._lock:
+            self._host_oom_kills += n
+
+    def oom_source(self, source: str) -> None:
+        with self._lock:
+            self._oom_source = source
+
     def observe(self, rows: Iterable[ProcessRow], now: float) -> None:
         """Record a tick's figures, before any action is counted. Processes not in `rows` lose
         their series; new ones start with every counter at 0, so that increase() sees their
@@ -138,19 +151,21 @@ class Stats:
             self._bucket_counts[bisect_left(TICK_BUCKETS, duration)] += 1
             self._tick_sum += duration
 
-    def count(self, namespec: str, counter: Counter, n: int = 1) -> None:
-        """Add to a per-process counter; a process that is gone has no series left to add to."""
+    def count(self, namespec: str, counter: Counter, n: int = 1) -> bool:
+        """Add to a per-process counter; a process that is gone has no series left to add to
+        (False)."""
         counter = Counter(counter)
         field = counter.value
         with self._lock:
             old = self._processes.get(namespec)
             if old is None:
-                return
+                return False
             new = replace(old, **{field: getattr(old, field) + n})
             if counter in ACTIONS:
                 new = replace(new, last_action=field, last_action_at=self._clock())
             self._processes[namespec] = new
             self._changes += 1
+        return True
 
     def changes(self) -> int:
         """A number that moves whenever what the status page shows may have changed."""
@@ -177,6 +192,8 @@ class Stats:
                 tick_buckets=tuple(cumulative),
                 tick_sum=self._tick_sum,
                 stopped_not_running=self._stopped_not_running,
+                host_oom_kills=self._host_oom_kills,
+                oom_source=self._oom_source,
             )
         if not history:
             return snap

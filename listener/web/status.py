@@ -27,6 +27,8 @@ REFRESH_SECONDS = 5
 SOON_SHOWN = 86400.0  # "limit in ~40m" is said on the page when it is at most this far ahead
 PATIENCE = 1.0  # seconds a rendering may wait for the event loop, in all
 Pace = Callable[[], object]
+_OOM_SOURCES = {"kmsg": "seen in the kernel log", "vmstat": "counted, not attributed",
+                "none": "not seen"}
 
 
 def _paced(items: Sequence[ProcessRow], pace: Pace) -> Iterable[ProcessRow]:
@@ -55,7 +57,9 @@ def render_html(view: StatusView, now: float, pace: Pace = lambda: None) -> str:
         up="reachable" if view.supervisor_up else "UNREACHABLE",
         tick=format_age(age), tick_class="bad" if age is None or age > 180 else "ok",
         stopped=view.stopped_not_running,
-        stopped_class="bad" if view.stopped_not_running else "ok", rows=rows)
+        stopped_class="bad" if view.stopped_not_running else "ok", rows=rows,
+        host_oom=view.host_oom_kills, host_oom_class="bad" if view.host_oom_kills else "ok",
+        oom_source=html.escape(_OOM_SOURCES.get(view.oom_source, view.oom_source)))
 
 
 def _row(p: ProcessRow, now: float) -> str:
@@ -79,7 +83,8 @@ def _row(p: ProcessRow, now: float) -> str:
         f"<td>{_sparkline(p.history, limit)}</td>",
         f'<td class="verdict v-{html.escape(p.verdict.split()[0])}">'
         f"{html.escape(p.verdict)} ({p.over_limit_samples})</td>",
-        f"<td>{p.restarts} / {p.child_signals}</td>",
+        f"<td>{p.restarts} / {p.child_signals}"
+        + (f' / <b class="bad">{p.oom_kills} OOM-killed</b>' if p.oom_kills else "") + "</td>",
         f"<td>{budget}</td>",
         f"<td>{html.escape(last)}</td>",
     ]
@@ -142,10 +147,12 @@ footer {{ margin-top: 1em; color: #777; font-size: .85em; }}
 <span>supervisord: <b class="{up_class}" id="supervisor">{up}</b></span>
 <span>last tick: <b class="{tick_class}" id="last-tick">{tick}</b></span>
 <span>stopped by memwatch, not running: <b class="{stopped_class}">{stopped}</b></span>
+<span>OOM kills of others: <b class="{host_oom_class}" id="host-oom">{host_oom}</b>
+({oom_source})</span>
 </div>
 <table id="processes">
 <tr><th>process</th><th>pid</th><th>strategy</th><th>memory / limit</th><th>recent</th>
-<th>verdict (samples over)</th><th>restarts / signals</th><th>budget left</th>
+<th>verdict (samples over)</th><th>restarts / signals [/ OOM kills]</th><th>budget left</th>
 <th>last action</th></tr>
 {rows}
 </table>

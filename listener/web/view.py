@@ -26,11 +26,14 @@ class StatusView:
     last_tick: float  # epoch seconds; 0: never
     stopped_not_running: int
     processes: tuple[ProcessRow, ...]
+    host_oom_kills: int = 0  # OOM kills of processes not watched (or not attributed)
+    oom_source: str = ""  # where the listener sees OOM kills: kmsg, vmstat, none
 
     @classmethod
     def of(cls, snap: Snapshot) -> StatusView:
         return cls(__version__, bool(snap.supervisor_up), snap.last_tick,
-                   snap.stopped_not_running, snap.processes)
+                   snap.stopped_not_running, snap.processes, snap.host_oom_kills,
+                   snap.oom_source)
 
 
 class LastActionJSON(TypedDict):
@@ -67,9 +70,10 @@ class ProcessJSON(_ProcessJSON, total=False):
     memory_age_seconds: float | None
     # at the pace since its last fall, seconds until the figure reaches its limit (trend.py)
     time_to_limit_seconds: float | None
+    oom_kills: int
 
 
-class StatusJSON(TypedDict):
+class _StatusJSON(TypedDict):
     version: str
     supervisor_up: bool
     last_tick: float
@@ -77,9 +81,16 @@ class StatusJSON(TypedDict):
     processes: list[ProcessJSON]
 
 
+class StatusJSON(_StatusJSON, total=False):
+    host_oom_kills: int
+    oom_source: str
+
+
 def to_json(view: StatusView) -> StatusJSON:
     return {"version": view.version, "supervisor_up": view.supervisor_up,
             "last_tick": view.last_tick, "stopped_not_running": view.stopped_not_running,
+            "host_oom_kills": view.host_oom_kills, "oom_source": view.oom_source,
+            # last: status.render_json streams the processes after the rest
             "processes": [process_json(p) for p in view.processes]}
 
 
@@ -94,7 +105,7 @@ def process_json(p: ProcessRow) -> ProcessJSON:
         "children": p.children, "restarts": p.restarts, "restart_failures": p.restart_failures,
         "child_signals": p.child_signals, "child_signal_escalations": p.child_signal_escalations,
         "restarts_suppressed": p.restarts_suppressed, "dry_run_actions": p.dry_run_actions,
-        "budget_left": p.budget_left,
+        "budget_left": p.budget_left, "oom_kills": p.oom_kills,
         "last_action": {"kind": p.last_action, "at": p.last_action_at} if p.last_action else None,
         "history": list(p.history),
     }
@@ -109,7 +120,8 @@ def from_json(data: object) -> StatusView:
     checked: StatusJSON = _checked(data, StatusJSON, "")
     return StatusView(checked["version"], checked["supervisor_up"], checked["last_tick"],
                       checked["stopped_not_running"],
-                      tuple(_process_row(p) for p in checked["processes"]))
+                      tuple(_process_row(p) for p in checked["processes"]),
+                      checked.get("host_oom_kills", 0), checked.get("oom_source", ""))
 
 
 def _process_row(p: ProcessJSON) -> ProcessRow:
@@ -123,7 +135,7 @@ def _process_row(p: ProcessJSON) -> ProcessRow:
         restarts=p["restarts"], restart_failures=p["restart_failures"],
         restarts_suppressed=p["restarts_suppressed"], child_signals=p["child_signals"],
         child_signal_escalations=p["child_signal_escalations"],
-        dry_run_actions=p["dry_run_actions"],
+        dry_run_actions=p["dry_run_actions"], oom_kills=p.get("oom_kills", 0),
         last_action=action["kind"] if action else "",
         last_action_at=action["at"] if action else 0.0,
         history=tuple((t, b) for t, b in p["history"]))

@@ -53,6 +53,8 @@ CONTRACT_METRICS = {
     "memwatch_sample_errors_total",
     "memwatch_build_info",
     "memwatch_stopped_not_running",
+    "memwatch_oom_kills_total",
+    "memwatch_host_oom_kills_total",
 }
 
 REQUIRED_ALERTS = {
@@ -65,6 +67,8 @@ REQUIRED_ALERTS = {
     "MemwatchStalled",
     "MemwatchSupervisorUnreachable",
     "MemwatchListenerMemoryHigh",
+    "MemwatchOOMKill",
+    "MemwatchHostOOMKill",
 }
 
 # The listener's own process metrics (prometheus_client's ProcessCollector): what the rules may
