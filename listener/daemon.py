@@ -7,6 +7,7 @@ import os
 import signal
 import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from types import FrameType
 from typing import TextIO
 
@@ -14,7 +15,7 @@ from listener.actions.restarts import Restarter
 from listener.config.settings import Config
 from listener.config.values import ConfigError
 from listener.core import policy
-from listener.core.model import ProcessInfo, Restart, own_namespecs
+from listener.core.model import Action, ProcessInfo, Restart, SignalChild, own_namespecs
 from listener.core.rows import watched_rows
 from listener.core.states import RUNNING
 from listener.host.child_signals import ChildSignaller, Sent
@@ -196,28 +197,47 @@ class Daemon:
                             "frees up", extra=fields(process=namespec, max_restarts=strategy.max_restarts,
                                                      window_seconds=strategy.restart_window))
         dry_run_now: set[str] = set()
+        unsent: set[tuple[str, int]] = set()
         for action in decision.actions:
             if config.dry_run:
-                namespec = action.target.namespec
-                self.stats.count(namespec, Counter.DRY_RUN_ACTIONS)  # every tick it would act
-                dry_run_now.add(namespec)
-                if namespec in self._dry_run_before:
-                    continue  # said on the tick it started: a log line per change, not per tick
-                if isinstance(action, Restart):
-                    log.warning("dry run: would restart", extra=fields(
-                        **action.target.fields(), escalating_child=action.escalates))
-                else:
-                    log.warning("dry run: would signal child", extra=fields(
-                        **action.target.fields(), child_pid=action.child_pid))
+                dry_run_now.add(action.target.namespec)
+                self._say_dry_run(action)
             elif isinstance(action, Restart):
                 self.restarter.submit(action)  # confirms the pid with getProcessInfo first
-            elif (self._confirmed(action.target.namespec, action.target.pid)
-                  and self.signaller.send(action) is Sent.NOT_CAUGHT and action.otherwise):
-                self.restarter.submit(action.otherwise)  # a signal would kill it mid-task
+                continue
+            elif self._signal(action):
+                continue
+            if isinstance(action, SignalChild):
+                unsent.add((action.target.namespec, action.child_pid))
+        if unsent:  # a signal never sent leaves no child draining, and nothing to escalate
+            self.state = replace(self.state, signalled={
+                k: v for k, v in self.state.signalled.items() if k not in unsent})
         self._dry_run_before = dry_run_now
         if not config.dry_run:
             self.restarter.retry_stopped()
         self.stats.stopped_not_running(len(self.restarter.stopped()))
+
+    def _say_dry_run(self, action: Action) -> None:
+        """Count what a dry run would do, every tick; say it on the tick it starts."""
+        namespec = action.target.namespec
+        self.stats.count(namespec, Counter.DRY_RUN_ACTIONS)
+        if namespec in self._dry_run_before:
+            return  # a log line per change, not per tick
+        if isinstance(action, Restart):
+            log.warning("dry run: would restart", extra=fields(
+                **action.target.fields(), escalating_child=action.escalates))
+        else:  # the target's fields name the child whose figure it is: the same pid
+            log.warning("dry run: would signal child", extra=fields(
+                **{**action.target.fields(), "child_pid": action.child_pid}))
+
+    def _signal(self, action: SignalChild) -> bool:
+        """Send a child signal (confirmed first); True if it went (or a restart took its place)."""
+        if not self._confirmed(action.target.namespec, action.target.pid):
+            return False
+        sent = self.signaller.send(action)
+        if sent is Sent.NOT_CAUGHT and action.otherwise:
+            self.restarter.submit(action.otherwise)  # a signal would kill it mid-task
+        return sent is Sent.YES
 
     def _confirmed(self, namespec: str, pid: int) -> bool:
         """A child signal decided from the event-kept table: one getProcessInfo first, so that
