@@ -44,6 +44,7 @@ class ProcessRow:
     child_signals: int = 0
     child_signal_escalations: int = 0
     dry_run_actions: int = 0
+    forced_stops: int = 0
     last_action: str = ""  # the counter of the last action: restarts, child_signals, ...
     last_action_at: float = 0.0  # epoch seconds
     # (epoch seconds, bytes), the latest last; only in a snapshot taken with history

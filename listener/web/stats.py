@@ -30,6 +30,7 @@ class Counter(str, enum.Enum):
     CHILD_SIGNALS = "child_signals"
     CHILD_SIGNAL_ESCALATIONS = "child_signal_escalations"
     DRY_RUN_ACTIONS = "dry_run_actions"
+    FORCED_STOPS = "forced_stops"
 
 
 @dataclass(frozen=True)

@@ -64,6 +64,7 @@ class ProcessJSON(_ProcessJSON, total=False):
     state: str
     memory_pid: int | None
     memory_age_seconds: float | None
+    forced_stops: int
 
 
 class StatusJSON(TypedDict):
@@ -90,6 +91,7 @@ def _process_json(p: ProcessRow) -> ProcessJSON:
         "children": p.children, "restarts": p.restarts, "restart_failures": p.restart_failures,
         "child_signals": p.child_signals, "child_signal_escalations": p.child_signal_escalations,
         "restarts_suppressed": p.restarts_suppressed, "dry_run_actions": p.dry_run_actions,
+        "forced_stops": p.forced_stops,
         "budget_left": p.budget_left,
         "last_action": {"kind": p.last_action, "at": p.last_action_at} if p.last_action else None,
         "history": list(p.history),
@@ -119,7 +121,7 @@ def _process_row(p: ProcessJSON) -> ProcessRow:
         restarts=p["restarts"], restart_failures=p["restart_failures"],
         restarts_suppressed=p["restarts_suppressed"], child_signals=p["child_signals"],
         child_signal_escalations=p["child_signal_escalations"],
-        dry_run_actions=p["dry_run_actions"],
+        dry_run_actions=p["dry_run_actions"], forced_stops=p.get("forced_stops", 0),
         last_action=action["kind"] if action else "",
         last_action_at=action["at"] if action else 0.0,
         history=tuple((t, b) for t, b in p["history"]))

@@ -42,6 +42,7 @@ PER_PROCESS_COUNTERS = [
     "memwatch_child_signals_total",
     "memwatch_child_signal_escalations_total",
     "memwatch_dry_run_actions_total",
+    "memwatch_forced_stops_total",
 ]
 
 

@@ -31,7 +31,7 @@ PROCESS_KEYS = {
     "group", "process", "pid", "state", "memory_bytes", "memory_pid", "memory_age_seconds",
     "limit_bytes", "measure",
     "verdict", "strategy", "over_limit_samples", "children", "restarts", "restart_failures",
-    "child_signals", "child_signal_escalations", "restarts_suppressed", "dry_run_actions",
+    "child_signals", "child_signal_escalations", "restarts_suppressed", "dry_run_actions", "forced_stops",
     "budget_left", "last_action", "history"}
 
 
