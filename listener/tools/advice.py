@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from listener.core.servers import Server, short_stop_wait
 from listener.core.text import format_size
 from listener.tools.table import table
 
@@ -57,6 +58,7 @@ class Observed:
     # sum (the tree) or each (every process); None: not known (Prometheus's series)
     judges: str | None = None
     own_memory: Sequence[int] = ()  # the supervised pid alone, every sample
+    stop_wait: float | None = None  # supervisord's stopwaitsecs for it (the shortest of its)
 
 
 @dataclass(frozen=True)
@@ -127,6 +129,9 @@ def _one(host: Host, seen: Observed, others_cpu: float) -> Advice:
                     "each process alone, not its children; children = each (or sum)")
     elif prefork and seen.judges == "none":
         said.append("the rule judges the master alone, not its workers: children = auto")
+    short = _short_stop_wait(seen)
+    if short:
+        said.append(short)
     if seen.limit is None:
         said.append(f"no rule covers this program: limit = {format_size(limit or 0)}")
     if fit is not None and fit < seen.processes:
@@ -135,6 +140,12 @@ def _one(host: Host, seen: Observed, others_cpu: float) -> Advice:
                     f"runs {seen.processes}")
     return Advice(seen.program, seen.processes, seen.kind, seen.children_per_process, workers,
                   processes, seen.cpu_cores, limit, fit, tuple(said))
+
+
+def _short_stop_wait(seen: Observed) -> str | None:
+    if seen.stop_wait is None or seen.kind not in {s.value for s in Server}:
+        return None
+    return short_stop_wait(Server(seen.kind), seen.stop_wait)
 
 
 def _limit(judged: Percentiles) -> int:

@@ -9,14 +9,14 @@ import os
 import shlex
 import time
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TextIO
 
 from listener.config.settings import Config
 from listener.core import policy
 from listener.core.model import ProcessInfo, own_namespecs
 from listener.core.policy import Verdict
-from listener.core.servers import Server, recognise
+from listener.core.servers import Server, recognise, short_stop_wait
 from listener.core.text import format_age, format_memory, format_pid, format_size, one_line
 from listener.host.sampler import Sampler
 from listener.tools.table import table
@@ -63,15 +63,33 @@ def render(judgements: Sequence[policy.Judgement]) -> str:
     return table(rows)
 
 
+def stop_wait_warnings(judgements: Sequence[policy.Judgement],
+                       stop_waits: Mapping[str, float]) -> list[str]:
+    """One line per program whose stopwaitsecs is shorter than its server's warm shutdown."""
+    said: dict[str, str] = {}
+    for j in judgements:
+        wait = stop_waits.get(j.process.namespec)
+        if j.sample is None or wait is None or j.process.group in said:
+            continue
+        problem = short_stop_wait(j.sample.server, wait)
+        if problem:
+            said[j.process.group] = f"warning: {j.process.group}: {problem}"
+    return list(said.values())
+
+
 def check(config: Config, processes: Sequence[ProcessInfo], sampler: Sampler, out: TextIO,
-          environ: dict[str, str] | None = None) -> int:
-    """Print the table; 1 if some watched process is over its limit, else 0."""
+          environ: dict[str, str] | None = None,
+          stop_waits: Mapping[str, float] | None = None) -> int:
+    """Print the table (and what to fix in supervisord's configuration, given each program's
+    stopwaitsecs); 1 if some watched process is over its limit, else 0."""
     result = sampler.sample(processes, config.rules)
     env = os.environ if environ is None else environ
     decision = policy.decide(processes, result.samples, config.rules, policy.PolicyState(),
                              time.time(), self_names=own_namespecs(env),
                              self_pids=frozenset({os.getpid()}))
     out.write(render(decision.judgements))
+    for line in stop_wait_warnings(decision.judgements, stop_waits or {}):
+        out.write(line + "\n")
     over = [j for j in decision.judgements if verdict_text(j).startswith("OVER")]
     return 1 if over else 0
 
