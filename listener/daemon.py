@@ -18,12 +18,13 @@ from listener.core import policy
 from listener.core.model import Action, ProcessInfo, Restart, SignalChild, own_namespecs
 from listener.core.rows import watched_rows
 from listener.core.states import RUNNING
-from listener.host.child_signals import ChildSignaller, Sent
+from listener.host.child_signals import ChildSignaller, Sent, say_drained
 from listener.host.sampler import Sampler
 from listener.log import fields
 from listener.supervisord import protocol
 from listener.supervisord.proctable import ProcessTable
 from listener.supervisord.rpc import Supervisor, SupervisorError, boot_clock, describe_error
+from listener.supervisord.ticks import TickWatch, section
 from listener.web.stats import Counter, Stats
 
 log = logging.getLogger("memwatch.daemon")
@@ -63,6 +64,8 @@ class Daemon:
         self.table = ProcessTable(config.resync, time.monotonic, clock, boot_clock)
         self._from_table = False  # this tick's processes came from the table, not a listing
         self._ticks = 0
+        self.watch = TickWatch(config.tick_timeout, stats,
+                               section(os.environ if environ is None else environ))
 
     # --- signals: handlers set flags; the loop does the work ---
 
@@ -88,6 +91,7 @@ class Daemon:
     def run(self, stdin: TextIO, stdout: TextIO) -> int:
         log.info("started", extra=fields(server=self.supervisor.display_url,
                                          limits=self.config.rules.describe()))
+        self.watch.start()
         try:
             while not self._stopping:
                 protocol.send_ready(stdout)
@@ -116,6 +120,7 @@ class Daemon:
         return self.stop()
 
     def stop(self) -> int:
+        self.watch.stop()
         self.stats.loop_busy(False)  # no more events: scrapes need not wait for any
         in_flight = self.restarter.in_flight()
         if in_flight:
@@ -130,6 +135,7 @@ class Daemon:
 
     def handle(self, event: protocol.Event) -> None:
         self.stats.event(event.name or "unknown")
+        self.watch.saw(event.name)
         self.table.saw(event.headers)
         if event.name.startswith(("PROCESS_STATE_", "PROCESS_GROUP_")):
             self.table.apply(event.name, event.payload)  # no RPC: answered as fast as a TICK
@@ -185,7 +191,7 @@ class Daemon:
         decision = policy.decide(processes, result.samples, config.rules, self.state, now,
                                  busy=self.restarter.busy(), self_names=self.self_names,
                                  self_pids=self.self_pids)
-        self._say_drained(self.state.signalled, decision.state.signalled, processes, now)
+        say_drained(self.state.signalled, decision.state.signalled, processes, now)
         self.state = decision.state
         self.stats.observe(watched_rows(decision.judgements, decision.state), now)
         for judgement in decision.suppressed:
@@ -258,17 +264,6 @@ class Daemon:
         self.table.stale(namespec)
         return False
 
-    @staticmethod
-    def _say_drained(before: Mapping[tuple[str, int], tuple[float, float]],
-                     after: Mapping[tuple[str, int], tuple[float, float]],
-                     processes: Sequence[ProcessInfo], now: float) -> None:
-        """A signalled child that is gone (its process still listed): the signal's outcome."""
-        listed = {p.namespec for p in processes}
-        for (namespec, child), (_, sent) in before.items():
-            if (namespec, child) not in after and namespec in listed:
-                log.info("signalled child is gone", extra=fields(
-                    process=namespec, child_pid=child, seconds_after_signal=round(now - sent, 1)))
-
     def _set_supervisor_up(self, up: bool, error: str = "") -> None:
         """Log on change only: a down supervisord must not flood the log every tick."""
         self.stats.supervisor_up(up)
@@ -291,6 +286,7 @@ class Daemon:
             log.error("config reload failed: keeping the old config", extra=fields(error=str(exc)))
             return
         self.table.resync_every = new.resync
+        self.watch.timeout = new.tick_timeout
         self.config = new
         log.info("config reloaded", extra=fields(limits=new.rules.describe()))
 

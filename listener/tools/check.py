@@ -98,8 +98,10 @@ LISTENER_HEADERS = ("GROUP", "PROCESS", "PID", "STRATEGY", "MEMORY", "LIMIT", "V
                     "RESTARTS", "SIGNALS", "BUDGET", "LAST ACTION")
 
 
-def listener_table(view: StatusView, now: float) -> tuple[str, bool]:
-    """A running listener's view as a table, and whether some process is over its limit."""
+def listener_table(view: StatusView, now: float) -> tuple[str, int]:
+    """A running listener's view as a table, and the exit code a probe reads: 2 when the
+    listener cannot tell (no TICK arrives, supervisord out of its reach), 1 when some process
+    is over its limit and nothing deals with it, else 0 (draining, restarting, counting...)."""
     rows: list[tuple[str, ...]] = [LISTENER_HEADERS]
     for p in view.processes:
         last = (f"{p.last_action.replace('_', ' ')} {format_age(now - p.last_action_at)}"
@@ -110,19 +112,24 @@ def listener_table(view: StatusView, now: float) -> tuple[str, bool]:
             format_size(p.limit_bytes),
             p.verdict, str(p.restarts), str(p.child_signals),
             "-" if p.budget_left is None else str(p.budget_left), last)))
+    in_hand = {str(v) for v in policy.IN_HAND}
     over = any(p.memory_bytes is not None and p.memory_bytes > p.limit_bytes
-               for p in view.processes)
+               and p.verdict not in in_hand for p in view.processes)
     head = (f"supervisord {'reachable' if view.supervisor_up else 'UNREACHABLE'}, "
             f"last tick {format_age(now - view.last_tick if view.last_tick else None)}, "
             f"stopped and not running again: {view.stopped_not_running}\n")
-    return head + table(rows), over
+    if view.tick_problem:
+        head += f"cannot tell: {one_line(view.tick_problem)}\n"
+    code = 2 if view.tick_problem or not view.supervisor_up else 1 if over else 0
+    return head + table(rows), code
 
 
 STATUS_MAX_BYTES = 64 * 2**20  # /status of 1000 processes with their history is about 4 MB
 
 
 def check_listener(url: str, out: TextIO, timeout: float = 10.0) -> int:
-    """`check --listener URL`: the listener's own view; 0 none over, 1 some over, 2 error."""
+    """`check --listener URL`: the listener's own view, and listener_table's exit code (2 also
+    when /status cannot be read: CheckError)."""
     status_url = url.rstrip("/") + ("" if url.rstrip("/").endswith("/status") else "/status")
     try:
         with urllib.request.urlopen(status_url, timeout=timeout) as resp:
@@ -131,9 +138,9 @@ def check_listener(url: str, out: TextIO, timeout: float = 10.0) -> int:
     # StatusError is a ValueError; a garbled status line or a cut body is an HTTPException
     except (OSError, ValueError, RecursionError, http.client.HTTPException) as exc:
         raise CheckError(one_line(f"--listener: cannot read {status_url}: {exc}")) from None
-    text, over = listener_table(view, time.time())
+    text, code = listener_table(view, time.time())
     out.write(text)
-    return 1 if over else 0
+    return code
 
 
 def _read_bounded(resp: io.BufferedIOBase, deadline: float) -> bytes:

@@ -43,6 +43,7 @@ class Snapshot:
     tick_buckets: tuple[int, ...]  # cumulative counts per TICK_BUCKETS bound, then +Inf
     tick_sum: float
     stopped_not_running: int
+    tick_problem: str = ""  # no TICK arrives: why, in one line (listener.supervisord.ticks)
 
 
 # what a process's row keeps from tick to tick: its counters and its last action (looked up
@@ -69,6 +70,7 @@ class Stats:
         self._bucket_counts = [0] * (len(TICK_BUCKETS) + 1)
         self._tick_sum = 0.0
         self._stopped_not_running = 0
+        self._tick_problem = ""
         self._history: dict[str, array[float]] = {}
         self._loop_idle = threading.Event()
         self._loop_idle.set()
@@ -97,6 +99,10 @@ class Stats:
     def supervisor_up(self, up: bool) -> None:
         with self._lock:
             self._supervisor_up = int(up)
+
+    def tick_problem(self, problem: str) -> None:
+        with self._lock:
+            self._tick_problem = problem
 
     def stopped_not_running(self, n: int) -> None:
         with self._lock:
@@ -165,6 +171,7 @@ class Stats:
                 tick_buckets=tuple(cumulative),
                 tick_sum=self._tick_sum,
                 stopped_not_running=self._stopped_not_running,
+                tick_problem=self._tick_problem,
             )
         if not history:
             return snap

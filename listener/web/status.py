@@ -29,7 +29,9 @@ def render_html(view: StatusView, now: float) -> str:
         up="reachable" if view.supervisor_up else "UNREACHABLE",
         tick=format_age(age), tick_class="bad" if age is None or age > 180 else "ok",
         stopped=view.stopped_not_running,
-        stopped_class="bad" if view.stopped_not_running else "ok", rows=rows)
+        stopped_class="bad" if view.stopped_not_running else "ok", rows=rows,
+        problem=(f'<p class="bad" id="tick-problem">{html.escape(view.tick_problem)}</p>'
+                 if view.tick_problem else ""))
 
 
 def _row(p: ProcessRow, now: float) -> str:
@@ -114,6 +116,7 @@ footer {{ margin-top: 1em; color: #777; font-size: .85em; }}
 <span>last tick: <b class="{tick_class}" id="last-tick">{tick}</b></span>
 <span>stopped by memwatch, not running: <b class="{stopped_class}">{stopped}</b></span>
 </div>
+{problem}
 <table id="processes">
 <tr><th>process</th><th>pid</th><th>strategy</th><th>memory / limit</th><th>recent</th>
 <th>verdict (samples over)</th><th>restarts / signals</th><th>budget left</th>

@@ -25,11 +25,12 @@ class StatusView:
     last_tick: float  # epoch seconds; 0: never
     stopped_not_running: int
     processes: tuple[ProcessRow, ...]
+    tick_problem: str = ""  # no TICK arrives: why; "": they do
 
     @classmethod
     def of(cls, snap: Snapshot) -> StatusView:
         return cls(__version__, bool(snap.supervisor_up), snap.last_tick,
-                   snap.stopped_not_running, snap.processes)
+                   snap.stopped_not_running, snap.processes, snap.tick_problem)
 
 
 class LastActionJSON(TypedDict):
@@ -67,7 +68,7 @@ class ProcessJSON(_ProcessJSON, total=False):
     forced_stops: int
 
 
-class StatusJSON(TypedDict):
+class _StatusJSON(TypedDict):
     version: str
     supervisor_up: bool
     last_tick: float
@@ -75,9 +76,14 @@ class StatusJSON(TypedDict):
     processes: list[ProcessJSON]
 
 
+class StatusJSON(_StatusJSON, total=False):
+    tick_problem: str  # added later: an older listener does not send it
+
+
 def to_json(view: StatusView) -> StatusJSON:
     return {"version": view.version, "supervisor_up": view.supervisor_up,
             "last_tick": view.last_tick, "stopped_not_running": view.stopped_not_running,
+            "tick_problem": view.tick_problem,
             "processes": [_process_json(p) for p in view.processes]}
 
 
@@ -107,7 +113,8 @@ def from_json(data: object) -> StatusView:
     checked: StatusJSON = _checked(data, StatusJSON, "")
     return StatusView(checked["version"], checked["supervisor_up"], checked["last_tick"],
                       checked["stopped_not_running"],
-                      tuple(_process_row(p) for p in checked["processes"]))
+                      tuple(_process_row(p) for p in checked["processes"]),
+                      checked.get("tick_problem", ""))
 
 
 def _process_row(p: ProcessJSON) -> ProcessRow:

@@ -42,7 +42,7 @@ def served(view: StatusView) -> Any:
 
 def test_status_keeps_its_documented_keys() -> None:
     answer = served(VIEW)
-    assert set(answer) == {"version", "supervisor_up", "last_tick", "stopped_not_running",
+    assert set(answer) == {"version", "supervisor_up", "last_tick", "stopped_not_running", "tick_problem",
                            "processes"}
     worker, idle = answer["processes"]
     assert set(worker) == set(idle) == PROCESS_KEYS
