@@ -20,7 +20,7 @@ from listener.core.text import one_line
 from listener.host.sampler import Sampler
 from listener.log import fields
 from listener.supervisord.rpc import Supervisor, SupervisorError, describe_error
-from listener.tools import advice, history, observe
+from listener.tools import advice, advice_report, history, observe
 from listener.tools.advice import Observed
 from listener.tools.check import CheckError, check, check_listener, listener_arguments
 
@@ -77,10 +77,11 @@ def run_check(config: Config, argv: list[str]) -> int:
             config = listeners_config(supervisor, argv)
             supervisor = connect(config)
         processes = supervisor.processes()
+        stop_waits = supervisor.stop_waits()
     except (CheckError, ConfigError, *SupervisorError) as exc:
         return _failed(exc, supervisor)
     return check(config, processes, Sampler(configured=supervisor.configured_commands),
-                 sys.stdout)
+                 sys.stdout, stop_waits=stop_waits)
 
 
 def _failed(exc: BaseException, supervisor: Supervisor) -> int:
@@ -119,12 +120,12 @@ def run_advise(config: Config, argv: list[str]) -> int:
     except (CheckError, ConfigError, history.HistoryError, *SupervisorError) as exc:
         return _failed(exc, supervisor)
     host = observe.read_host()
-    result = advice.advise(host, programs)
+    result = advice.advise(host, _with_stop_waits(supervisor, programs))
     if options.output_format == "json":
-        json.dump(advice.as_json(host, result), sys.stdout, indent=2)
+        json.dump(advice_report.as_json(host, result), sys.stdout, indent=2)
         sys.stdout.write("\n")
     else:
-        sys.stdout.write(advice.render(host, result))
+        sys.stdout.write(advice_report.render(host, result))
     return 0
 
 
@@ -136,6 +137,19 @@ def _with_kinds(supervisor: Supervisor, programs: list[Observed]) -> list[Observ
     except SupervisorError:
         return programs
     return [replace(p, kind=kinds.get(p.program, p.kind)) for p in programs]
+
+
+def _with_stop_waits(supervisor: Supervisor, programs: list[Observed]) -> list[Observed]:
+    """Each program's stopwaitsecs (the shortest of its processes'), when supervisord says."""
+    try:
+        waits = supervisor.stop_waits()
+    except SupervisorError:
+        return programs
+    shortest: dict[str, float] = {}
+    for namespec, wait in waits.items():
+        group = namespec.split(":", 1)[0]
+        shortest[group] = min(wait, shortest.get(group, wait))
+    return [replace(p, stop_wait=shortest.get(p.program)) for p in programs]
 
 
 def _listeners_rules_if_any(supervisor: Supervisor, argv: list[str], config: Config) -> Config:

@@ -7,6 +7,7 @@ import os
 import signal
 import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from types import FrameType
 from typing import TextIO
 
@@ -15,10 +16,9 @@ from listener.config.reload import reloaded
 from listener.config.settings import Config
 from listener.config.values import ConfigError
 from listener.core import policy
-from listener.core.model import ProcessInfo, Restart, own_namespecs
+from listener.core.model import Action, ProcessInfo, Restart, SignalChild, own_namespecs
 from listener.core.rows import watched_rows
-from listener.core.states import RUNNING
-from listener.host.child_signals import ChildSignaller, Sent
+from listener.host.child_signals import ChildSignaller, Sent, say_drained
 from listener.host.hostmem import HostMemoryWatch
 from listener.host.oomwatch import OomWatch
 from listener.host.sampler import Sampler
@@ -26,6 +26,7 @@ from listener.log import fields
 from listener.supervisord import protocol
 from listener.supervisord.proctable import ProcessTable
 from listener.supervisord.rpc import Supervisor, SupervisorError, boot_clock, describe_error
+from listener.supervisord.ticks import TickWatch, section
 from listener.web.stats import Counter, Stats
 
 log = logging.getLogger("memwatch.daemon")
@@ -69,6 +70,8 @@ class Daemon:
         self.table = ProcessTable(config.resync, time.monotonic, clock, boot_clock)
         self._from_table = False  # this tick's processes came from the table, not a listing
         self._ticks = 0
+        self.watch = TickWatch(config.tick_timeout, stats,
+                               section(os.environ if environ is None else environ))
 
     # --- signals: handlers set flags; the loop does the work ---
 
@@ -94,6 +97,7 @@ class Daemon:
     def run(self, stdin: TextIO, stdout: TextIO) -> int:
         log.info("started", extra=fields(server=self.supervisor.display_url,
                                          limits=self.config.rules.describe()))
+        self.watch.start()
         try:
             while not self._stopping:
                 protocol.send_ready(stdout)
@@ -122,6 +126,7 @@ class Daemon:
         return self.stop()
 
     def stop(self) -> int:
+        self.watch.stop()
         self.stats.loop_busy(False)  # no more events: scrapes need not wait for any
         in_flight = self.restarter.in_flight()
         if in_flight:
@@ -136,6 +141,7 @@ class Daemon:
 
     def handle(self, event: protocol.Event) -> None:
         self.stats.event(event.name or "unknown")
+        self.watch.saw(event.name)
         self.table.saw(event.headers)
         if event.name.startswith(("PROCESS_STATE_", "PROCESS_GROUP_")):
             self.table.apply(event.name, event.payload)  # no RPC: answered as fast as a TICK
@@ -193,7 +199,7 @@ class Daemon:
         decision = policy.decide(processes, result.samples, config.rules, self.state, now,
                                  busy=self.restarter.busy(), self_names=self.self_names,
                                  self_pids=self.self_pids, pressure=pressure)
-        self._say_drained(self.state.signalled, decision.state.signalled, processes, now)
+        say_drained(self.state.signalled, decision.state.signalled, processes, now)
         self.state = decision.state
         self.stats.observe(watched_rows(decision.judgements, decision.state), now)
         if self.oom is not None:
@@ -207,58 +213,49 @@ class Daemon:
                             "frees up", extra=fields(process=namespec, max_restarts=strategy.max_restarts,
                                                      window_seconds=strategy.restart_window))
         dry_run_now: set[str] = set()
+        unsent: set[tuple[str, int]] = set()
         for action in decision.actions:
             if config.dry_run:
-                namespec = action.target.namespec
-                self.stats.count(namespec, Counter.DRY_RUN_ACTIONS)  # every tick it would act
-                dry_run_now.add(namespec)
-                if namespec in self._dry_run_before:
-                    continue  # said on the tick it started: a log line per change, not per tick
-                if isinstance(action, Restart):
-                    log.warning("dry run: would restart", extra=fields(
-                        **action.target.fields(), escalating_child=action.escalates))
-                else:
-                    log.warning("dry run: would signal child", extra=fields(
-                        **action.target.fields(), child_pid=action.child_pid))
+                dry_run_now.add(action.target.namespec)
+                self._say_dry_run(action)
             elif isinstance(action, Restart):
                 self.restarter.submit(action)  # confirms the pid with getProcessInfo first
-            elif (self._confirmed(action.target.namespec, action.target.pid)
-                  and self.signaller.send(action) is Sent.NOT_CAUGHT and action.otherwise):
-                self.restarter.submit(action.otherwise)  # a signal would kill it mid-task
+                continue
+            elif self._signal(action):
+                continue
+            if isinstance(action, SignalChild):
+                unsent.add((action.target.namespec, action.child_pid))
+        if unsent:  # a signal never sent leaves no child draining, and nothing to escalate
+            self.state = replace(self.state, signalled={
+                k: v for k, v in self.state.signalled.items() if k not in unsent})
         self._dry_run_before = dry_run_now
         if not config.dry_run:
             self.restarter.retry_stopped()
         self.stats.stopped_not_running(len(self.restarter.stopped()))
 
-    def _confirmed(self, namespec: str, pid: int) -> bool:
-        """A child signal decided from the event-kept table: one getProcessInfo first, so that
-        a table that missed a change costs a tick, never a signal to the wrong tree."""
-        if not self._from_table:
-            return True  # this tick's listing said so
-        try:
-            info = self.supervisor.process(namespec)
-        except SupervisorError as exc:
-            log.warning("child signal not sent: supervisord did not confirm the process",
-                        extra=fields(process=namespec, error=describe_error(exc)))
-            self.table.unreachable()
-            return False
-        if info.pid == pid and info.statename == RUNNING:
-            return True
-        log.info("child signal not sent: the process changed since the table said so",
-                 extra=fields(process=namespec, pid=pid, now_pid=info.pid, state=info.statename))
-        self.table.stale(namespec)
-        return False
+    def _say_dry_run(self, action: Action) -> None:
+        """Count what a dry run would do, every tick; say it on the tick it starts."""
+        namespec = action.target.namespec
+        self.stats.count(namespec, Counter.DRY_RUN_ACTIONS)
+        if namespec in self._dry_run_before:
+            return  # a log line per change, not per tick
+        if isinstance(action, Restart):
+            log.warning("dry run: would restart", extra=fields(
+                **action.target.fields(), escalating_child=action.escalates))
+        else:  # the target's fields name the child whose figure it is: the same pid
+            log.warning("dry run: would signal child", extra=fields(
+                **{**action.target.fields(), "child_pid": action.child_pid}))
 
-    @staticmethod
-    def _say_drained(before: Mapping[tuple[str, int], tuple[float, float]],
-                     after: Mapping[tuple[str, int], tuple[float, float]],
-                     processes: Sequence[ProcessInfo], now: float) -> None:
-        """A signalled child that is gone (its process still listed): the signal's outcome."""
-        listed = {p.namespec for p in processes}
-        for (namespec, child), (_, sent) in before.items():
-            if (namespec, child) not in after and namespec in listed:
-                log.info("signalled child is gone", extra=fields(
-                    process=namespec, child_pid=child, seconds_after_signal=round(now - sent, 1)))
+    def _signal(self, action: SignalChild) -> bool:
+        """Send a child signal (confirmed first); True if it went (or a restart took its place)."""
+        # decided from the event-kept table: supervisord confirms the process first
+        if self._from_table and not self.table.confirm(self.supervisor, action.target.namespec,
+                                                       action.target.pid):
+            return False
+        sent = self.signaller.send(action)
+        if sent is Sent.NOT_CAUGHT and action.otherwise:
+            self.restarter.submit(action.otherwise)  # a signal would kill it mid-task
+        return sent is Sent.YES
 
     def _set_supervisor_up(self, up: bool, error: str = "") -> None:
         """Log on change only: a down supervisord must not flood the log every tick."""
@@ -284,14 +281,7 @@ class Daemon:
             return
         self.config = new = done.config
         self.table.resync_every = new.resync
-        said = {"limits": new.rules.describe(), "rules": done.rules_after}
-        if done.needs_restart:  # in force only from the next start: the old values are kept
-            log.warning("config reloaded; changed settings that apply only at start keep their "
-                        "old values until a restart", extra=fields(
-                            **said, needs_restart=",".join(done.needs_restart)))
-        elif done.rules_after < done.rules_before:
-            log.warning("config reloaded with fewer rules", extra=fields(
-                **said, rules_before=done.rules_before))
-        else:
-            log.info("config reloaded", extra=fields(**said))
+        self.watch.timeout = new.tick_timeout
+        level, message, said = done.said()
+        log.log(level, message, extra=fields(**said))
 

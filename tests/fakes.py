@@ -98,6 +98,10 @@ class FakeSupervisor:
             raise xmlrpc.client.Fault(Fault.BAD_NAME, f"BAD_NAME: {namespec}")
         return self.table[namespec]
 
+    def stop_waits(self) -> dict[str, float]:
+        self._reachable()
+        return {n: 10.0 for n in self.table}  # supervisord's default stopwaitsecs
+
     def stop(self, namespec: str) -> None:
         self._reachable()
         self.calls.append(("stop", namespec))

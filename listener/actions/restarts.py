@@ -19,6 +19,7 @@ from collections.abc import Callable
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass
 
+from listener.actions import forced
 from listener.actions.journal import Journal
 from listener.actions.mail import Mailer
 from listener.core import recovery
@@ -154,6 +155,7 @@ class Restarter:
                         extra=fields(**ctx))
         else:
             log.warning("restarting process over its memory limit", extra=fields(**ctx))
+        wait = forced.stop_wait(client, namespec)
         began = self._monotonic()
         self._journal.begin(namespec, t.pid, self._wall())
         try:
@@ -169,6 +171,7 @@ class Restarter:
         stopped_after = self._monotonic() - began
         self._journal.stopped(namespec, self._wall())
         self._stats.count(namespec, Counter.RESTARTS)
+        forced.say_if_forced(client, self._stats, namespec, stopped_after, wait, ctx)
         if action.escalates is not None:
             self._stats.count(namespec, Counter.CHILD_SIGNAL_ESCALATIONS)
         if self._start(namespec, ctx):

@@ -3,6 +3,7 @@ force. Pure: no I/O."""
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, replace
 
 from listener.config.settings import Config, declared
@@ -16,6 +17,19 @@ class Reloaded:
     needs_restart: tuple[str, ...]  # keys changed in the file whose old values are kept
     rules_before: int
     rules_after: int
+
+    def said(self) -> tuple[int, str, dict[str, object]]:
+        """The log line of this reload: (level, message, fields)."""
+        said: dict[str, object] = {"limits": self.config.rules.describe(),
+                                   "rules": self.rules_after}
+        if self.needs_restart:  # in force only from the next start: the old values are kept
+            return (logging.WARNING, "config reloaded; changed settings that apply only at "
+                    "start keep their old values until a restart",
+                    {**said, "needs_restart": ",".join(self.needs_restart)})
+        if self.rules_after < self.rules_before:
+            return (logging.WARNING, "config reloaded with fewer rules",
+                    {**said, "rules_before": self.rules_before})
+        return logging.INFO, "config reloaded", said
 
 
 def count(rules: Rules) -> int:

@@ -150,6 +150,11 @@ class Config:
                            metavar="DURATION", group=CONNECTION, commands=_LISTEN, reloads=True,
                            help="with PROCESS_STATE events subscribed: list every process again "
                            "this often anyway")
+    tick_timeout: float = option("--tick-timeout", default=65.0, convert=values.positive_duration,
+                                 metavar="DURATION", group=CONNECTION, commands=_LISTEN,
+                                 help="no TICK event this long (since the start, or the last "
+                                 "one) is said in the log, /status and the page (TICK_5 missing "
+                                 "from events=); the default allows TICK_60")
     metrics_addr: str = option("--metrics-addr", default="127.0.0.1", metavar="ADDR",
                                group=CONNECTION, commands=_LISTEN,
                                help="address of /metrics, /status and the status page")

@@ -34,6 +34,13 @@ class Verdict(str, enum.Enum):
         return self.value
 
 
+# Verdicts of a process over its limit that the listener is dealing with, or will by its
+# rules: a probe's normal transitions (`check` exits 0). Any other verdict of a process over
+# its limit (suppressed by the budget, excluded...) is one nobody deals with (exit 1).
+IN_HAND = frozenset({Verdict.GRACE, Verdict.COUNTING, Verdict.ACT, Verdict.DEFERRED,
+                     Verdict.DRAINING, Verdict.BUSY})
+
+
 @dataclass(frozen=True)
 class Judgement:
     """What the policy made of one process this tick (for metrics, logs and `check`)."""

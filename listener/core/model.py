@@ -34,6 +34,7 @@ class ProcessInfo:
     # CLOCK_BOOTTIME seconds when supervisord said so: a process holding `pid` that started
     # later is not this one (the pid was reused). inf: not known, nothing to compare.
     listed_at: float = math.inf
+    exitstatus: int = 0  # of its last exit; -1: ended by a signal (supervisord's word)
 
     @property
     def namespec(self) -> str:

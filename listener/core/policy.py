@@ -11,7 +11,7 @@ import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from listener.core.judgements import Decision, Judgement, PolicyState, Verdict
+from listener.core.judgements import IN_HAND, Decision, Judgement, PolicyState, Verdict
 from listener.core.model import (
     SAME_START,
     Action,
@@ -28,7 +28,7 @@ from listener.core.rules import ROLLING_SECONDS_PER_WORKER, Rule, Rules, Strateg
 from listener.core.servers import Server
 from listener.core.states import RUNNING
 
-__all__ = ["Decision", "Judgement", "PolicyState", "Verdict", "decide", "screen"]
+__all__ = ["IN_HAND", "Decision", "Judgement", "PolicyState", "Verdict", "decide", "screen"]
 
 
 def decide(

@@ -57,3 +57,14 @@ def gave_up(state: str) -> bool:
     """After a start: supervisord ran out of its own retries (FATAL, EXITED...)."""
     return state != RUNNING and state not in STARTING_UP
 
+
+
+KILLED_BY_A_SIGNAL = -1  # supervisord's exitstatus for a process that a signal ended
+
+
+def forced_stop(exitstatus: int, stop_seconds: float, stopwaitsecs: float) -> bool:
+    """Whether supervisord had to force a stop: its SIGKILL comes stopwaitsecs after it sent
+    the stopsignal, so a stop that took at least that long (timed from before the request) and
+    ended by a signal is one (a program that dies of the stopsignal itself ends at once; one
+    that stops cleanly exits with a status of its own)."""
+    return exitstatus == KILLED_BY_A_SIGNAL and stop_seconds >= stopwaitsecs

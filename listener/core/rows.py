@@ -45,6 +45,7 @@ class ProcessRow:
     child_signal_escalations: int = 0
     dry_run_actions: int = 0
     oom_kills: int = 0  # the process or a worker of its tree killed by the kernel's OOM killer
+    forced_stops: int = 0
     last_action: str = ""  # the counter of the last action: restarts, child_signals, ...
     last_action_at: float = 0.0  # epoch seconds
     # (epoch seconds, bytes), the latest last; only in a snapshot taken with history

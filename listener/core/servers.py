@@ -121,3 +121,31 @@ def _ran_as_module(argv: list[str]) -> bool:
     """`python -m listener`: our package run from a checkout (a script named listener is not)."""
     return any(a == "-m" and b == "listener" for a, b in zip(argv, argv[1:], strict=False))
 
+
+
+# Servers whose stop on supervisord's SIGTERM is a warm shutdown, with the seconds it may take
+# and what bounds it: a stopwaitsecs below that makes supervisord SIGKILL it mid-way, and the
+# work it was finishing is lost (a memory restart is such a stop). uWSGI (die-on-term) and plain
+# programs stop at once.
+WARM_SHUTDOWN: dict[Server, tuple[float, str]] = {
+    Server.CELERY: (60.0, "its warm shutdown lets running tasks finish: set it above the "
+                          "longest task"),
+    Server.TASKWORKER: (36.0, "its stop takes about 31 s at --concurrency=4, 5 s more per "
+                              "extra child"),
+    Server.GUNICORN: (35.0, "its workers finish their requests within graceful_timeout, 30 s "
+                            "by default"),
+    Server.GRANIAN: (35.0, "its workers drain within workers_kill_timeout, 30 s"),
+}
+
+
+def short_stop_wait(server: Server, stopwaitsecs: float) -> str | None:
+    """What to say when a program's stopwaitsecs is shorter than its server's warm shutdown;
+    None when it is long enough, or the server stops at once."""
+    if server not in WARM_SHUTDOWN:
+        return None
+    needed, why = WARM_SHUTDOWN[server]
+    if stopwaitsecs >= needed:
+        return None
+    return (f"stopwaitsecs={stopwaitsecs:g} is shorter than {server.value}'s warm shutdown: a "
+            f"restart ends in SIGKILL and may lose work; set stopwaitsecs to at least "
+            f"{needed:g} ({why})")

@@ -12,9 +12,9 @@ import enum
 import logging
 import os
 import signal
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 
-from listener.core.model import SAME_START, SignalChild
+from listener.core.model import SAME_START, ProcessInfo, SignalChild
 from listener.host.procfs import ProcReader
 from listener.log import fields
 from listener.web.stats import Counter, Stats
@@ -121,3 +121,14 @@ class ChildSignaller:
                 return 0
             pid = parent.ppid
         return 0
+
+
+def say_drained(before: Mapping[tuple[str, int], tuple[float, float]],
+                after: Mapping[tuple[str, int], tuple[float, float]],
+                processes: Sequence[ProcessInfo], now: float) -> None:
+    """A signalled child that is gone (its process still listed): the signal's outcome."""
+    listed = {p.namespec for p in processes}
+    for (namespec, child), (_, sent) in before.items():
+        if (namespec, child) not in after and namespec in listed:
+            log.info("signalled child is gone", extra=fields(
+                process=namespec, child_pid=child, seconds_after_signal=round(now - sent, 1)))

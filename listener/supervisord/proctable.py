@@ -23,18 +23,24 @@ at the wrong process.
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
 
 from listener.core.model import ProcessInfo
 from listener.core.states import EXITS_INTO, RUNNING, STARTING, STOPPED, WITH_PID
+from listener.log import fields
 from listener.supervisord import protocol
+from listener.supervisord.rpc import Supervisor, SupervisorError, describe_error
 
 STATE_EVENT = "PROCESS_STATE_"
 GROUP_ADDED = "PROCESS_GROUP_ADDED"
 GROUP_REMOVED = "PROCESS_GROUP_REMOVED"
 MAX_REASONS = 3  # said in the log line of the listing: the first few are enough
+
+
+log = logging.getLogger("memwatch.daemon")
 
 
 class ProcessTable:
@@ -138,3 +144,20 @@ class ProcessTable:
 
     def processes(self) -> list[ProcessInfo]:
         return list(self._entries.values())
+
+    def confirm(self, supervisor: Supervisor, namespec: str, pid: int) -> bool:
+        """A child signal decided from this table: one getProcessInfo first, so that a table
+        that missed a change costs a tick, never a signal to the wrong tree."""
+        try:
+            info = supervisor.process(namespec)
+        except SupervisorError as exc:
+            log.warning("child signal not sent: supervisord did not confirm the process",
+                        extra=fields(process=namespec, error=describe_error(exc)))
+            self.unreachable()
+            return False
+        if info.pid == pid and info.statename == RUNNING:
+            return True
+        log.info("child signal not sent: the process changed since the table said so",
+                 extra=fields(process=namespec, pid=pid, now_pid=info.pid, state=info.statename))
+        self.stale(namespec)
+        return False

@@ -204,6 +204,12 @@ class Supervisor:
         except SupervisorError:
             return None
 
+    def stop_waits(self) -> dict[str, float]:
+        """namespec -> its stopwaitsecs: how long supervisord waits after the stopsignal
+        before it sends SIGKILL."""
+        return {f"{c['group']}:{c['name']}": float(c.get("stopwaitsecs") or 0)
+                for c in self._proxy.supervisor.getAllConfigInfo()}
+
     def stop(self, namespec: str) -> None:
         self._proxy.supervisor.stopProcess(namespec, True)
 
@@ -235,4 +241,5 @@ def to_process_info(info: dict[str, Any], listed_at: float) -> ProcessInfo:
         start=float(info["start"]),
         stop=float(info.get("stop") or 0.0),
         listed_at=listed_at,
+        exitstatus=int(info.get("exitstatus") or 0),
     )

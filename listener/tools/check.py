@@ -6,14 +6,14 @@ import http.client
 import os
 import shlex
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TextIO
 
 from listener.config.settings import Config
 from listener.core import policy
 from listener.core.model import ProcessInfo, own_namespecs
 from listener.core.policy import Verdict
-from listener.core.servers import Server, recognise
+from listener.core.servers import Server, recognise, short_stop_wait
 from listener.core.text import (
     format_age,
     format_memory,
@@ -69,15 +69,33 @@ def render(judgements: Sequence[policy.Judgement]) -> str:
     return table(rows)
 
 
+def stop_wait_warnings(judgements: Sequence[policy.Judgement],
+                       stop_waits: Mapping[str, float]) -> list[str]:
+    """One line per program whose stopwaitsecs is shorter than its server's warm shutdown."""
+    said: dict[str, str] = {}
+    for j in judgements:
+        wait = stop_waits.get(j.process.namespec)
+        if j.sample is None or wait is None or j.process.group in said:
+            continue
+        problem = short_stop_wait(j.sample.server, wait)
+        if problem:
+            said[j.process.group] = f"warning: {j.process.group}: {problem}"
+    return list(said.values())
+
+
 def check(config: Config, processes: Sequence[ProcessInfo], sampler: Sampler, out: TextIO,
-          environ: dict[str, str] | None = None) -> int:
-    """Print the table; 1 if some watched process is over its limit, else 0."""
+          environ: dict[str, str] | None = None,
+          stop_waits: Mapping[str, float] | None = None) -> int:
+    """Print the table (and what to fix in supervisord's configuration, given each program's
+    stopwaitsecs); 1 if some watched process is over its limit, else 0."""
     result = sampler.sample(processes, config.rules)
     env = os.environ if environ is None else environ
     decision = policy.decide(processes, result.samples, config.rules, policy.PolicyState(),
                              time.time(), self_names=own_namespecs(env),
                              self_pids=frozenset({os.getpid()}))
     out.write(render(decision.judgements))
+    for line in stop_wait_warnings(decision.judgements, stop_waits or {}):
+        out.write(line + "\n")
     over = [j for j in decision.judgements if verdict_text(j).startswith("OVER")]
     return 1 if over else 0
 
@@ -87,8 +105,10 @@ LISTENER_HEADERS = ("GROUP", "PROCESS", "PID", "STRATEGY", "MEMORY", "LIMIT", "V
                     "RESTARTS", "SIGNALS", "BUDGET", "LAST ACTION")
 
 
-def listener_table(view: StatusView, now: float) -> tuple[str, bool]:
-    """A running listener's view as a table, and whether some process is over its limit."""
+def listener_table(view: StatusView, now: float) -> tuple[str, int]:
+    """A running listener's view as a table, and the exit code a probe reads: 2 when the
+    listener cannot tell (no TICK arrives, supervisord out of its reach), 1 when some process
+    is over its limit and nothing deals with it, else 0 (draining, restarting, counting...)."""
     rows: list[tuple[str, ...]] = [LISTENER_HEADERS]
     for p in view.processes:
         last = (f"{p.last_action.replace('_', ' ')} {format_age(now - p.last_action_at)}"
@@ -99,19 +119,24 @@ def listener_table(view: StatusView, now: float) -> tuple[str, bool]:
             format_size(p.limit_bytes),
             p.verdict, str(p.restarts), str(p.child_signals),
             "-" if p.budget_left is None else str(p.budget_left), last)))
+    in_hand = {str(v) for v in policy.IN_HAND}
     over = any(p.memory_bytes is not None and p.memory_bytes > p.limit_bytes
-               for p in view.processes)
+               and p.verdict not in in_hand for p in view.processes)
     head = (f"supervisord {'reachable' if view.supervisor_up else 'UNREACHABLE'}, "
             f"last tick {format_age(now - view.last_tick if view.last_tick else None)}, "
             f"stopped and not running again: {view.stopped_not_running}\n")
-    return head + table(rows), over
+    if view.tick_problem:
+        head += f"cannot tell: {one_line(view.tick_problem)}\n"
+    code = 2 if view.tick_problem or not view.supervisor_up else 1 if over else 0
+    return head + table(rows), code
 
 
 STATUS_MAX_BYTES = 64 * 2**20  # /status of 1000 processes with their history is about 4 MB
 
 
 def check_listener(url: str, out: TextIO, timeout: float = 10.0) -> int:
-    """`check --listener URL`: the listener's own view; 0 none over, 1 some over, 2 error."""
+    """`check --listener URL`: the listener's own view, and listener_table's exit code (2 also
+    when /status cannot be read: CheckError)."""
     status_url = url.rstrip("/") + ("" if url.rstrip("/").endswith("/status") else "/status")
     shown = redact_url(status_url)
     try:
@@ -122,9 +147,9 @@ def check_listener(url: str, out: TextIO, timeout: float = 10.0) -> int:
     # StatusError is a ValueError; a garbled status line or a cut body is an HTTPException
     except (OSError, ValueError, client.Refused, http.client.HTTPException) as exc:
         raise CheckError(f"--listener: cannot read {one_line(shown)}: {_why(exc)}") from None
-    text, over = listener_table(view, time.time())
+    text, code = listener_table(view, time.time())
     out.write(text)
-    return 1 if over else 0
+    return code
 
 
 def _why(exc: Exception) -> str:

@@ -48,6 +48,8 @@ COUNTER_HELP = {
         "Program restarts because a signalled child outlived --child-signal-timeout.",
     Counter.DRY_RUN_ACTIONS: "Actions decided but not taken (--dry-run).",
     Counter.OOM_KILLS: "The process or a worker of its tree killed by the kernel's OOM killer.",
+    Counter.FORCED_STOPS:
+        "Restarts whose stop supervisord forced with SIGKILL after stopwaitsecs.",
 }
 EVENTS = ("memwatch_events", "Events received from supervisord.")
 SAMPLE_ERRORS = ("memwatch_sample_errors", "Samples that could not be taken, by reason.")

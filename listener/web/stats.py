@@ -31,6 +31,7 @@ class Counter(str, enum.Enum):
     CHILD_SIGNAL_ESCALATIONS = "child_signal_escalations"
     DRY_RUN_ACTIONS = "dry_run_actions"
     OOM_KILLS = "oom_kills"  # not the listener's action, the kernel's: shown as the last one
+    FORCED_STOPS = "forced_stops"
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,7 @@ class Snapshot:
     stopped_not_running: int
     host_oom_kills: int = 0  # OOM kills of processes not watched, or not attributed
     oom_source: str = "none"  # where OOM kills are seen: kmsg, vmstat or none
+    tick_problem: str = ""  # no TICK arrives: why, in one line (listener.supervisord.ticks)
 
 
 # what a process's row keeps from tick to tick: its counters and its last action (looked up
@@ -74,6 +76,7 @@ class Stats:
         self._stopped_not_running = 0
         self._host_oom_kills = 0
         self._oom_source = "none"
+        self._tick_problem = ""
         self._history: dict[str, array[float]] = {}
         self._changes = 0  # bumped by whatever the status page shows (not by events)
         self._loop_idle = threading.Event()
@@ -104,6 +107,10 @@ class Stats:
         with self._lock:
             self._changes += self._supervisor_up != int(up)
             self._supervisor_up = int(up)
+
+    def tick_problem(self, problem: str) -> None:
+        with self._lock:
+            self._tick_problem = problem
 
     def stopped_not_running(self, n: int) -> None:
         with self._lock:
@@ -194,6 +201,7 @@ class Stats:
                 stopped_not_running=self._stopped_not_running,
                 host_oom_kills=self._host_oom_kills,
                 oom_source=self._oom_source,
+                tick_problem=self._tick_problem,
             )
         if not history:
             return snap

@@ -59,7 +59,9 @@ def render_html(view: StatusView, now: float, pace: Pace = lambda: None) -> str:
         stopped=view.stopped_not_running,
         stopped_class="bad" if view.stopped_not_running else "ok", rows=rows,
         host_oom=view.host_oom_kills, host_oom_class="bad" if view.host_oom_kills else "ok",
-        oom_source=html.escape(_OOM_SOURCES.get(view.oom_source, view.oom_source)))
+        oom_source=html.escape(_OOM_SOURCES.get(view.oom_source, view.oom_source)),
+        problem=(f'<p class="bad" id="tick-problem">{html.escape(view.tick_problem)}</p>'
+                 if view.tick_problem else ""))
 
 
 def _row(p: ProcessRow, now: float) -> str:
@@ -150,6 +152,7 @@ footer {{ margin-top: 1em; color: #777; font-size: .85em; }}
 <span>OOM kills of others: <b class="{host_oom_class}" id="host-oom">{host_oom}</b>
 ({oom_source})</span>
 </div>
+{problem}
 <table id="processes">
 <tr><th>process</th><th>pid</th><th>strategy</th><th>memory / limit</th><th>recent</th>
 <th>verdict (samples over)</th><th>restarts / signals [/ OOM kills]</th><th>budget left</th>

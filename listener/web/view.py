@@ -28,12 +28,13 @@ class StatusView:
     processes: tuple[ProcessRow, ...]
     host_oom_kills: int = 0  # OOM kills of processes not watched (or not attributed)
     oom_source: str = ""  # where the listener sees OOM kills: kmsg, vmstat, none
+    tick_problem: str = ""  # no TICK arrives: why; "": they do
 
     @classmethod
     def of(cls, snap: Snapshot) -> StatusView:
         return cls(__version__, bool(snap.supervisor_up), snap.last_tick,
                    snap.stopped_not_running, snap.processes, snap.host_oom_kills,
-                   snap.oom_source)
+                   snap.oom_source, snap.tick_problem)
 
 
 class LastActionJSON(TypedDict):
@@ -71,6 +72,7 @@ class ProcessJSON(_ProcessJSON, total=False):
     # at the pace since its last fall, seconds until the figure reaches its limit (trend.py)
     time_to_limit_seconds: float | None
     oom_kills: int
+    forced_stops: int
 
 
 class _StatusJSON(TypedDict):
@@ -84,12 +86,14 @@ class _StatusJSON(TypedDict):
 class StatusJSON(_StatusJSON, total=False):
     host_oom_kills: int
     oom_source: str
+    tick_problem: str  # added later: an older listener does not send it
 
 
 def to_json(view: StatusView) -> StatusJSON:
     return {"version": view.version, "supervisor_up": view.supervisor_up,
             "last_tick": view.last_tick, "stopped_not_running": view.stopped_not_running,
             "host_oom_kills": view.host_oom_kills, "oom_source": view.oom_source,
+            "tick_problem": view.tick_problem,
             # last: status.render_json streams the processes after the rest
             "processes": [process_json(p) for p in view.processes]}
 
@@ -105,6 +109,7 @@ def process_json(p: ProcessRow) -> ProcessJSON:
         "children": p.children, "restarts": p.restarts, "restart_failures": p.restart_failures,
         "child_signals": p.child_signals, "child_signal_escalations": p.child_signal_escalations,
         "restarts_suppressed": p.restarts_suppressed, "dry_run_actions": p.dry_run_actions,
+        "forced_stops": p.forced_stops,
         "budget_left": p.budget_left, "oom_kills": p.oom_kills,
         "last_action": {"kind": p.last_action, "at": p.last_action_at} if p.last_action else None,
         "history": list(p.history),
@@ -121,7 +126,8 @@ def from_json(data: object) -> StatusView:
     return StatusView(checked["version"], checked["supervisor_up"], checked["last_tick"],
                       checked["stopped_not_running"],
                       tuple(_process_row(p) for p in checked["processes"]),
-                      checked.get("host_oom_kills", 0), checked.get("oom_source", ""))
+                      checked.get("host_oom_kills", 0), checked.get("oom_source", ""),
+                      checked.get("tick_problem", ""))
 
 
 def _process_row(p: ProcessJSON) -> ProcessRow:
@@ -136,6 +142,7 @@ def _process_row(p: ProcessJSON) -> ProcessRow:
         restarts_suppressed=p["restarts_suppressed"], child_signals=p["child_signals"],
         child_signal_escalations=p["child_signal_escalations"],
         dry_run_actions=p["dry_run_actions"], oom_kills=p.get("oom_kills", 0),
+        forced_stops=p.get("forced_stops", 0),
         last_action=action["kind"] if action else "",
         last_action_at=action["at"] if action else 0.0,
         history=tuple((t, b) for t, b in p["history"]))

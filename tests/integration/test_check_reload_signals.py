@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
+from pathlib import Path
 
-from tests.harness import PY, ROOT, hog, value, wait_for
+import psutil
+
+from tests.harness import PY, ROOT, free_port, hog, value, wait_for
 
 PROGRAMS = f"""
 [program:big]
@@ -125,3 +129,39 @@ def test_a_metrics_port_in_use_is_one_clear_line_and_a_non_zero_exit(short_tmp):
     assert done.stdout == ""  # not even READY: supervisord sees a failed start, not a listener
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and f"127.0.0.1:{port}" in lines[0] and "in use" in lines[0]
+
+
+def test_check_and_advise_warn_of_a_warm_shutdown_longer_than_stopwaitsecs(supervisord):
+    """A real gunicorn under supervisord's default stopwaitsecs (10 s, below its 30 s
+    graceful_timeout): a restart would end in SIGKILL. The same with stopwaitsecs=40 is fine."""
+    gunicorn = ROOT / ".venv" / "bin" / "gunicorn"
+    if not gunicorn.exists():
+        gunicorn = Path(shutil.which("gunicorn") or "gunicorn")
+    arbiter = f"{gunicorn} -w 1 -b 127.0.0.1:{{port}} --chdir {ROOT / 'deploy' / 'demo'} webapp:application"
+    sv = supervisord(f"""
+[program:short]
+command={arbiter.format(port=free_port())}
+startsecs=0
+
+[program:long]
+command={arbiter.format(port=free_port())}
+startsecs=0
+stopwaitsecs=40
+""" + PROGRAMS)
+    sv.wait_running()
+    wait_for(lambda: all(len(psutil.Process(sv.pid(n)).children()) == 1
+                         for n in ("short:short", "long:long")), what="gunicorn's workers")
+    done = check("-a", "1GB", server_url=sv.url)
+    assert done.returncode == 0, done.stdout + done.stderr
+    warnings = [line for line in done.stdout.splitlines() if line.startswith("warning:")]
+    assert warnings == [
+        "warning: short: stopwaitsecs=10 is shorter than gunicorn's warm shutdown: a restart "
+        "ends in SIGKILL and may lose work; set stopwaitsecs to at least 35 (its workers finish "
+        "their requests within graceful_timeout, 30 s by default)"], done.stdout
+    advised = subprocess.run(
+        [PY, "-m", "listener", "advise", "--server-url", sv.url, "-a", "1GB", "--duration", "2s",
+         "--interval", "1s"], capture_output=True, text=True, timeout=60,
+        env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert advised.returncode == 0, advised.stderr
+    said = [line for line in advised.stdout.splitlines() if "stopwaitsecs" in line]
+    assert len(said) == 1 and said[0].startswith("short: stopwaitsecs=10 is shorter"), advised.stdout

@@ -3,10 +3,15 @@ waited for while the child finishes, and escalated once to a program restart if 
 
 from __future__ import annotations
 
+import json
+import subprocess
+import time
+import urllib.request
+
 import psutil
 import pytest
 
-from tests.harness import hog, value, wait_for
+from tests.harness import PY, ROOT, hog, value, wait_for
 
 pytestmark = pytest.mark.both_modes  # listing every tick, and the table from events
 
@@ -99,3 +104,50 @@ def test_a_child_that_never_goes_is_escalated_once_to_a_program_restart(supervis
     assert counter(lst, "memwatch_child_signal_escalations_total") == 1
     assert counter(lst, "memwatch_restarts_total") == 1
     assert "its signalled child outlived --child-signal-timeout" in lst.stderr()
+
+
+def test_a_dry_run_says_the_signal_and_never_takes_the_child_for_signalled(supervisord, listener):
+    """--dry-run on a child-signal rule: no crash, the child is said once and never recorded as
+    signalled (no `draining`, no "signalled child is gone", no escalation of a signal never sent)."""
+    sv = supervisord(pool(drain=-1))
+    master = sv.wait_allocated({"pool:pool": 1})["pool:pool"]
+    child = wait_for(lambda: psutil.Process(master).children() and big_child(master),
+                     what="the children")
+    lst = listener(*HUP, "--child-signal-timeout", "1s", "--dry-run", server_url=sv.url)
+    began = time.monotonic()
+    verdicts = set()
+    while time.monotonic() - began < 3:  # past the timeout: a recorded signal would escalate
+        lst.tick()
+        with urllib.request.urlopen(f"http://127.0.0.1:{lst.metrics_port}/status") as resp:
+            rows = json.load(resp)["processes"]
+        verdicts.update(r["verdict"] for r in rows if r["process"] == "pool")
+    err = lst.stderr()
+    assert "tick failed" not in err, err[-2000:]
+    assert err.count("dry run: would signal child") == 1, err[-2000:]
+    assert f"child_pid={child}" in err
+    assert "signalled child is gone" not in err and "escalating_child" not in err
+    assert verdicts == {"act"}, verdicts
+    assert counter(lst, "memwatch_child_signals_total") == 0
+    assert counter(lst, "memwatch_dry_run_actions_total") >= 3
+    assert not ended(child) and sv.pid("pool:pool") == master
+
+
+def test_check_listener_reads_a_drain_as_normal(supervisord, listener):
+    """A probe on `check --listener`: 0 while the signalled worker drains, still over its
+    limit (routine worker replacement, not an alert)."""
+    sv = supervisord(pool(drain=-1))
+    master = sv.wait_allocated({"pool:pool": 1})["pool:pool"]
+    wait_for(lambda: psutil.Process(master).children() and big_child(master), what="the children")
+    lst = listener(*HUP, "--child-signal-timeout", "1h", server_url=sv.url)
+    url = f"http://127.0.0.1:{lst.metrics_port}"
+
+    def verdict() -> str:
+        lst.tick()
+        with urllib.request.urlopen(url + "/status") as resp:
+            return next(r["verdict"] for r in json.load(resp)["processes"] if r["process"] == "pool")
+
+    wait_for(lambda: verdict() == "draining", timeout=30, interval=0.2, what="the drain")
+    done = subprocess.run([PY, "-m", "listener", "check", "--listener", url],
+                          capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "draining" in done.stdout

@@ -18,9 +18,8 @@ from listener.tools.advice import (
     Observed,
     Percentiles,
     advise,
-    as_json,
-    render,
 )
+from listener.tools.advice_report import as_json, render
 
 MiB, GiB = 1024**2, 1024**3
 HOST = Host(memory_total=16 * GiB, memory_available=8 * GiB, cpus=4)

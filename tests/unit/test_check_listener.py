@@ -4,6 +4,7 @@ as one line (exit code 2 through CheckError), never a traceback or a hung comman
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import io
 import json
 import socket
@@ -35,8 +36,8 @@ def cells(text: str, name: str) -> list[str]:
 
 
 def test_the_table_writes_pids_sizes_and_ages_the_one_way() -> None:
-    text, over = listener_table(VIEW, NOW)
-    assert over
+    text, code = listener_table(VIEW, NOW)
+    assert code == 0  # big is over, and the listener acted on it this tick
     assert text.splitlines()[0] == ("supervisord reachable, last tick 3s ago, stopped and not "
                                     "running again: 0")
     big = [c.strip() for c in cells(text, "big") if c.strip()]
@@ -49,8 +50,8 @@ def test_the_table_writes_pids_sizes_and_ages_the_one_way() -> None:
 
 
 def test_nothing_over_and_a_listener_that_never_ticked() -> None:
-    text, over = listener_table(StatusView("0.1.0", False, 0.0, 1, (SMALL,)), NOW)
-    assert not over
+    text, code = listener_table(StatusView("0.1.0", False, 0.0, 1, (SMALL,)), NOW)
+    assert code == 2  # supervisord out of the listener's reach: it cannot tell
     assert text.startswith("supervisord UNREACHABLE, last tick never, stopped and not running "
                            "again: 1\n")
 
@@ -110,7 +111,10 @@ def served(view: StatusView) -> dict[str, Any]:
 def test_a_listeners_view_over_http_and_its_exit_code(serve: Callable[[Answer], str]) -> None:
     out = io.StringIO()
     url = serve(http(json.dumps(served(VIEW)).encode()))
-    assert check_listener(url, out) == 1  # big is over its limit
+    assert check_listener(url, out) == 0  # big is over its limit, and acted on
+    out = io.StringIO()
+    left = StatusView("0.1.0", True, time.time(), 0, (dataclasses.replace(BIG, verdict="suppressed"),))
+    assert check_listener(serve(http(json.dumps(served(left)).encode())), out) == 1
     assert "60.0MiB rss (pid 4250)" in out.getvalue()
     out = io.StringIO()
     calm = StatusView("0.1.0", True, time.time(), 0, (SMALL,))
@@ -172,3 +176,19 @@ def test_an_answer_dripping_a_byte_at_a_time_is_given_up(serve: Callable[[Answer
     with pytest.raises(CheckError, match="no whole answer within 1s"):
         check_listener(serve(drip), io.StringIO(), timeout=1.0)
     assert time.monotonic() - began < 3.0
+
+
+@pytest.mark.parametrize(("verdict", "code"), [
+    ("act", 0), ("restarting", 0), ("draining", 0), ("over (counting)", 0), ("grace", 0),
+    ("deferred", 0), ("suppressed", 1), ("excluded", 1)])
+def test_a_probe_reads_normal_transitions_as_0_and_an_unhandled_excess_as_1(
+        verdict: str, code: int) -> None:
+    over = dataclasses.replace(BIG, verdict=verdict)
+    assert listener_table(StatusView("0.1.0", True, NOW, 0, (over, SMALL)), NOW)[1] == code
+
+
+def test_a_listener_without_ticks_cannot_tell_and_says_why() -> None:
+    view = StatusView("0.1.0", False, 0.0, 0, (), tick_problem="no TICK event within 65s")
+    text, code = listener_table(view, NOW)
+    assert code == 2
+    assert "cannot tell: no TICK event within 65s" in text.splitlines()[1]

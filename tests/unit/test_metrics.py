@@ -43,6 +43,7 @@ PER_PROCESS_COUNTERS = [
     "memwatch_child_signal_escalations_total",
     "memwatch_dry_run_actions_total",
     "memwatch_oom_kills_total",
+    "memwatch_forced_stops_total",
 ]
 
 

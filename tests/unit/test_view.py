@@ -33,7 +33,7 @@ PROCESS_KEYS = {
     "limit_bytes", "measure",
     "verdict", "strategy", "over_limit_samples", "children", "restarts", "restart_failures",
     "child_signals", "child_signal_escalations", "restarts_suppressed", "dry_run_actions",
-    "budget_left", "oom_kills", "last_action", "history"}
+    "forced_stops", "budget_left", "oom_kills", "last_action", "history"}
 
 
 def served(view: StatusView) -> Any:
@@ -44,7 +44,7 @@ def served(view: StatusView) -> Any:
 def test_status_keeps_its_documented_keys() -> None:
     answer = served(VIEW)
     assert set(answer) == {"version", "supervisor_up", "last_tick", "stopped_not_running",
-                           "processes", "host_oom_kills", "oom_source"}
+                           "processes", "host_oom_kills", "oom_source", "tick_problem"}
     worker, idle = answer["processes"]
     assert set(worker) == set(idle) == PROCESS_KEYS
     assert worker["memory_bytes"] == 150 * MiB and worker["limit_bytes"] == 100 * MiB
