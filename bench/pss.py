@@ -10,8 +10,9 @@ fall on every variant alike:
 
 - rss: `--measure rss -a 100GB` (nothing is ever over);
 - pss bounded: `--measure pss -a 100GB`, Sampler() as the listener runs it: PSS read at first
-  sight, then re-read at least every 60 s;
-- pss full: the same with Sampler(pss_refresh=0): every unit's PSS read every tick (what the
+  sight, then the oldest figures re-read within the time the tick's RSS pass took (none before
+  30 s old, every one by 600 s: listener.host.figures);
+- pss full: the same with Sampler(pss_every_tick=True): every unit's PSS read every tick (what the
   listener did before);
 - pss bounded, few over: layouts with a leaky tree (its children wrote 64 MiB more), the limit
   between the two sizes, so those children's PSS is read every tick (a dry run: no action);
@@ -39,7 +40,7 @@ from bench.ticks import HIGH, InProcessMemmon
 from bench.trees import LEAKY_CHILDREN, Layout, layouts, start, stop
 from listener.app import build
 from listener.config.parse import parse
-from listener.host.figures import PSS_REFRESH_SECONDS, Figures
+from listener.host.figures import MIN_AGE, Figures
 from listener.host.sampler import Sampler
 from listener.supervisord import protocol
 from tests.harness import event_text, short_dir
@@ -60,9 +61,9 @@ class Ticks:
     walks: list[int] = field(default_factory=list)
 
     def steady(self) -> list[int]:
-        """Indices of the ticks past the first refresh period (the bounded variants' steady
+        """Indices of the ticks past the youngest age re-read (the bounded variants' steady
         state); all but the first when the variant stopped before (pss full, memmon)."""
-        late = [i for i, t in enumerate(self.at) if t >= PSS_REFRESH_SECONDS]
+        late = [i for i, t in enumerate(self.at) if t >= MIN_AGE]
         return late or list(range(1, len(self.at))) or [0]
 
 
@@ -100,15 +101,15 @@ def cpu_seconds() -> float:
 class Variant:
     """Our Daemon as the CLI builds it, with its sampler's PSS refresh and clock set here."""
 
-    def __init__(self, name: str, url: str, rules: list[str], refresh: float) -> None:
+    def __init__(self, name: str, url: str, rules: list[str], every_tick: bool) -> None:
         self.state_dir = short_dir("mwps-")
         self.ticks = Ticks(name, " ".join(rules))
         config = parse([*rules, "--children", "each", "--dry-run", "--server-url", url,
                         "--metrics-port", "0", "--state-dir", str(self.state_dir)])
         self.parts = build(config, environ={})
         self.clock = FakeClock()
-        self.sampler = Sampler(pss_refresh=refresh)
-        self.sampler.figures = Figures(self.sampler.figures._read, refresh, self.clock)
+        self.sampler = Sampler(pss_every_tick=every_tick)
+        self.sampler.figures = Figures(self.sampler.figures._read, every_tick, self.clock)
         self.parts.daemon.sampler = self.sampler
 
     def tick(self) -> None:
@@ -150,16 +151,16 @@ class Plan:
 def variants(layout: Layout, url: str) -> list[Variant]:
     """One Daemon per variant, the rss one first."""
     high = ["-a", HIGH]
-    plan = [("rss", [*high, "--measure", "rss"], PSS_REFRESH_SECONDS),
-            ("pss bounded", [*high, "--measure", "pss"], PSS_REFRESH_SECONDS),
-            ("pss full", [*high, "--measure", "pss"], 0.0)]
+    plan = [("rss", [*high, "--measure", "rss"], False),
+            ("pss bounded", [*high, "--measure", "pss"], False),
+            ("pss full", [*high, "--measure", "pss"], True)]
     if layout.leaky:
         plan.append((f"pss bounded, {LEAKY_CHILDREN} over",
-                     ["-a", f"{layout.limit_mib}MB", "--measure", "pss"], PSS_REFRESH_SECONDS))
+                     ["-a", f"{layout.limit_mib}MB", "--measure", "pss"], False))
     made: list[Variant] = []
     try:
-        for name, rules, refresh in plan:
-            made.append(Variant(name, url, rules, refresh))
+        for name, rules, every_tick in plan:
+            made.append(Variant(name, url, rules, every_tick))
     except BaseException:
         for v in made:
             v.close()

@@ -7,13 +7,12 @@ at or under its limit cannot be over it in PSS or USS, and its PSS decides nothi
 
 So the sampler reads RSS for every unit, and asks this book for the PSS/USS figure:
 - a unit whose verdict depends on it (`deciding`: its RSS, or its tree's for `children = sum`,
-  is over the limit) is read now, every tick;
-- any other unit is read at its first sight and then again at least every `refresh` seconds,
-  its first re-read spread over the second half of the period by the order units were first
-  seen in (a low-discrepancy sequence), so that workers started together, or every unit when
-  the listener starts, are not all read on the same tick again. Between reads it shows its last
-  figure, capped by its RSS now (a figure above the RSS is known to be out of date), with the
-  figure's age.
+  is over the limit) is walked now, every tick; so is a unit seen for the first time;
+- any other unit shows its last figure, capped by its RSS now (a figure above the RSS is known
+  to be out of date), with the figure's age. After the tick's RSS pass, the oldest such figures
+  are walked again within a time budget equal to that pass's own time (so a tick that decides
+  nothing costs about twice the RSS tick), each at most every MIN_AGE and at least every
+  MAX_AGE whatever the budget (so no figure shown is older than that, plus a tick).
 """
 
 from __future__ import annotations
@@ -22,8 +21,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-PSS_REFRESH_SECONDS = 60.0
-_SPREAD = 0.6180339887  # the golden ratio's fraction: k * it mod 1 fills [0, 1) evenly
+MIN_AGE = 30.0  # seconds: a figure younger than this is not walked again for the page
+MAX_AGE = 600.0  # seconds: a figure this old is walked again whatever the budget
+
+Key = tuple[int, float]  # (pid, start time)
 
 
 @dataclass
@@ -31,49 +32,78 @@ class _Read:
     pss: int
     uss: int
     at: float  # monotonic seconds
-    due: float
+    cost: float  # seconds the walk took: what walking it again is expected to cost
 
 
 class Figures:
     """The last PSS/USS read of each unit (pid, start time), kept while the unit is sampled."""
 
-    def __init__(self, read: Callable[[int], tuple[int, int] | None],
-                 refresh: float = PSS_REFRESH_SECONDS,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, read: Callable[[int], tuple[int, int] | None], every_tick: bool = False,
+                 clock: Callable[[], float] = time.monotonic,
+                 timer: Callable[[], float] = time.perf_counter) -> None:
         self._read = read  # (pss, uss) of a pid; None if it is gone; may raise OSError
-        self.refresh = refresh  # 0: every figure read every tick
-        self._clock = clock
-        self._reads: dict[tuple[int, float], _Read] = {}
-        self._seen: set[tuple[int, float]] = set()
+        self.every_tick = every_tick  # every figure walked every tick (advise's measurements)
+        self._clock, self._timer = clock, timer
+        self._reads: dict[Key, _Read] = {}
+        self._seen: set[Key] = set()
+        self._stale: set[Key] = set()  # shown from an earlier walk this tick
         self._now = clock()
         self.walks = 0  # page-table walks this tick
-        self._first_seen = 0  # units seen so far: the next one's place in the spread
+        self.walked = 0.0  # seconds spent walking this tick
 
     def begin(self) -> None:
-        self._now, self._seen, self.walks = self._clock(), set(), 0
+        self._now, self._seen, self._stale = self._clock(), set(), set()
+        self.walks, self.walked = 0, 0.0
 
     def end(self) -> None:
         """Forget the units not sampled this tick (exited, or no longer watched)."""
         self._reads = {k: v for k, v in self._reads.items() if k in self._seen}
 
-    def figure(self, pid: int, started: float, measure: str, rss: int,
-               deciding: bool) -> tuple[int, float] | None:
-        """(bytes, seconds since read) of `measure` ("pss" or "uss") for the unit; None when
-        it is gone. Raises what the read raises (PermissionError: not readable)."""
-        key = (pid, started)
+    def figure(self, key: Key, measure: str, rss: int, deciding: bool) -> tuple[int, float] | None:
+        """(bytes, seconds since read) of `measure` ("pss" or "uss") for the unit (pid, start
+        time); None when it is gone. Raises what the read raises (PermissionError)."""
         self._seen.add(key)
         last = self._reads.get(key)
-        if deciding or last is None or self._now >= last.due or self.refresh <= 0:
-            read = self._read(pid)
-            if read is None:
-                return None
-            self.walks += 1
-            phase = 1.0
-            if last is None:
-                self._first_seen += 1
-                phase = 0.5 + 0.5 * (self._first_seen * _SPREAD % 1.0)
-            last = _Read(read[0], read[1], self._now, self._now + self.refresh * phase)
-            self._reads[key] = last
-            return (last.pss if measure == "pss" else last.uss), 0.0
-        value = last.pss if measure == "pss" else last.uss
-        return min(value, rss), self._now - last.at
+        if deciding or last is None or self.every_tick:
+            last = self._walk(key)
+            return None if last is None else (_of(last, measure), 0.0)
+        self._stale.add(key)
+        return min(_of(last, measure), rss), self._now - last.at
+
+    def refresh(self, budget: float) -> dict[Key, tuple[int, int]]:
+        """Walk again the oldest figures shown this tick: those MAX_AGE old whatever it costs,
+        then others at least MIN_AGE old while their expected cost fits in `budget` seconds.
+        {key: (pss, uss)} of those walked; a unit gone or unreadable is left as it was."""
+        done: dict[Key, tuple[int, int]] = {}
+        spent = 0.0
+        for key in sorted(self._stale, key=lambda k: self._reads[k].at):
+            last = self._reads[key]
+            age = self._now - last.at
+            if age < MIN_AGE:
+                break  # the rest are younger still
+            if age < MAX_AGE and spent + last.cost > budget:
+                continue  # a cheaper one may still fit
+            began = self._timer()
+            try:
+                fresh = self._walk(key)
+            except OSError:
+                fresh = None
+            spent += self._timer() - began
+            if fresh is not None:
+                done[key] = (fresh.pss, fresh.uss)
+        return done
+
+    def _walk(self, key: Key) -> _Read | None:
+        began = self._timer()
+        read = self._read(key[0])
+        cost = self._timer() - began
+        self.walked += cost
+        if read is None:
+            return None
+        self.walks += 1
+        self._reads[key] = _Read(read[0], read[1], self._now, cost)
+        return self._reads[key]
+
+
+def _of(read: _Read, measure: str) -> int:
+    return read.pss if measure == "pss" else read.uss

@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 
 import psutil
@@ -33,9 +33,9 @@ from listener.core.model import (
     Unit,
 )
 from listener.core.rules import Rules, Strategy
-from listener.core.servers import Server
 from listener.core.states import RUNNING
-from listener.host.figures import PSS_REFRESH_SECONDS, Figures
+from listener.host.figures import Figures, Key
+from listener.host.measured import Measured
 from listener.host.procfs import ProcReader, ProcStat, children_map, descendants
 from listener.host.recognition import Configured, Recogniser
 
@@ -46,35 +46,6 @@ log = logging.getLogger("memwatch.sampler")
 class SampleResult:
     samples: dict[str, Sample]
     errors: Counter[str]
-
-
-@dataclass
-class _Measured:
-    """One process's units with their figures, before they become its Sample."""
-
-    units: list[Unit]
-    measures: set[str]  # the measures used: "rss" where PSS/USS was denied
-    ages: list[float]  # seconds since each unit's figure was read
-    cpu: float = 0.0
-
-    def sample(self, strategy: Strategy, server: Server) -> Sample:
-        sizes = [u.bytes for u in self.units]
-        if strategy.children == "sum":
-            value, age = sum(sizes), max(self.ages)
-        else:  # the pid alone, or the largest unit
-            largest = max(range(len(sizes)), key=sizes.__getitem__)
-            value, age = sizes[largest], self.ages[largest]
-        return Sample(
-            value=value,
-            measure="rss" if "rss" in self.measures else strategy.measure,
-            children=len(self.units) - 1,
-            units=tuple(self.units) if strategy.children == "each" else (),
-            server=server,
-            tree=sum(sizes),
-            cpu=self.cpu,
-            age=age,
-            members=tuple(self.units),
-        )
 
 
 def identity_problem(proc: ProcessInfo, stat: ProcStat) -> str | None:
@@ -106,16 +77,20 @@ class _Tree:
 
 
 class Sampler:
-    def __init__(self, reader: ProcReader | None = None,
-                 pss_refresh: float = PSS_REFRESH_SECONDS, configured: Configured | None = None
-                 ) -> None:
-        """`pss_refresh`: how old a PSS/USS figure no verdict depends on may get (0: every
-        figure read every tick, as advise does). `configured`: supervisord's configured
-        commands, which confirm a process that calls itself sentry-memwatch."""
+    def __init__(self, reader: ProcReader | None = None, pss_every_tick: bool = False,
+                 configured: Configured | None = None,
+                 timer: Callable[[], float] = time.perf_counter) -> None:
+        """`pss_every_tick`: every PSS/USS figure walked every tick, as advise measures (else
+        only where a verdict depends on it, the rest at a bounded pace: host.figures).
+        `configured`: supervisord's configured commands, which confirm a process that calls
+        itself sentry-memwatch."""
         self.reader = reader or ProcReader()
         self._reported: set[str] = set()
         self.recogniser = Recogniser(self.reader, configured)
-        self.figures = Figures(self._pss_uss, pss_refresh)
+        self.figures = Figures(self._pss_uss, pss_every_tick)
+        self._timer = timer
+        # this tick's units shown with an earlier walk's figure: where a fresher one goes
+        self._shown: dict[Key, list[tuple[Measured, int, str]]] = {}
 
     def sample(self, processes: Iterable[ProcessInfo], rules: Rules,
                now: float | None = None, pressure: bool = False) -> SampleResult:
@@ -144,20 +119,29 @@ class Sampler:
         # command line, but a helper's child is never a helper
         helpers = {pid for pid in helpers if table[pid].ppid not in helpers}
         self.figures.begin()
+        self._shown, began = {}, self._timer()
+        measured: list[tuple[ProcessInfo, Strategy, Measured]] = []
         for proc, strategy in zip(running, strategies, strict=True):
             rule = rules.rule_for(proc.group, proc.name)
             limit = rule.limit if rule else None
             if limit is not None and pressure and strategy.pressure_limit is not None:
                 limit = min(limit, strategy.pressure_limit)
-            measured = self._units(proc, strategy, limit, table, kids, errors, helpers)
-            if measured is not None:
-                samples[proc.namespec] = measured.sample(strategy, servers[proc.namespec])
+            found = self._units(proc, strategy, limit, table, kids, errors, helpers)
+            if found is not None:
+                measured.append((proc, strategy, found))
+        # the figures no verdict depends on, walked again in the time the RSS pass took
+        rss_pass = self._timer() - began - self.figures.walked
+        for key, (pss, uss) in self.figures.refresh(max(rss_pass, 0.0)).items():
+            for found, index, measure in self._shown.get(key, ()):
+                found.fresh(index, pss if measure == "pss" else uss)
         self.figures.end()
+        samples = {proc.namespec: found.sample(strategy, servers[proc.namespec])
+                   for proc, strategy, found in measured}
         return SampleResult(samples, errors)
 
     def _units(self, proc: ProcessInfo, strategy: Strategy, limit: int | None,
                table: dict[int, ProcStat], kids: dict[int, list[int]], errors: Counter[str],
-               helpers: set[int]) -> _Measured | None:
+               helpers: set[int]) -> Measured | None:
         """The supervised pid first (none if it cannot be trusted), then its descendants, each
         with its RSS, then PSS/USS where the rule measures it; and the CPU seconds of them all
         (the pid's own and its waited-for children's with `none`)."""
@@ -201,16 +185,16 @@ class Sampler:
         return measured
 
     def _finer(self, units: list[Unit], strategy: Strategy, limit: int | None,
-               errors: Counter[str]) -> _Measured | None:
+               errors: Counter[str]) -> Measured | None:
         """The units with the rule's measure: RSS as read, or PSS/USS from the book (read now
         where the verdict depends on it). None when the supervised pid (first) has no figure."""
         if not units:
             return None
         if strategy.measure == "rss":
-            return _Measured(units, {"rss"}, [0.0] * len(units))
+            return Measured(units, {"rss"}, [0.0] * len(units))
         over = limit is not None and strategy.children == "sum" and \
             sum(u.bytes for u in units) > limit
-        done = _Measured([], set(), [])
+        done = Measured([], set(), [])
         for unit in units:
             deciding = over or (limit is not None and unit.bytes > limit)
             got = self._figure(unit, strategy.measure, deciding, errors)
@@ -219,6 +203,9 @@ class Sampler:
                     return None
                 continue
             value, age, measure = got
+            if age > 0:
+                self._shown.setdefault((unit.pid, unit.started), []).append(
+                    (done, len(done.units), measure))
             done.units.append(replace(unit, bytes=value))
             done.ages.append(age)
             done.measures.add(measure)
@@ -229,7 +216,7 @@ class Sampler:
         """(bytes, age, measure used) of one unit's PSS/USS: its RSS where that is denied;
         None, counted, when it cannot be read."""
         try:
-            got = self.figures.figure(unit.pid, unit.started, measure, unit.bytes, deciding)
+            got = self.figures.figure((unit.pid, unit.started), measure, unit.bytes, deciding)
         except PermissionError:
             reason = f"{measure}_denied"
             errors[reason] += 1

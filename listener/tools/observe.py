@@ -116,7 +116,7 @@ def observe_live(supervisor: Supervisor, rules: Rules, duration: float, interval
     """Sample for `duration` seconds, a pass every `interval`, the first and last included.
     Raises the supervisor client's errors (the caller says them in one line)."""
     # each pid of each tree alone, its PSS read every sample: advise measures, it decides nothing
-    sampler = Sampler(pss_refresh=0, configured=supervisor.configured_commands)
+    sampler = Sampler(pss_every_tick=True, configured=supervisor.configured_commands)
     every_pid = Rules.uniform("pss", "each")
     observation = Observation(rules, os.getpid(), sampler.reader.rss)
     began = clock()

@@ -8,10 +8,10 @@ import psutil
 
 from bench import pss, pssread
 from bench.trees import LEAKY_CHILDREN, Layout, Program
-from listener.host.figures import PSS_REFRESH_SECONDS
+from listener.host.figures import MIN_AGE
 
 LAYOUT = Layout("test", (Program("web", 2, 3, 24),))
-ROUNDS = 14  # the bench clock reaches 65 s: past every first re-read (30-60 s after first sight)
+ROUNDS = 14  # the bench clock reaches 65 s: past the youngest age a figure is re-read at (30 s)
 
 
 def test_section_3_walks_what_each_variant_should_and_leaves_nothing_running() -> None:
@@ -25,14 +25,12 @@ def test_section_3_walks_what_each_variant_should_and_leaves_nothing_running() -
     bounded = got["pss bounded"]
     assert bounded.walks[0] == units  # everything at first sight
     assert bounded.walks[1:6] == [0] * 5  # nothing re-read before 30 s
-    assert sum(bounded.walks[1:]) == units  # each re-read once by 65 s, spread over ticks
+    assert sum(bounded.walks[6:]) >= 1  # then the oldest, within the RSS pass's time
     assert max(bounded.walks[1:]) < units
     over = got[f"pss bounded, {LEAKY_CHILDREN} over"]
     assert over.walks[0] == units
     assert all(w >= LEAKY_CHILDREN for w in over.walks)  # the leaky children, every tick
-    # the others as in pss bounded: each re-read once by 65 s
-    assert sum(over.walks[1:]) == LEAKY_CHILDREN * (ROUNDS - 1) + units - LEAKY_CHILDREN
-    assert bounded.at[-1] == (ROUNDS - 1) * pss.TICK >= PSS_REFRESH_SECONDS
+    assert bounded.at[-1] == (ROUNDS - 1) * pss.TICK >= MIN_AGE
     assert run.memmon is not None and len(run.memmon.wall) == 1
     leftovers = [p for p in psutil.process_iter(["cmdline"])
                  if "bench.prefork" in " ".join(p.info["cmdline"] or [])

@@ -88,7 +88,7 @@ def test_bounded_pss_decides_what_full_pss_decides(trees, data, measure, childre
     strategy = Strategy(measure=measure, children=children, consecutive=consecutive,
                         child_signal=15 if children == "each" else None)
     rules = Rules(any=limit, strategy=strategy)
-    full = Sampler(pss_refresh=0)
+    full = Sampler(pss_every_tick=True)
     states = [PolicyState(), PolicyState()]
     now = time.time()
     for tick in range(3):
