@@ -109,6 +109,8 @@ class Strategy:
                 continue
             if f.name == "child_signal" and mine is not None:
                 mine = signal.Signals(mine).name.removeprefix("SIG")
+            elif f.name == "pressure_limit" and mine is not None:
+                mine = format_size(mine)
             elif isinstance(mine, float):
                 mine = f"{mine:g}s"
             said.append(f"{f.name.replace('_', '-')}={mine}")
