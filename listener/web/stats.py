@@ -110,6 +110,7 @@ class Stats:
 
     def tick_problem(self, problem: str) -> None:
         with self._lock:
+            self._changes += self._tick_problem != problem
             self._tick_problem = problem
 
     def stopped_not_running(self, n: int) -> None:
@@ -119,10 +120,12 @@ class Stats:
 
     def host_oom_kills(self, n: int) -> None:
         with self._lock:
+            self._changes += bool(n)
             self._host_oom_kills += n
 
     def oom_source(self, source: str) -> None:
         with self._lock:
+            self._changes += self._oom_source != source
             self._oom_source = source
 
     def observe(self, rows: Iterable[ProcessRow], now: float) -> None:
