@@ -36,6 +36,7 @@ def test_the_mixed_stand_ins_are_recognised_and_judged_as_their_servers(
         "uwsgi": ("rss, each, HUP (auto: uwsgi)", 4),
         "celery": ("rss, each (auto: celery)", 4),
         "granian": ("rss, each, HUP to master (auto: granian)", 4),
-        "taskworker": ("rss, each, TERM or INT, as caught (auto: taskworker)", 4),  # the resource tracker not counted
+        "taskworker": ("rss, each, TERM or INT, as caught (auto: taskworker)",
+                       4),  # the resource tracker not counted
         "plain": ("rss", 0),
     }
