@@ -98,6 +98,7 @@ class Daemon:
         log.info("started", extra=fields(server=self.supervisor.display_url,
                                          limits=self.config.rules.describe()))
         self.watch.start()
+        _warn_without_limits(self.config)
         try:
             while not self._stopping:
                 protocol.send_ready(stdout)
@@ -284,4 +285,13 @@ class Daemon:
         self.watch.timeout = new.tick_timeout
         level, message, said = done.said()
         log.log(level, message, extra=fields(**said))
+        _warn_without_limits(new)
+
+
+def _warn_without_limits(config: Config) -> None:
+    """A listener without a limit runs and restarts nothing: say so, it is rarely meant."""
+    if not config.rules.has_limits:
+        where = f"in {config.config_file}" if config.config_file else "given"
+        log.warning(f"no limit {where}: nothing will be restarted (limits: -p, -g, -a, or "
+                    "[program:NAME], [group:NAME], [any] with limit = SIZE in --config)")
 

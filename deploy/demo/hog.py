@@ -8,6 +8,8 @@
 --grow-child I --grow-mb G   child I touches G MiB more after start
 --leak-mb-per-sec L grow by L MiB every second (a leak), in the master or, with --children,
                     in child --grow-child only
+--leak-cap-mb C     stop leaking once C MiB have leaked (the demo's leaks stay bounded when
+                    nothing restarts them)
 --churn             fork a short-lived child again and again (children come and go)
 --ignore-term       ignore SIGTERM (a slow stop: supervisord escalates to SIGKILL)
 --child-drain S     a child given SIGHUP exits S seconds later (a worker finishing its request);
@@ -48,6 +50,7 @@ def main() -> None:
     p.add_argument("--grow-child", type=int, default=-1)
     p.add_argument("--grow-mb", type=float, default=0)
     p.add_argument("--leak-mb-per-sec", type=float, default=0)
+    p.add_argument("--leak-cap-mb", type=float, default=float("inf"))
     p.add_argument("--churn", action="store_true")
     p.add_argument("--ignore-term", action="store_true")
     p.add_argument("--child-drain", type=float)
@@ -69,10 +72,13 @@ def main() -> None:
                 signal.signal(signal.SIGHUP, drain_then_exit(args.child_drain))
             mine = [touch(args.child_mb + (args.grow_mb if i == args.grow_child else 0))]
             leak = args.leak_mb_per_sec if i == args.grow_child else 0
+            leaked = 0.0
             while os.getppid() != 1:  # exit with the master
                 time.sleep(0.5)
-                if leak:
-                    mine.append(touch(leak / 2))
+                if leak and leaked < args.leak_cap_mb:
+                    more = min(leak / 2, args.leak_cap_mb - leaked)
+                    mine.append(touch(more))
+                    leaked += more
             os._exit(0)
         kids.append(pid)
     if not args.ignore_term:
@@ -93,11 +99,14 @@ def main() -> None:
             time.sleep(0.002)
             os._exit(0)
         os.waitpid(pid, 0)
-    leaked = [own, shared]
+    leaked, total = [own, shared], 0.0
     while True:
-        time.sleep(1 if args.leak_mb_per_sec and not kids else 3600)
-        if args.leak_mb_per_sec and not kids:
-            leaked.append(touch(args.leak_mb_per_sec))
+        leaking = args.leak_mb_per_sec and not kids and total < args.leak_cap_mb
+        time.sleep(1 if leaking else 3600)
+        if leaking:
+            more = min(args.leak_mb_per_sec, args.leak_cap_mb - total)
+            leaked.append(touch(more))
+            total += more
 
 
 if __name__ == "__main__":

@@ -8,7 +8,17 @@ from collections.abc import Iterable
 from typing import Any
 
 from listener import __version__
-from listener.config.settings import ADVISE, CHECK, COMMANDS, EVERY, GROUPS, LISTEN, SETTINGS, Setting
+from listener.config.settings import (
+    ADVISE,
+    CHECK,
+    COMMANDS,
+    EVERY,
+    GROUPS,
+    LISTEN,
+    SETTINGS,
+    STRATEGY,
+    Setting,
+)
 from listener.config.values import ConfigError
 from listener.core.text import one_line
 
@@ -25,6 +35,15 @@ ABOUT = {
 }
 
 
+RULES_FILE = (
+    "The rules file (--config FILE; supervisord's format: ';' comments, 'key = value'): "
+    "[memwatch] holds the listener's settings, the long flag names as keys (metrics-port = "
+    "9870), and the defaults of every rule; a rule is [program:NAME] (NAME as -p takes it), "
+    "[group:NAME] or [any], with 'limit = SIZE' and any of: "
+    + ", ".join(s.key for s in STRATEGY) + ". The most specific rule wins; the command line "
+    "wins over the file. A rules file without a limit restarts nothing.")
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # type: ignore[override]
         raise ConfigError(one_line(message))
@@ -34,7 +53,7 @@ def build_parser(command: str = LISTEN, also: Iterable[str] = ()) -> argparse.Ar
     """The flags `command` takes, with their help. Flags of the commands in `also` are
     accepted too, without help: check and advise read a listener's command line."""
     usage = f"{PROG} [options]" if command == LISTEN else f"{PROG} {command} [options]"
-    p = _Parser(prog=PROG, usage=usage, description=ABOUT[command])
+    p = _Parser(prog=PROG, usage=usage, description=ABOUT[command], epilog=RULES_FILE)
     p.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     groups: dict[str, Any] = {}
     accepted = {command, *also}

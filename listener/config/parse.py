@@ -35,10 +35,7 @@ def parse(argv: Sequence[str], environ: Mapping[str, str] | None = None,
     command, argv = _command(list(argv))
     if not listeners_line and (said := misplaced(argv, command)):
         raise ConfigError(said)
-    for flag, following in zip(argv, argv[1:], strict=False):
-        # argparse would take '-5MB' for an option and say only "expected one argument"
-        if flag in ("-a", "--any") and following[:2].startswith("-") and following[1:2].isdigit():
-            raise ConfigError(f"argument -a/--any: a size cannot be negative: {following!r}")
+    _memmon_flag_mistakes(argv)
     parser = build_parser(command, also=(LISTEN,) if listeners_line else ())
     first = parser.parse_args(argv)
     file_argv: list[str] = []
@@ -52,6 +49,23 @@ def parse(argv: Sequence[str], environ: Mapping[str, str] | None = None,
     _check_together(ns)
     return Config(rules=_rules(ns), command=command, advise=AdviseOptions(**_given(ns, AdviseOptions)),
                   **{**_given(ns, Config, environ), "config_file": first.config_file})
+
+
+def _memmon_flag_mistakes(argv: list[str]) -> None:
+    """What argparse would say only vaguely ("expected one argument", "unrecognized
+    arguments")."""
+    for flag, following in zip(argv, [*argv[1:], ""], strict=False):
+        # argparse would take '-5MB' for an option and say only "expected one argument"
+        if flag in ("-a", "--any") and following[:2].startswith("-") and following[1:2].isdigit():
+            raise ConfigError(f"argument -a/--any: a size cannot be negative: {following!r}")
+        # supervisord's -c is its config file; memmon's (and ours) takes no value
+        given = following if flag in ("-c", "--cumulative") else ""
+        glued = flag[2:].removeprefix("=") if flag.startswith("-c") else ""
+        if ("/" in glued or "." in glued) and not flag.startswith("--"):  # -c/etc/x.conf
+            given = glued
+        if given and not given.startswith("-"):
+            raise ConfigError(f"-c is memmon's --cumulative and takes no value; the rules file is "
+                              f"--config: --config {given}")
 
 
 def _command(argv: list[str]) -> tuple[str, list[str]]:

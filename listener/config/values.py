@@ -7,7 +7,7 @@ import argparse
 import signal
 from collections.abc import Callable
 
-from listener.core.text import parse_duration, parse_size
+from listener.core.text import format_size, parse_duration, parse_size
 
 Invalid = argparse.ArgumentTypeError
 
@@ -29,7 +29,8 @@ def memory_limit(text: str) -> int:
     value = size(text)
     bare = text.strip()
     if bare.isdigit() and value < 1024**2:
-        raise Invalid(f"{bare} is {value} bytes; did you mean {bare}MB? (write {bare}B for bytes)")
+        raise Invalid(f"{bare} has no unit (it would be {value} bytes){_likely_unit(value)} "
+                      f"sizes need a unit: write {bare}B for bytes")
     return value
 
 
@@ -43,6 +44,20 @@ def percent(text: str) -> float:
     if not 0 < value <= 100:
         raise Invalid(f"{text!r} is not a percentage (more than 0, at most 100)")
     return value
+
+
+# The guide's limit (memmon -a 400MB): a bare number is read in the unit that puts it nearest.
+_TYPICAL_LIMIT = 400 * 1024**2
+
+
+def _likely_unit(number: int) -> str:
+    """'; did you mean 100000KB (97.7MiB)?': the reading of a unitless number nearest (in ratio)
+    to a typical limit; nothing for 0."""
+    if number <= 0:
+        return ";"
+    readings = [(number * 1024**power, unit) for power, unit in ((1, "KB"), (2, "MB"), (3, "GB"))]
+    n_bytes, unit = min(readings, key=lambda r: max(r[0], _TYPICAL_LIMIT) / min(r[0], _TYPICAL_LIMIT))
+    return f"; did you mean {number}{unit} ({format_size(n_bytes)})?"
 
 
 def duration(text: str) -> float:

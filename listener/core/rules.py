@@ -68,7 +68,8 @@ class Strategy:
     children: str = "none"
     child_signal: int | None = None  # with `each`: signal the child instead of a restart
     # a signalled child still alive this long after is escalated to a program restart: longer
-    # than uWSGI's worker-reload-mercy (60 s) and gunicorn's graceful_timeout (30 s) by default
+    # than gunicorn's graceful_timeout (30 s) and the guide's uWSGI harakiri (60 s), the only
+    # bound on a uWSGI worker sent SIGHUP (worker-reload-mercy bounds the master's reloads)
     child_signal_timeout: float = 90.0
     consecutive: int = 1  # samples over the limit in a row before acting
     grace: float = 0.0  # seconds after start during which nothing is done

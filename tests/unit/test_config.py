@@ -57,7 +57,7 @@ def test_memmon_test_suite_invocation_with_every_option() -> None:
     # Its `--any 250` (250 bytes: every process over it, restarted on every tick) is the one
     # deliberate difference: a bare number below 1 MiB is refused with a hint; 250B says bytes.
     invocation = "-c -p foo=50MB -g bar=10kB --any 250 -s mutt -m me@you.com -u 1d -n myproject"
-    with pytest.raises(ConfigError, match=r"250 is 250 bytes; did you mean 250MB\? \(write 250B"):
+    with pytest.raises(ConfigError, match=r"250 has no unit .*did you mean 250MB .*write 250B for"):
         cfg(invocation)
     config = cfg(invocation.replace("--any 250", "--any 250B"))
     assert config.strategy.children == "sum"
@@ -238,9 +238,19 @@ def test_bad_value_error_names_the_flag_and_the_value(command_line: str, flag: s
 
 
 @pytest.mark.parametrize(("command_line", "hint"), [
-    ("-a 400", "400 is 400 bytes; did you mean 400MB? (write 400B for bytes)"),
-    ("-p web=512", "512 is 512 bytes; did you mean 512MB?"),
-    ("-g sentry-web=700", "700 is 700 bytes; did you mean 700MB?"),
+    ("-a 400", "400 has no unit (it would be 400 bytes); did you mean 400MB (400.0MiB)? sizes "
+     "need a unit: write 400B for bytes"),
+    ("-p web=512", "512 has no unit (it would be 512 bytes); did you mean 512MB (512.0MiB)?"),
+    ("-g sentry-web=700", "did you mean 700MB (700.0MiB)?"),
+    # the reading nearest the guide's 400MB, not always MB
+    ("-a 100000", "100000 has no unit (it would be 100000 bytes); did you mean 100000KB (97.7MiB)?"),
+    ("-a 4", "did you mean 4GB (4.0GiB)?"),
+    ("-a 0", "0 has no unit (it would be 0 bytes); sizes need a unit: write 0B for bytes"),
+    # supervisord's -c is its config file; memmon's is --cumulative
+    ("-c /etc/sentry-memwatch.conf", "-c is memmon's --cumulative and takes no value; the rules "
+     "file is --config: --config /etc/sentry-memwatch.conf"),
+    ("check -c memwatch.conf", "the rules file is --config: --config memwatch.conf"),
+    ("-a 1GB -c/etc/x.conf", "the rules file is --config: --config /etc/x.conf"),
     ("-a -5MB", "-a/--any: a size cannot be negative: '-5MB'"),
     ("--any=-5MB", "a size cannot be negative: '-5MB'"),
     ("-p web=-5MB", "a size cannot be negative: '-5MB'"),
