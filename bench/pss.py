@@ -11,7 +11,7 @@ fall on every variant alike:
 - rss: `--measure rss -a 100GB` (nothing is ever over);
 - pss bounded: `--measure pss -a 100GB`, Sampler() as the listener runs it: PSS read at first
   sight, then the oldest figures re-read within the time the tick's RSS pass took (none before
-  30 s old, every one by 900 s: listener.host.figures);
+  30 s old, every one within 1800 s at a spread pace: listener.host.figures);
 - pss full: the same with Sampler(pss_every_tick=True): every unit's PSS read every tick (what the
   listener did before);
 - pss bounded, few over: layouts with a leaky tree (its children wrote 64 MiB more), the limit

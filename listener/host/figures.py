@@ -10,9 +10,10 @@ So the sampler reads RSS for every unit, and asks this book for the PSS/USS figu
   is over the limit) is walked now, every tick; so is a unit seen for the first time;
 - any other unit shows its last figure, capped by its RSS now (a figure above the RSS is known
   to be out of date), with the figure's age. After the tick's RSS pass, the oldest such figures
-  are walked again within a time budget equal to that pass's own time (so a tick that decides
-  nothing costs about twice the RSS tick), each at most every MIN_AGE and at least every
-  MAX_AGE whatever the budget (so no figure shown is older than that, plus a tick).
+  are walked again: at the pace that walks every one within MAX_AGE (a fraction of a walk a
+  tick, carried over: never a burst), and more while their expected cost fits in a budget equal
+  to that pass's own time, none younger than MIN_AGE. A tick that decides nothing costs about
+  the RSS tick plus one walk now and then (bench/RESULTS.md section 3).
 """
 
 from __future__ import annotations
@@ -22,10 +23,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 MIN_AGE = 30.0  # seconds: a figure younger than this is not walked again for the page
-# seconds: a figure this old is walked again whatever the budget. 300 workers at 600 MiB take
-# about 8 ms a walk against an RSS pass of about 15 ms: walking each every 15 minutes costs
-# 1.7 walks a tick at TICK_5 (13 ms), within the 2x of the RSS tick that the budget aims at
-MAX_AGE = 900.0
+# seconds: every figure is walked again within this. 300 workers at 600 MiB cost 12 ms a walk
+# against a 13.5 ms RSS tick here: every 30 minutes is 0.86 walks a TICK_5 tick, which keeps the
+# tick under 2x the RSS tick; every 60 s would be 26 walks a tick, 24x (bench section 3)
+MAX_AGE = 1800.0
 
 Key = tuple[int, float]  # (pid, start time)
 
@@ -51,11 +52,14 @@ class Figures:
         self._seen: set[Key] = set()
         self._stale: set[Key] = set()  # shown from an earlier walk this tick
         self._now = clock()
+        self._before: float | None = None  # when the last tick began
+        self._credit = 0.0  # walks owed to the MAX_AGE pace, carried from tick to tick
         self.walks = 0  # page-table walks this tick
         self.walked = 0.0  # seconds spent walking this tick
 
     def begin(self) -> None:
-        self._now, self._seen, self._stale = self._clock(), set(), set()
+        self._before, self._now = self._now, self._clock()
+        self._seen, self._stale = set(), set()
         self.walks, self.walked = 0, 0.0
 
     def end(self) -> None:
@@ -74,18 +78,25 @@ class Figures:
         return min(_of(last, measure), rss), self._now - last.at
 
     def refresh(self, budget: float) -> dict[Key, tuple[int, int]]:
-        """Walk again the oldest figures shown this tick: those MAX_AGE old whatever it costs,
-        then others at least MIN_AGE old while their expected cost fits in `budget` seconds.
-        {key: (pss, uss)} of those walked; a unit gone or unreadable is left as it was."""
+        """Walk again the oldest figures shown this tick: as many as the MAX_AGE pace owes (and
+        any MAX_AGE old) whatever they cost, then others at least MIN_AGE old while their
+        expected cost fits in `budget` seconds. {key: (pss, uss)} of those walked; a unit gone
+        or unreadable is left as it was."""
         done: dict[Key, tuple[int, int]] = {}
         spent = 0.0
+        elapsed = self._now - self._before if self._before is not None else 0.0
+        self._credit = min(self._credit + len(self._stale) * elapsed / MAX_AGE,
+                           float(len(self._stale)))
         for key in sorted(self._stale, key=lambda k: self._reads[k].at):
             last = self._reads[key]
             age = self._now - last.at
-            if age < MIN_AGE:
+            owed = self._credit >= 1 or age >= MAX_AGE
+            if not owed and age < MIN_AGE:
                 break  # the rest are younger still
-            if age < MAX_AGE and spent + last.cost > budget:
+            if not owed and spent + last.cost > budget:
                 continue  # a cheaper one may still fit
+            if self._credit >= 1:
+                self._credit -= 1
             began = self._timer()
             try:
                 fresh = self._walk(key)
