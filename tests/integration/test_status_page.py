@@ -58,7 +58,7 @@ def test_check_listener_prints_the_listeners_own_view(supervisord, listener, sho
     assert lines[1].split()[:4] == ["GROUP", "PROCESS", "PID", "STRATEGY"]
     big = next(line.split() for line in lines if line.startswith("big "))
     assert big[-6:-3] == ["1", "0", "2"]  # restarts, signals, budget left (3 - 1)
-    assert big[-3] == "restarts" and big[-1] == "ago"  # last action: "restarts 4s ago"
+    assert big[-3] == "restarted" and big[-1] == "ago"  # last action: "restarted 4s ago"
 
     unreachable = subprocess.run([PY, "-m", "listener", "check", "--listener",
                                   "http://127.0.0.1:1"], capture_output=True, text=True,
