@@ -103,8 +103,8 @@ def bar_fill(memory: int | None, limit: int) -> float:
 
 # the verdicts as the page says them (the JSON and `check --listener` keep policy's words)
 _SAID = {"over (counting)": "over for {n}", "act": "over for {n}: acting",
-         "grace": "over, in grace after start", "suppressed": "over, restart budget spent",
-         "deferred": "over, waiting for its group's turn"}
+         "grace": "over, in grace", "suppressed": "over, budget spent",
+         "deferred": "over, waiting its turn"}
 
 
 def verdict_words(verdict: str, samples: int) -> str:
@@ -118,8 +118,10 @@ def _row(p: ProcessRow, now: float) -> str:
     fill = bar_fill(memory, limit)
     ratio = f"{memory / limit:.1f}x the limit" if memory is not None and limit else "no sample"
     bar_class = "over" if fill > LIMIT_AT else ("near" if fill > 0.9 * LIMIT_AT else "fine")
-    figure = (f"{format_memory(memory, p.measure, p.worker_pid, age=p.memory_age_seconds)} / "
-              f"{format_size(limit)}")
+    # "233.0MiB pss / 60.0MiB (pid 4312, read 35s ago)": the figure and its limit side by side
+    shown, _, notes = format_memory(memory, p.measure, p.worker_pid,
+                                    age=p.memory_age_seconds).partition(" (")
+    figure = f"{shown} / {format_size(limit)}" + (f" ({notes}" if notes else "")
     soon = time_to_limit(p.history, limit)
     if soon is not None and soon <= SOON_SHOWN:
         figure += f", limit {format_soon(soon)}"
@@ -128,7 +130,7 @@ def _row(p: ProcessRow, now: float) -> str:
     group, _, name = html.escape(p.namespec).partition(":")
     said = verdict_words(p.verdict, p.over_limit_samples)
     cells = [
-        f'<td class="name">{group}:<wbr>{name}</td>',
+        f'<td class="name"><span>{group}:</span><wbr><span>{name}</span></td>',
         f"<td>{format_pid(p.pid)}</td>",
         f'<td class="wrap">{html.escape(p.strategy)}</td>',
         f'<td class="memory"><div class="bar" title="{ratio}"><div class="{bar_class}" '
@@ -137,7 +139,7 @@ def _row(p: ProcessRow, now: float) -> str:
         f"<td>{_sparkline(p.history, limit)}</td>",
         f'<td class="verdict v-{html.escape(p.verdict.split()[0])}" '
         f'title="{html.escape(p.verdict)}">{html.escape(said)}</td>',
-        f"<td>{p.restarts} / {p.child_signals}"
+        f'<td class="wrap">{p.restarts} / {p.child_signals}'
         + (f' / <b class="bad">{p.oom_kills} OOM-killed</b>' if p.oom_kills else "") + "</td>",
         f"<td>{budget}</td>",
         f'<td class="wrap">{html.escape(last)}</td>',
@@ -181,7 +183,8 @@ th {{ background: #f4f4f4; font-weight: 600; white-space: normal; vertical-align
 /* names break after the group's colon; strategies, figures and last actions wrap: the table
    fits 1280 px (tests/integration/test_status_page.py measures it in Chromium) */
 td.name {{ font-family: ui-monospace, monospace; white-space: normal; }}
-td.wrap {{ white-space: normal; min-width: 7em; }}
+td.name span {{ white-space: nowrap; }}
+td.wrap, td.verdict {{ white-space: normal; min-width: 6em; }}
 td.memory {{ white-space: normal; min-width: 14em; }}
 .bar {{ position: relative; display: block; width: 120px; height: 10px; background: #eee;
         margin: .15em 0; }}
