@@ -119,6 +119,7 @@ class Stats:
 
     def tick_problem(self, problem: str) -> None:
         with self._lock:
+            self._changes += self._tick_problem != problem  # /status is rendered again
             self._tick_problem = problem
 
     def stopped_not_running(self, n: int) -> None:

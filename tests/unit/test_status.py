@@ -269,6 +269,14 @@ def test_a_rendering_waits_between_chunks_while_the_loop_handles_an_event() -> N
     assert len(chunks) >= 1 + 2 * 100 // 20  # before, and per chunk of snapshot and JSON
 
 
+def test_a_tick_problem_said_after_a_rendering_is_served_at_once() -> None:
+    s = many(1)
+    pages = status.Pages(s, clock=lambda: 2000.0)
+    assert json.loads(pages.body("/status"))["tick_problem"] == ""
+    s.tick_problem("no TICK event within 65s")
+    assert json.loads(pages.body("/status"))["tick_problem"] == "no TICK event within 65s"
+
+
 def test_concurrent_clients_share_one_rendering_per_change() -> None:
     s = many(50)
     now = [2000.0]
