@@ -260,7 +260,7 @@ class Daemon:
 
     def _set_supervisor_up(self, up: bool, error: str = "") -> None:
         """Log on change only: a down supervisord must not flood the log every tick."""
-        self.stats.supervisor_up(up)
+        self.stats.supervisor_up(up, error, self.supervisor.display_url)
         if up == self._supervisor_up:
             return
         self._supervisor_up = up

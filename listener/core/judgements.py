@@ -9,7 +9,6 @@ from dataclasses import dataclass, field
 
 from listener.core.model import Action, ProcessInfo, Sample
 from listener.core.rules import Rule, Strategy
-from listener.core.servers import Server
 
 
 class Verdict(str, enum.Enum):
@@ -58,10 +57,13 @@ class Judgement:
 
     @property
     def strategy(self) -> Strategy | None:
-        """The rule's strategy as applied to this process (`auto` resolved by its server)."""
+        """The rule's strategy as applied to this process (`auto` resolved by its server, when
+        there is a sample to tell it by)."""
         if self.rule is None:
             return None
-        return self.rule.strategy.resolve(self.sample.server if self.sample else Server.PLAIN)
+        if self.sample is None:  # nothing to tell its server by: `auto` as the rule says it
+            return self.rule.strategy
+        return self.rule.strategy.resolve(self.sample.server)
 
 
 @dataclass(frozen=True)

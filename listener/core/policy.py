@@ -80,10 +80,10 @@ def screen(proc: ProcessInfo, sample: Sample | None, rule: Rule | None, rules: R
         return Verdict.LISTENER
     if rules.excluded(proc.group, proc.name):
         return Verdict.EXCLUDED
+    if proc.namespec in busy:  # ours to restart: stopping, stopped or starting, it is restarting
+        return Verdict.BUSY
     if proc.statename != RUNNING or proc.pid <= 0:
         return Verdict.STOPPED
-    if proc.namespec in busy:
-        return Verdict.BUSY
     if rule is None:
         return Verdict.NO_LIMIT
     if sample is None:

@@ -91,6 +91,18 @@ def format_age(seconds: float | None) -> str:
     return f"{int(seconds)}s ago"
 
 
+# a process's last action, said in the past tense: its counter (listener.web.stats.Counter's
+# values, the /status `last_action.kind`) -> what happened
+_DONE = {"restarts": "restarted", "child_signals": "worker signalled",
+         "child_signal_escalations": "escalated to a restart", "dry_run_actions": "dry run: would act",
+         "oom_kills": "OOM-killed"}
+
+
+def format_action(kind: str, seconds: float) -> str:
+    """A last action and how long ago: ('restarts', 9) -> 'restarted 9s ago'."""
+    return f"{_DONE.get(kind, kind.replace('_', ' '))} {format_age(seconds)}"
+
+
 def format_soon(seconds: float) -> str:
     """A time ahead, rounded down to its largest whole unit: 2500 -> 'in ~41m'."""
     for unit, size in _UNITS:

@@ -15,6 +15,7 @@ from listener.core.model import ProcessInfo, own_namespecs
 from listener.core.policy import Verdict
 from listener.core.servers import Server, recognise, short_stop_wait
 from listener.core.text import (
+    format_action,
     format_age,
     format_memory,
     format_pid,
@@ -111,8 +112,7 @@ def listener_table(view: StatusView, now: float) -> tuple[str, int]:
     is over its limit and nothing deals with it, else 0 (draining, restarting, counting...)."""
     rows: list[tuple[str, ...]] = [LISTENER_HEADERS]
     for p in view.processes:
-        last = (f"{p.last_action.replace('_', ' ')} {format_age(now - p.last_action_at)}"
-                if p.last_action else "-")
+        last = format_action(p.last_action, now - p.last_action_at) if p.last_action else "-"
         rows.append(tuple(quoted(cell, MAX_CELL) for cell in (
             p.group, p.process, format_pid(p.pid), p.strategy,
             format_memory(p.memory_bytes, p.measure, p.worker_pid, age=p.memory_age_seconds),
@@ -127,6 +127,9 @@ def listener_table(view: StatusView, now: float) -> tuple[str, int]:
             f"stopped and not running again: {view.stopped_not_running}\n")
     if view.tick_problem:
         head += f"cannot tell: {one_line(view.tick_problem)}\n"
+    if view.supervisor_error and not view.supervisor_up:
+        head += (f"cannot reach supervisord at {quoted(view.supervisor_url, MAX_CELL)}: "
+                 f"{quoted(view.supervisor_error)}\n")
     code = 2 if view.tick_problem or not view.supervisor_up else 1 if over else 0
     return head + table(rows), code
 

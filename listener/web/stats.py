@@ -47,6 +47,8 @@ class Snapshot:
     host_oom_kills: int = 0  # OOM kills of processes not watched, or not attributed
     oom_source: str = "none"  # where OOM kills are seen: kmsg, vmstat or none
     tick_problem: str = ""  # no TICK arrives: why, in one line (listener.supervisord.ticks)
+    supervisor_url: str = ""  # where the listener asks supervisord, without credentials
+    supervisor_error: str = ""  # why the last ask failed, in one line; "": it did not
 
 
 # what a process's row keeps from tick to tick: its counters and its last action (looked up
@@ -77,6 +79,8 @@ class Stats:
         self._host_oom_kills = 0
         self._oom_source = "none"
         self._tick_problem = ""
+        self._supervisor_url = ""
+        self._supervisor_error = ""
         self._history: dict[str, array[float]] = {}
         self._changes = 0  # bumped by whatever the status page shows (not by events)
         self._loop_idle = threading.Event()
@@ -103,14 +107,19 @@ class Stats:
         with self._lock:
             self._sample_errors.update(errors)
 
-    def supervisor_up(self, up: bool) -> None:
+    def supervisor_up(self, up: bool, error: str = "", url: str = "") -> None:
+        """supervisord answered (up) or not, and why not; `url` is where it was asked
+        (credentials left out: the status page shows it)."""
+        error = "" if up else error
         with self._lock:
-            self._changes += self._supervisor_up != int(up)
-            self._supervisor_up = int(up)
+            said = (int(up), error, url)
+            self._changes += said != (self._supervisor_up, self._supervisor_error,
+                                      self._supervisor_url)
+            self._supervisor_up, self._supervisor_error, self._supervisor_url = said
 
     def tick_problem(self, problem: str) -> None:
         with self._lock:
-            self._changes += self._tick_problem != problem
+            self._changes += self._tick_problem != problem  # /status is rendered again
             self._tick_problem = problem
 
     def stopped_not_running(self, n: int) -> None:
@@ -205,6 +214,8 @@ class Stats:
                 host_oom_kills=self._host_oom_kills,
                 oom_source=self._oom_source,
                 tick_problem=self._tick_problem,
+                supervisor_url=self._supervisor_url,
+                supervisor_error=self._supervisor_error,
             )
         if not history:
             return snap

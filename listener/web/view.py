@@ -29,12 +29,15 @@ class StatusView:
     host_oom_kills: int = 0  # OOM kills of processes not watched (or not attributed)
     oom_source: str = ""  # where the listener sees OOM kills: kmsg, vmstat, none
     tick_problem: str = ""  # no TICK arrives: why; "": they do
+    supervisor_url: str = ""  # where supervisord is asked, without credentials; "": not yet
+    supervisor_error: str = ""  # why it could not be reached last time; "": it could
 
     @classmethod
     def of(cls, snap: Snapshot) -> StatusView:
         return cls(__version__, bool(snap.supervisor_up), snap.last_tick,
                    snap.stopped_not_running, snap.processes, snap.host_oom_kills,
-                   snap.oom_source, snap.tick_problem)
+                   snap.oom_source, snap.tick_problem, snap.supervisor_url,
+                   snap.supervisor_error)
 
 
 class LastActionJSON(TypedDict):
@@ -87,13 +90,16 @@ class StatusJSON(_StatusJSON, total=False):
     host_oom_kills: int
     oom_source: str
     tick_problem: str  # added later: an older listener does not send it
+    supervisor_url: str
+    supervisor_error: str
 
 
 def to_json(view: StatusView) -> StatusJSON:
     return {"version": view.version, "supervisor_up": view.supervisor_up,
             "last_tick": view.last_tick, "stopped_not_running": view.stopped_not_running,
             "host_oom_kills": view.host_oom_kills, "oom_source": view.oom_source,
-            "tick_problem": view.tick_problem,
+            "tick_problem": view.tick_problem, "supervisor_url": view.supervisor_url,
+            "supervisor_error": view.supervisor_error,
             # last: status.render_json streams the processes after the rest
             "processes": [process_json(p) for p in view.processes]}
 
@@ -127,7 +133,8 @@ def from_json(data: object) -> StatusView:
                       checked["stopped_not_running"],
                       tuple(_process_row(p) for p in checked["processes"]),
                       checked.get("host_oom_kills", 0), checked.get("oom_source", ""),
-                      checked.get("tick_problem", ""))
+                      checked.get("tick_problem", ""), checked.get("supervisor_url", ""),
+                      checked.get("supervisor_error", ""))
 
 
 def _process_row(p: ProcessJSON) -> ProcessRow:

@@ -101,7 +101,8 @@ def stack() -> Iterator[Stack]:
     prometheus = h.require_binary("prometheus", "apt-get install prometheus")
     root = Path(tempfile.mkdtemp(prefix="mw-e2e-", dir="/tmp"))  # short: unix socket path
     metrics_port = h.free_port()
-    # the stand-in holds 80 MiB (limit 40 MB) from the start, and the listener starts after it;
+    # the stand-in holds 80 MiB (limit 40 MB) from the start, and the listener is started after
+    # it (autostart=false: its pid read first);
     # once restarted it holds 10 MiB (the flag is gone), so it is restarted once
     first_run = root / "first-run"
     first_run.touch()
@@ -117,12 +118,17 @@ def stack() -> Iterator[Stack]:
         command={PY} -m listener -g standin=40MB --metrics-port {metrics_port} --state-dir {root}/state
         events=TICK_5
         priority=999
+        autostart=false
         stderr_logfile={root}/memwatch.log
         """), root)
     proc = alertmanager = None
     webhook = Webhook()
     try:
-        old_pid = sv.wait_running("standin:standin", "memwatch:memwatch")["standin:standin"]
+        # the stand-in's pid read before the listener runs: once it runs, its first TICK_5 may
+        # come before a look at both (under load), and the pid read would be the new one
+        old_pid = sv.wait_running("standin:standin")["standin:standin"]
+        sv.rpc().supervisor.startProcess("memwatch:memwatch")
+        sv.wait_running("memwatch:memwatch")
         # the shipped Alertmanager configuration, its webhooks pointed at this test
         am_port = h.free_port()
         (root / "alertmanager.yml").write_text(

@@ -42,7 +42,7 @@ def test_the_table_writes_pids_sizes_and_ages_the_one_way() -> None:
                                     "running again: 0")
     big = [c.strip() for c in cells(text, "big") if c.strip()]
     assert big == ["big", "big", "4242", "rss, each", "60.0MiB rss (pid 4250)", "30.0MiB", "act",
-                   "1", "0", "2", "restarts 5s ago"]
+                   "1", "0", "2", "restarted 5s ago"]
     small = [c.strip() for c in cells(text, "small") if c.strip()]
     assert small[4] == "10.0MiB rss"  # its own figure: no pid to name
     cron = [c.strip() for c in cells(text, "cron") if c.strip()]

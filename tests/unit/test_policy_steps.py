@@ -30,6 +30,10 @@ def proc(namespec: str, pid: int = 10, state: str = "RUNNING") -> ProcessInfo:
     (proc("web:web", state="STARTING"), SAMPLE, RULE, Verdict.STOPPED),
     (proc("web:web", pid=0), SAMPLE, RULE, Verdict.STOPPED),
     (proc("web:busy"), SAMPLE, RULE, Verdict.BUSY),
+    # our own restart: supervisord's state says stopping, stopped or starting meanwhile
+    (proc("web:busy", state="STOPPING"), SAMPLE, RULE, Verdict.BUSY),
+    (proc("web:busy", pid=0, state="STOPPED"), None, RULE, Verdict.BUSY),
+    (proc("web:busy", state="STARTING"), None, RULE, Verdict.BUSY),
     (proc("web:web"), SAMPLE, None, Verdict.NO_LIMIT),
     (proc("web:web"), None, RULE, Verdict.NO_SAMPLE),
     (proc("web:web"), SAMPLE, RULE, None),  # weighed by the policy

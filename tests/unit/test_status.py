@@ -12,13 +12,15 @@ from prometheus_client import make_wsgi_app
 
 from listener.core import policy
 from listener.core.model import ProcessInfo, Sample
+from listener.core.policy import Verdict
 from listener.core.rows import watched_rows
 from listener.core.rules import Rules, Strategy
+from listener.core.text import format_action
 from listener.web import status
 from listener.web.httpserver import HttpServer
 from listener.web.metrics import make_registry
 from listener.web.stats import Counter, Stats
-from listener.web.view import StatusView, to_json
+from listener.web.view import StatusView, from_json, to_json
 
 MiB = 1024**2
 WEB = ProcessInfo("sentry-web", "web_00", 4242, "RUNNING", 0.0)
@@ -74,8 +76,9 @@ def test_history_is_bounded() -> None:
 def test_the_page_has_a_row_per_process_and_says_how_old_the_last_tick_is(stats: Stats) -> None:
     page = status.render_html(view(stats), now=1065.0)
     assert page.count('<tr class="process">') == 2
-    assert "sentry-worker:worker_00" in page and "150.0MiB pss / 100.0MiB" in page
-    assert "60s ago" in page and "restarts 55s ago" in page
+    assert "<span>sentry-worker:</span><wbr><span>worker_00</span>" in page
+    assert "150.0MiB pss / 100.0MiB" in page
+    assert "60s ago" in page and "restarted 55s ago" in page
     assert "<polyline" in page  # the sparkline
     assert "http://" not in page and "https://" not in page  # nothing from outside
 
@@ -106,7 +109,7 @@ def test_names_are_escaped_in_the_page() -> None:
     s = Stats()
     ticked(s, {ProcessInfo("g<script>", "p&q", 1, "RUNNING", 0.0): 10 * MiB}, 1.0)
     page = status.render_html(view(s), now=2.0)
-    assert "<script>" not in page and "g&lt;script&gt;:p&amp;q" in page
+    assert "<script>" not in page and "<span>g&lt;script&gt;:</span><wbr><span>p&amp;q</span>" in page
 
 
 @pytest.fixture
@@ -145,8 +148,86 @@ def test_a_verdict_is_styled_apart_from_the_memory_bar(stats: Stats) -> None:
     decision = policy.decide([WEB], samples, rules, policy.PolicyState(), 1.0)
     s.observe(watched_rows(decision.judgements, decision.state), 1.0)
     page = status.render_html(view(s), now=2.0)
-    assert '<td class="verdict v-over">over (counting) (1)</td>' in page
+    assert '<td class="verdict v-over" title="over (counting)">over for 1 sample</td>' in page
     assert '<div class="over"' in page  # the bar
+
+
+@pytest.mark.parametrize(("verdict", "samples", "said"), [
+    (Verdict.OK, 0, "ok"),
+    (Verdict.COUNTING, 1, "over for 1 sample"),
+    (Verdict.COUNTING, 2, "over for 2 samples"),
+    (Verdict.ACT, 3, "over for 3 samples: acting"),
+    (Verdict.GRACE, 4, "over, in grace"),
+    (Verdict.SUPPRESSED, 9, "over, budget spent"),
+    (Verdict.DEFERRED, 2, "over, waiting its turn"),
+    (Verdict.BUSY, 0, "restarting"),
+    (Verdict.DRAINING, 0, "draining"),
+    (Verdict.STOPPED, 0, "not running"),
+])
+def test_verdicts_read_as_words_without_doubled_parentheses(
+        verdict: Verdict, samples: int, said: str) -> None:
+    assert status.verdict_words(str(verdict), samples) == said
+
+
+def test_every_verdict_reads_without_doubled_parentheses() -> None:
+    for verdict in Verdict:
+        for samples in (0, 1, 5):
+            words = status.verdict_words(str(verdict), samples)
+            assert words.count("(") <= 1 and words.count(")") <= 1, words
+
+
+@pytest.mark.parametrize(("kind", "said"), [
+    ("restarts", "restarted 9s ago"), ("child_signals", "worker signalled 9s ago"),
+    ("child_signal_escalations", "escalated to a restart 9s ago"),
+    ("dry_run_actions", "dry run: would act 9s ago"), ("oom_kills", "OOM-killed 9s ago"),
+    ("something_newer", "something newer 9s ago"),  # a kind a newer listener sends
+])
+def test_the_last_action_is_said_in_the_past_tense(kind: str, said: str) -> None:
+    assert format_action(kind, 9.4) == said
+
+
+def test_the_bar_tells_one_and_a_half_times_the_limit_from_four_times() -> None:
+    limit = 60 * MiB
+    fills = [status.bar_fill(int(limit * r), limit) for r in (0.5, 1.0, 1.5, 2.0, 4.0, 8.0, 20)]
+    assert fills == sorted(fills) and fills[1] == pytest.approx(2 / 3)
+    assert fills[3] == pytest.approx(2 / 3 + 1 / 9) and fills[4] == pytest.approx(2 / 3 + 2 / 9)
+    assert fills[5] == fills[6] == 1.0  # 8x and beyond: full
+    # 103 MiB and 233 MiB of 60 MiB (the demo's workers): 120 px apart by at least 15 px
+    wide = 120 * (status.bar_fill(233 * MiB, limit) - status.bar_fill(103 * MiB, limit))
+    assert wide >= 15
+    assert status.bar_fill(None, limit) == 0.0 and status.bar_fill(10, 0) == 0.0
+
+
+def test_the_page_says_why_supervisord_is_unreachable_and_where_it_was_asked() -> None:
+    s = Stats()
+    page = status.render_html(view(s), now=10.0)
+    assert '<b class="bad" id="supervisor" title="">not asked yet</b>' in page
+    s.supervisor_up(False, "No such file or directory", "unix:///run/supervisor.sock")
+    page = status.render_html(view(s), now=10.0)
+    assert ('<p class="bad" id="supervisor-error">cannot reach supervisord at '
+            'unix:///run/supervisor.sock: No such file or directory</p>') in page
+    assert "no limit applies" not in page and "supervisord has not answered" in page
+    answer = json.loads(status.render_json(view(s)))
+    assert answer["supervisor_url"] == "unix:///run/supervisor.sock"
+    assert answer["supervisor_error"] == "No such file or directory"
+    assert from_json(answer).supervisor_error == "No such file or directory"
+    s.supervisor_up(True, url="unix:///run/supervisor.sock")  # back: the error is gone
+    page = status.render_html(view(s), now=10.0)
+    assert "supervisor-error" not in page and ">reachable</b>" in page
+
+
+def test_a_process_being_restarted_reads_restarting_with_its_rules_strategy() -> None:
+    # its restart in flight: supervisord says STOPPING, then STOPPED with no pid, nothing sampled
+    s = Stats()
+    rules = Rules(any=100 * MiB, strategy=Strategy(measure="pss", children="auto"))
+    for state, pid in (("STOPPING", 4242), ("STOPPED", 0), ("STARTING", 4250)):
+        proc = ProcessInfo("sentry-web", "web_00", pid, state, 0.0)
+        decision = policy.decide([proc], {}, rules, policy.PolicyState(), 1.0,
+                                 busy=frozenset({proc.namespec}))
+        s.observe(watched_rows(decision.judgements, decision.state), 1.0)
+        (row,) = view(s).processes
+        assert (row.verdict, row.strategy) == ("restarting", "pss, auto"), state
+        assert ">restarting</td>" in status.render_html(view(s), now=2.0)
 
 
 # --- rendering gives way to the event loop and is shared ---
@@ -186,6 +267,14 @@ def test_a_rendering_waits_between_chunks_while_the_loop_handles_an_event() -> N
     s.count("g:p0000", Counter.RESTARTS)  # a change: rendered again
     pages.body("/status")
     assert len(chunks) >= 1 + 2 * 100 // 20  # before, and per chunk of snapshot and JSON
+
+
+def test_a_tick_problem_said_after_a_rendering_is_served_at_once() -> None:
+    s = many(1)
+    pages = status.Pages(s, clock=lambda: 2000.0)
+    assert json.loads(pages.body("/status"))["tick_problem"] == ""
+    s.tick_problem("no TICK event within 65s")
+    assert json.loads(pages.body("/status"))["tick_problem"] == "no TICK event within 65s"
 
 
 def test_concurrent_clients_share_one_rendering_per_change() -> None:

@@ -44,7 +44,8 @@ def served(view: StatusView) -> Any:
 def test_status_keeps_its_documented_keys() -> None:
     answer = served(VIEW)
     assert set(answer) == {"version", "supervisor_up", "last_tick", "stopped_not_running",
-                           "processes", "host_oom_kills", "oom_source", "tick_problem"}
+                           "processes", "host_oom_kills", "oom_source", "tick_problem",
+                           "supervisor_url", "supervisor_error"}
     worker, idle = answer["processes"]
     assert set(worker) == set(idle) == PROCESS_KEYS
     assert worker["memory_bytes"] == 150 * MiB and worker["limit_bytes"] == 100 * MiB
