@@ -149,22 +149,10 @@ def check_listener(url: str, out: TextIO, timeout: float = 10.0) -> int:
         view = from_json(client.loads(answer.body))
     # StatusError is a ValueError; a garbled status line or a cut body is an HTTPException
     except (OSError, ValueError, client.Refused, http.client.HTTPException) as exc:
-        raise CheckError(f"--listener: cannot read {one_line(shown)}: {_why(exc)}") from None
+        raise CheckError(f"--listener: cannot read {one_line(shown)}: {client.why(exc)}") from None
     text, code = listener_table(view, time.time())
     out.write(text)
     return code
-
-
-def _why(exc: Exception) -> str:
-    if isinstance(exc, ConnectionRefusedError):
-        return "connection refused (nothing listens there)"
-    if isinstance(exc, http.client.RemoteDisconnected):
-        return "the server closed the connection without answering"
-    if isinstance(exc, http.client.HTTPException):
-        return f"the server does not speak HTTP ({type(exc).__name__}: {quoted(exc, 80)})"
-    if isinstance(exc, OSError) and exc.strerror:
-        return quoted(exc.strerror)
-    return quoted(exc)
 
 
 class CheckError(Exception):

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import http.client
 import math
-import socket
 import urllib.parse
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -105,22 +104,7 @@ class Prometheus:
             raise self._not_api("a malformed result") from None
 
     def _unreachable(self, reason: object) -> HistoryError:
-        return HistoryError(f"cannot reach Prometheus at {self.shown}: {self._why(reason)}")
-
-    def _why(self, reason: object) -> str:
-        if isinstance(reason, TimeoutError):
-            return f"no whole answer within {self.timeout:g}s"
-        if isinstance(reason, ConnectionRefusedError):
-            return "connection refused (nothing listens there)"
-        if isinstance(reason, socket.gaierror):
-            return f"unknown host ({reason.strerror})"
-        if isinstance(reason, http.client.RemoteDisconnected):
-            return "the server closed the connection without answering"
-        if isinstance(reason, http.client.HTTPException):
-            return f"the server does not speak HTTP ({type(reason).__name__})"
-        if isinstance(reason, OSError) and reason.strerror:
-            return quoted(reason.strerror)
-        return quoted(reason)
+        return HistoryError(f"cannot reach Prometheus at {self.shown}: {client.why(reason, self.timeout)}")
 
     def _not_api(self, detail: str) -> HistoryError:
         return HistoryError(f"{self.shown} does not answer like Prometheus's HTTP API ({detail}): "

@@ -112,6 +112,24 @@ class Refused(Exception):
     """An answer we do not take, in words for a person: too big, a redirect we will not follow."""
 
 
+def why(reason: object, timeout: float | None = None) -> str:
+    """Why a request to another party failed, in words for a person; its own text escaped and
+    clipped (it is the other end's)."""
+    if isinstance(reason, TimeoutError) and timeout is not None:
+        return f"no whole answer within {timeout:g}s"
+    if isinstance(reason, ConnectionRefusedError):
+        return "connection refused (nothing listens there)"
+    if isinstance(reason, socket.gaierror):
+        return f"unknown host ({reason.strerror})"
+    if isinstance(reason, http.client.RemoteDisconnected):
+        return "the server closed the connection without answering"
+    if isinstance(reason, http.client.HTTPException):
+        return f"the server does not speak HTTP ({type(reason).__name__}: {quoted(reason, 80)})"
+    if isinstance(reason, OSError) and reason.strerror:
+        return quoted(reason.strerror)
+    return quoted(reason)
+
+
 def read_body(response: http.client.HTTPResponse, max_bytes: int) -> bytes:
     """The body, refused past `max_bytes` (the deadline of its connection bounds the time)."""
     body = response.read(max_bytes + 1)

@@ -222,3 +222,23 @@ def check_agrees(stack: Stack, strategies: dict[tuple[str, str], str]) -> None:
     checked = {(r[0], r[1]): r[4] for r in rows if r[0] != "memwatch"}
     assert checked == strategies
     assert [r[-1] for r in rows if r[0] == "memwatch"] == ["memwatch listener"]
+
+
+def rules_of_programs(conf: Path, rule_of: dict[str, tuple[str, int, str]]) -> dict[str, Any]:
+    """Each [program:x] of the supervisor file under the rule the listener's own command line
+    (its --config) gives it, as `rule_of` says: (rule, limit, children); measured in PSS, no
+    explicit child signal, and stopwaitsecs/startsecs within a restart's own calls (not
+    --rpc-timeout, which guards the loop: test_restart_policy.py). {group: rule}."""
+    from listener.app import ACTION_TIMEOUT
+    parser = read_conf(conf.read_text())
+    config = listener_config(sections(parser, "eventlistener")["memwatch"]["command"])
+    rules = {}
+    for group, program in sections(parser, "program").items():
+        rule = config.rules.rule_for(group, group)
+        assert rule is not None, group
+        assert (rule.target, rule.limit, rule.strategy.children) == rule_of[group]
+        assert rule.strategy.measure == "pss" and rule.strategy.child_signal is None, group
+        for key in ("stopwaitsecs", "startsecs"):
+            assert int(program[key]) < ACTION_TIMEOUT, (group, key)
+        rules[group] = rule
+    return rules

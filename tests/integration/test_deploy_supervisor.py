@@ -22,7 +22,6 @@ from collections.abc import Iterator
 import psutil
 import pytest
 
-from listener.app import ACTION_TIMEOUT
 from listener.core.rules import ROLLING_SECONDS_PER_WORKER
 from listener.daemon import SHUTDOWN_GRACE
 from tests.harness import free_port, scrape, value, wait_for
@@ -111,17 +110,7 @@ RULE_OF = {  # program -> (rule, limit, children) as the rules file says
 
 
 def test_every_program_has_its_own_rule_and_granian_recycles_first() -> None:
-    parser = sd.read_conf(CONF.read_text())
-    config = sd.listener_config(sd.sections(parser, "eventlistener")["memwatch"]["command"])
-    for group, program in sd.sections(parser, "program").items():
-        rule = config.rules.rule_for(group, group)
-        assert rule is not None, group
-        assert (rule.target, rule.limit, rule.strategy.children) == RULE_OF[group]
-        assert rule.strategy.measure == "pss" and rule.strategy.child_signal is None, group
-        # a restart waits for the stop, then the start, in calls of its own (not --rpc-timeout,
-        # which guards the loop: test_restart_policy.py)
-        for key in ("stopwaitsecs", "startsecs"):
-            assert int(program[key]) < ACTION_TIMEOUT, (group, key)
+    rules = sd.rules_of_programs(CONF, RULE_OF)
     # Granian's own recycling (workers_max_rss, MiB of RSS) is the first line: below the
     # listener's limit, which is PSS (never above RSS)
     kwargs = granian_kwargs(settings(), 9000, "app:app")
@@ -130,8 +119,7 @@ def test_every_program_has_its_own_rule_and_granian_recycles_first() -> None:
     # timeout) ends before the listener gives up on it and restarts the program
     respawn = inspect.signature(granian.Granian).parameters["respawn_interval"].default
     roll = kwargs["workers"] * (respawn + kwargs["workers_kill_timeout"])
-    rule = config.rules.rule_for("sentry-web", "sentry-web")
-    assert rule is not None
+    rule = rules["sentry-web"]
     assert roll < rule.strategy.child_signal_timeout + ROLLING_SECONDS_PER_WORKER * kwargs["workers"]
 
 
