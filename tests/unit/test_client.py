@@ -55,7 +55,7 @@ def test_a_redirect_loop_ends(servers: list[HostileServer]) -> None:
 
 @pytest.mark.parametrize(("text", "said"), [
     (b"1" + b"0" * 41, "a number of 42 digits"), (b"[1e999]", "a number out of range"),
-    (b"[NaN]", "NaN is no JSON number"), (b"[" * 5000 + b"]" * 5000, "JSON nested too deep"),
+    (b"[NaN]", "NaN is no JSON number"), (b"[" * 100000 + b"]" * 100000, "JSON nested too deep"),
     (b'"\xff"', "codec can't decode")])
 def test_json_from_others_is_bounded(text: bytes, said: str) -> None:
     with pytest.raises(ValueError, match=said):
