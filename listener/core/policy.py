@@ -155,36 +155,30 @@ class Tick:
         """Under host memory pressure: act on the one unit furthest over its rule's
         pressure-limit, if the last such action is done and a minute old (one at a time per
         host). Only processes judged ok or counting this tick are candidates."""
-        last, at = self.state.relieving
-        in_flight = last in busy or any(key[0] == last for key in self.signalled)
-        if in_flight or self.now - at < RELIEF_INTERVAL:
-            self.relieving = self.state.relieving
+        last, at = self.state.relieving  # self.relieving stays that unless this tick acts
+        if last in busy or any(key[0] == last for key in self.signalled) or \
+                self.now - at < RELIEF_INTERVAL:
             return
-        best: tuple[int, int, Unit, Strategy] | None = None
+        best: tuple[int, int, Unit, Strategy, int] | None = None
         for i, j in enumerate(self.judgements):
-            if j.verdict not in (Verdict.OK, Verdict.COUNTING) or not j.rule or not j.sample:
+            strategy = j.strategy
+            if j.verdict not in (Verdict.OK, Verdict.COUNTING) or j.sample is None or \
+                    strategy is None or strategy.pressure_limit is None:
                 continue
-            strategy = j.rule.strategy.resolve(j.sample.server)
             for unit in _units(j.process, j.sample, strategy):
-                if strategy.pressure_limit is None or (j.process.namespec, unit.pid) in self.signalled:
-                    continue
                 over = unit.bytes - strategy.pressure_limit
-                if over > 0 and (best is None or over > best[0]):
-                    best = (over, i, unit, strategy)
+                if over > 0 and (best is None or over > best[0]) and \
+                        (j.process.namespec, unit.pid) not in self.signalled:
+                    best = (over, i, unit, strategy, strategy.pressure_limit)
         if best is None:
-            self.relieving = self.state.relieving
             return
-        _, i, unit, strategy = best
+        _, i, unit, strategy, limit = best
         j = self.judgements[i]
-        assert j.rule is not None and j.sample is not None and strategy.pressure_limit is not None
-        pressed = Rule(f"{j.rule.target}, under host memory pressure", strategy.pressure_limit,
-                       j.rule.strategy)
-        verdict = self.act(j.process, j.sample, pressed, strategy, unit, draining=False)
-        if verdict is Verdict.ACT:
-            self.judgements[i] = dataclasses.replace(j, verdict=verdict)
+        assert j.rule is not None and j.sample is not None
+        pressed = Rule(f"{j.rule.target}, under host memory pressure", limit, j.rule.strategy)
+        if self.act(j.process, j.sample, pressed, strategy, unit, draining=False) is Verdict.ACT:
+            self.judgements[i] = dataclasses.replace(j, verdict=Verdict.ACT)
             self.relieving = (j.process.namespec, self.now)
-        else:
-            self.relieving = self.state.relieving
 
     def count(self, proc: ProcessInfo, sample: Sample, rule: Rule, strategy: Strategy) -> Units:
         """Count consecutive samples per unit; the worst unit over the limit is the candidate.

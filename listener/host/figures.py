@@ -97,21 +97,23 @@ class Figures:
                 continue  # a cheaper one may still fit
             if self._credit >= 1:
                 self._credit -= 1
-            began = self._timer()
+            before = self.walked
             try:
                 fresh = self._walk(key)
             except OSError:
                 fresh = None
-            spent += self._timer() - began
+            spent += self.walked - before
             if fresh is not None:
                 done[key] = (fresh.pss, fresh.uss)
         return done
 
     def _walk(self, key: Key) -> _Read | None:
         began = self._timer()
-        read = self._read(key[0])
-        cost = self._timer() - began
-        self.walked += cost
+        try:
+            read = self._read(key[0])
+        finally:
+            cost = self._timer() - began
+            self.walked += cost
         if read is None:
             return None
         self.walks += 1

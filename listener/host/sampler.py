@@ -102,12 +102,13 @@ class Sampler:
         samples: dict[str, Sample] = {}
         running = [p for p in processes if p.pid > 0 and p.statename == RUNNING]
         tree = _Tree(self.reader)
-        auto = {p.namespec for p in running
-                if rules.strategy_for(p.group, p.name).children == "auto"}
+        found_rules = [rules.rule_for(p.group, p.name) for p in running]  # once a process
+        declared = [r.strategy if r else rules.strategy for r in found_rules]
+        auto = {p.namespec for p, s in zip(running, declared, strict=True) if s.children == "auto"}
         servers = self.recogniser.servers(running, time.time() if now is None else now,
                                           tree.children, auto)
-        strategies = [rules.strategy_for(p.group, p.name).resolve(servers[p.namespec])
-                      for p in running]
+        strategies = [s.resolve(servers[p.namespec])
+                      for p, s in zip(running, declared, strict=True)]
         table: dict[int, ProcStat] = {}
         kids: dict[int, list[int]] = {}
         if any(s.children != "none" for s in strategies):
@@ -121,8 +122,7 @@ class Sampler:
         self.figures.begin()
         self._shown, began = {}, self._timer()
         measured: list[tuple[ProcessInfo, Strategy, Measured]] = []
-        for proc, strategy in zip(running, strategies, strict=True):
-            rule = rules.rule_for(proc.group, proc.name)
+        for proc, strategy, rule in zip(running, strategies, found_rules, strict=True):
             limit = rule.limit if rule else None
             if limit is not None and pressure and strategy.pressure_limit is not None:
                 limit = min(limit, strategy.pressure_limit)
